@@ -1,0 +1,76 @@
+"""One exception family for glacierkit.
+
+Every error names the offending value and says how to fix it. Catch
+:class:`GlacierKitError` to handle them all.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GlacierKitError",
+    "DataNotFoundError",
+    "ChecksumError",
+    "UnknownSensorError",
+    "UnknownBandError",
+    "BandCountError",
+    "MissingCRSError",
+    "NotGeoreferencedError",
+    "NoOverlapError",
+    "AllNodataError",
+    "CorruptFileError",
+    "ParameterError",
+]
+
+
+class GlacierKitError(Exception):
+    """Base class of every error glacierkit raises on purpose."""
+
+
+class DataNotFoundError(GlacierKitError, FileNotFoundError):
+    """A file, sample dataset or scene could not be found."""
+
+
+class ChecksumError(GlacierKitError):
+    """A file's sha256 does not match the pinned checksum."""
+
+
+class UnknownSensorError(GlacierKitError, KeyError):
+    """A sensor id that glacierkit has no table for."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownBandError(GlacierKitError, KeyError):
+    """A band name or role that the sensor or scene does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class BandCountError(GlacierKitError, ValueError):
+    """A raster has a different number of bands than expected."""
+
+
+class MissingCRSError(GlacierKitError, ValueError):
+    """A raster or vector has no coordinate reference system."""
+
+
+class NotGeoreferencedError(MissingCRSError):
+    """A raster (such as a bare JPEG2000 crop) has no georeference at all."""
+
+
+class NoOverlapError(GlacierKitError, ValueError):
+    """Outlines (or another layer) do not overlap the scene."""
+
+
+class AllNodataError(GlacierKitError, ValueError):
+    """A scene or layer holds no valid pixel."""
+
+
+class CorruptFileError(GlacierKitError, OSError):
+    """A file exists but cannot be read (corrupt, truncated or not a raster)."""
+
+
+class ParameterError(GlacierKitError, ValueError):
+    """A configuration or notebook parameter is unknown or has a bad value."""

@@ -1,0 +1,88 @@
+"""Spectral indices on scenes, by band role.
+
+One generic :func:`normalized_difference` and thin named wrappers. Each returns a
+``(y, x)`` DataArray on the scene's grid with its coordinates, CRS and attrs. Zero
+denominators and NaN inputs give NaN, silently, also on dask arrays.
+"""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from .bands import select_bands
+
+__all__ = ["normalized_difference", "ndsi", "ndwi", "band_ratio", "red_swir_ratio"]
+
+
+def _band(scene: xr.DataArray, role: str) -> xr.DataArray:
+    return select_bands(scene, (role,)).squeeze("band", drop=True).drop_vars(
+        [c for c in ("role", "wavelength") if c in scene.coords], errors="ignore")
+
+
+def _finish(out: xr.DataArray, scene: xr.DataArray, name: str, formula: str) -> xr.DataArray:
+    out = out.astype("float32")
+    out.name = name
+    out.attrs = {**scene.attrs, "long_name": name.upper(), "formula": formula}
+    crs = scene.rio.crs
+    if crs is not None:
+        out = out.rio.write_crs(crs)
+    return out
+
+
+def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
+    """``(a - b) / (a + b)``, NaN where ``a + b == 0`` or an input is NaN (no warnings)."""
+    den = a + b
+    return (a - b) / den.where(den != 0)
+
+
+def ndsi(scene: xr.DataArray) -> xr.DataArray:
+    """Normalized Difference Snow Index, ``(green - swir1) / (green + swir1)``.
+
+    Landsat 8/9 OLI bands 3 and 6, ETM+ 2 and 5, Sentinel-2 B03 and B11. Snow and ice are
+    bright in green and dark in SWIR, so NDSI is high (> ~0.4 for snow) over them; water is
+    also high, which is the method's known weakness.
+
+    References
+    ----------
+    Hall, D. K., Riggs, G. A. & Salomonson, V. V. (1995). Development of methods for mapping
+    global snow cover using MODIS data. *Remote Sensing of Environment* 54, 127-140.
+    Dozier, J. (1989). Spectral signature of alpine snow cover from the Landsat Thematic
+    Mapper. *Remote Sensing of Environment* 28, 9-22.
+    """
+    out = normalized_difference(_band(scene, "green"), _band(scene, "swir1"))
+    return _finish(out, scene, "ndsi", "(green - swir1) / (green + swir1)")
+
+
+def ndwi(scene: xr.DataArray) -> xr.DataArray:
+    """Normalized Difference Water Index, ``(green - nir) / (green + nir)``.
+
+    Open water is positive; snow and ice are near zero. Used here as a water mask to show
+    where NDSI mistakes lakes for glacier.
+
+    References
+    ----------
+    McFeeters, S. K. (1996). The use of the Normalized Difference Water Index (NDWI) in the
+    delineation of open water features. *Int. J. Remote Sensing* 17(7), 1425-1432.
+    """
+    out = normalized_difference(_band(scene, "green"), _band(scene, "nir"))
+    return _finish(out, scene, "ndwi", "(green - nir) / (green + nir)")
+
+
+def band_ratio(scene: xr.DataArray, numerator: str, denominator: str) -> xr.DataArray:
+    """``numerator / denominator`` by role, NaN where the denominator is 0 or NaN."""
+    num, den = _band(scene, numerator), _band(scene, denominator)
+    out = num / den.where(den != 0)
+    return _finish(out, scene, f"{numerator}_{denominator}_ratio",
+                   f"{numerator} / {denominator}")
+
+
+def red_swir_ratio(scene: xr.DataArray) -> xr.DataArray:
+    """The red/SWIR1 band ratio for clean glacier ice (threshold about 2.0).
+
+    References
+    ----------
+    Paul, F., Kääb, A., Maisch, M., Kellenberger, T. & Haeberli, W. (2002). The new
+    remote-sensing-derived Swiss glacier inventory: I. Methods. *Annals of Glaciology* 34,
+    355-361.
+    """
+    return band_ratio(scene, "red", "swir1")

@@ -1,0 +1,177 @@
+"""Glacier labels on a scene's exact grid.
+
+Outlines (RGI, GLIMS or your own; shapefile, GeoPackage, GeoJSON or a GeoDataFrame in any
+CRS) are reprojected to the scene's CRS and burned into a ``uint8`` mask (1 = glacier).
+
+**Which pixels count as glacier.** By default a pixel is glacier when its *centre* lies in
+an outline (``all_touched=False``, rasterio's default). This is unbiased for area: pixels
+cut by the outline are as often in as out. ``all_touched=True`` marks every pixel the
+outline touches and inflates glacier area by about half a pixel all round (on the Alps
+sample, Aletsch goes from 0.635 to 0.662 glacier fraction).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .exceptions import DataNotFoundError, GlacierKitError, MissingCRSError, NoOverlapError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["read_outlines", "rasterize_outlines", "align_raster", "glacier_fraction"]
+
+
+def read_outlines(outlines, ids: Iterable[str] | None = None, id_column: str = "RGIId"):
+    """Read outlines (path, sample dataset name or GeoDataFrame), optionally a subset.
+
+    Parameters
+    ----------
+    outlines
+        A path to a vector file, a sample dataset name (``"alps-s2"``, ``"everest-l7"``), or a
+        GeoDataFrame.
+    ids
+        Keep only these glacier ids (values of ``id_column``).
+    id_column
+        The id column, ``RGIId`` for RGI outlines.
+    """
+    import geopandas as gpd
+
+    from . import data as _data
+
+    if isinstance(outlines, gpd.GeoDataFrame):
+        gdf = outlines
+    elif isinstance(outlines, (str, os.PathLike)) and not Path(outlines).exists() and str(
+            outlines) in ("alps-s2", "everest-l7"):
+        gdf = _data.outlines(str(outlines))
+    else:
+        path = Path(outlines)
+        if not path.exists():
+            raise DataNotFoundError(
+                f"Outline file not found: {path}. Give a shapefile, GeoPackage or GeoJSON path, "
+                "a GeoDataFrame, or a sample name ('alps-s2', 'everest-l7')."
+            )
+        try:
+            gdf = gpd.read_file(path)
+        except Exception as exc:
+            raise GlacierKitError(f"Cannot read outlines from {path}: {exc}") from exc
+    if gdf.crs is None:
+        raise MissingCRSError(
+            "The outlines have no CRS. Set it with gdf.set_crs('EPSG:4326') (RGI outlines are "
+            "in EPSG:4326) or fix the file's .prj."
+        )
+    if ids is not None:
+        ids = list(ids)
+        if id_column not in gdf.columns:
+            raise GlacierKitError(
+                f"The outlines have no column {id_column!r} to pick ids from. Columns: "
+                f"{list(gdf.columns)}."
+            )
+        missing = sorted(set(ids) - set(gdf[id_column]))
+        if missing:
+            raise GlacierKitError(f"Glacier ids not in the outlines: {missing[:10]}.")
+        gdf = gdf[gdf[id_column].isin(ids)]
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+    return gdf
+
+
+def rasterize_outlines(
+    outlines,
+    like: xr.DataArray,
+    *,
+    all_touched: bool = False,
+    ids: Iterable[str] | None = None,
+    id_column: str = "RGIId",
+) -> xr.DataArray:
+    """Burn glacier outlines into a ``uint8`` mask on the exact grid of ``like``.
+
+    Parameters
+    ----------
+    outlines
+        Path, sample name or GeoDataFrame (any CRS; reprojected to the scene's).
+    like
+        The scene (or any DataArray with ``y``/``x`` and a CRS) giving the grid.
+    all_touched
+        ``False`` (default): a pixel is glacier when its centre is inside an outline.
+        ``True``: any pixel an outline touches (biased high by about half a pixel per edge).
+    ids, id_column
+        Keep only some glaciers, e.g. ``ids=["RGI50-11.01450"]``.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(y, x)`` uint8, 1 for glacier and 0 elsewhere, with the scene's coordinates and CRS,
+        named ``glacier``.
+
+    Raises
+    ------
+    NoOverlapError
+        When no outline intersects the scene.
+    """
+    from rasterio import features
+    from shapely.geometry import box
+
+    crs = like.rio.crs
+    if crs is None:
+        raise MissingCRSError(
+            "The scene has no CRS, so outlines cannot be placed on it. Set it with "
+            "scene.rio.write_crs('EPSG:xxxx')."
+        )
+    gdf = read_outlines(outlines, ids=ids, id_column=id_column).to_crs(crs)
+    bounds = like.rio.bounds()
+    scene_box = box(*bounds)
+    hits = gdf[gdf.intersects(scene_box)]
+    if hits.empty:
+        gb = gdf.total_bounds
+        raise NoOverlapError(
+            f"None of the {len(gdf)} outlines overlaps the scene. Scene bounds in {crs}: "
+            f"{tuple(round(b, 1) for b in bounds)}; outline bounds: "
+            f"{tuple(round(float(b), 1) for b in gb)}. Check that the outlines and the scene "
+            "cover the same area and that both CRSs are right."
+        )
+    shape = (like.sizes["y"], like.sizes["x"])
+    mask = features.rasterize(
+        ((geom, 1) for geom in hits.geometry),
+        out_shape=shape,
+        transform=like.rio.transform(),
+        fill=0,
+        all_touched=all_touched,
+        dtype="uint8",
+    )
+    out = xr.DataArray(mask, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
+                       name="glacier",
+                       attrs={"all_touched": int(all_touched), "n_outlines": len(hits),
+                              "long_name": "glacier (1) / not glacier (0)"})
+    out = out.rio.write_crs(crs).rio.write_transform(like.rio.transform())
+    log.info("Rasterized %d outlines: glacier fraction %.4f", len(hits), float(mask.mean()))
+    return out
+
+
+def align_raster(raster, like: xr.DataArray) -> xr.DataArray:
+    """Put a raster label (path or DataArray) on the grid of ``like`` (nearest neighbour)."""
+    from rasterio.enums import Resampling
+
+    from .io import open_raster
+
+    da = open_raster(raster) if not isinstance(raster, xr.DataArray) else raster
+    if da.rio.crs is None:
+        raise MissingCRSError("The label raster has no CRS. Set it with rio.write_crs(...).")
+    out = da.rio.reproject_match(like, resampling=Resampling.nearest)
+    if "band" in out.dims and out.sizes["band"] == 1:
+        out = out.squeeze("band", drop=True)
+    return out.assign_coords(x=like["x"], y=like["y"])
+
+
+def glacier_fraction(labels: xr.DataArray, valid: xr.DataArray | None = None) -> float:
+    """Fraction of valid pixels labelled glacier."""
+    values = np.asarray(labels.values)
+    ok = np.isfinite(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
+    if valid is not None:
+        ok &= np.asarray(valid.values, dtype=bool)
+    n = int(ok.sum())
+    return float((values[ok] > 0).sum() / n) if n else float("nan")

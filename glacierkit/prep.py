@@ -1,0 +1,155 @@
+"""Data preparation (notebook 01): scenes and labels on one grid, written as COGs.
+
+:func:`prepare_scenes` opens each scene, burns its outlines on the scene's exact grid and
+writes ``<output_dir>/prepared/<scene>.tif`` (float32 reflectance, band descriptions =
+band names) and ``<scene>_labels.tif`` (uint8: 1 glacier, 0 other, 255 no data), plus a
+``manifest.csv`` that the later notebooks read with :func:`load_prepared`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import data as _data
+from .exceptions import DataNotFoundError, NoOverlapError
+from .io import atomic_path, open_scene, write_raster
+from .labels import rasterize_outlines
+
+log = logging.getLogger(__name__)
+
+__all__ = ["slug", "prepare_scene", "prepare_scenes", "load_manifest", "load_prepared",
+           "LABEL_NODATA"]
+
+LABEL_NODATA = 255
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a scene name (``alps-s2/aletsch`` -> ``alps-s2_aletsch``)."""
+    text = str(name)
+    if os.sep in text or "/" in text:
+        p = Path(text)
+        if p.exists():
+            text = p.stem.replace("_MTL", "") if p.is_file() else p.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def _sample_outlines(name: str):
+    try:
+        entry = _data.get_scene(name)
+    except DataNotFoundError:
+        return None
+    return entry.outlines
+
+
+def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sensor=None,
+                  all_touched: bool = False) -> dict:
+    """Prepare one scene; return its summary row (see :func:`prepare_scenes`)."""
+    da = open_scene(scene, sensor=sensor or None)
+    out = Path(output_dir) / "prepared"
+    name = slug(scene)
+    scene_path = write_raster(da, out / f"{name}.tif",
+                              tags={k: da.attrs[k] for k in ("sensor", "product", "date",
+                                                               "scene_id") if da.attrs.get(k)})
+    valid = np.isfinite(da.values).all(axis=0)
+    source = outlines or _sample_outlines(scene)
+    labels_path, fraction = None, float("nan")
+    if source is not None:
+        try:
+            lab = rasterize_outlines(source, like=da, all_touched=all_touched)
+        except NoOverlapError:
+            if outlines:  # outlines the user gave must overlap: say so
+                raise
+            lab = None
+        if lab is not None:
+            fraction = float(lab.values[valid].mean()) if valid.any() else float("nan")
+            stored = lab.where(valid, LABEL_NODATA).astype("uint8")
+            labels_path = write_raster(stored, out / f"{name}_labels.tif", dtype="uint8",
+                                       nodata=LABEL_NODATA, descriptions=["glacier"])
+    res = da.rio.resolution()
+    split = da.attrs.get("split", "")
+    return {
+        "scene": scene,
+        "slug": name,
+        "split": split,
+        "sensor": da.attrs.get("sensor"),
+        "date": da.attrs.get("date"),
+        "bands": " ".join(str(b) for b in da["band"].values),
+        "width": da.sizes["x"],
+        "height": da.sizes["y"],
+        "resolution_m": abs(res[0]),
+        "crs": str(da.rio.crs),
+        "glacier_fraction": round(fraction, 4),
+        "valid_fraction": round(float(valid.mean()), 4),
+        "scene_path": str(scene_path),
+        "labels_path": str(labels_path) if labels_path else "",
+    }
+
+
+def prepare_scenes(scenes: Sequence[str], output_dir: str | os.PathLike, outlines=None,
+                   sensor=None, all_touched: bool = False) -> pd.DataFrame:
+    """Prepare several scenes with a progress bar and write ``prepared/manifest.csv``.
+
+    Returns the summary table: size, resolution, CRS, glacier fraction, valid fraction and
+    the paths of the written files.
+    """
+    from tqdm.auto import tqdm
+
+    rows = [prepare_scene(s, output_dir, outlines=outlines, sensor=sensor,
+                          all_touched=all_touched)
+            for s in tqdm(list(scenes), desc="preparing scenes", unit="scene")]
+    table = pd.DataFrame(rows)
+    manifest = Path(output_dir) / "prepared" / "manifest.csv"
+    previous = load_manifest(output_dir) if manifest.is_file() else None
+    if previous is not None:
+        table_all = pd.concat([previous[~previous["scene"].isin(table["scene"])], table])
+    else:
+        table_all = table
+    with atomic_path(manifest) as tmp:
+        table_all.to_csv(tmp, index=False)
+    return table
+
+
+def load_manifest(output_dir: str | os.PathLike) -> pd.DataFrame:
+    """The table written by :func:`prepare_scenes`."""
+    manifest = Path(output_dir) / "prepared" / "manifest.csv"
+    if not manifest.is_file():
+        raise DataNotFoundError(
+            f"No prepared scenes in {output_dir} (missing {manifest}). Run notebook "
+            "01_data_prep (or glacierkit.prep.prepare_scenes) with this output_dir first."
+        )
+    return pd.read_csv(manifest, keep_default_na=False)
+
+
+def load_prepared(output_dir: str | os.PathLike, scene: str,
+                  bands: Sequence[str] | None = None) -> tuple[xr.DataArray, xr.DataArray | None]:
+    """A prepared scene and its labels (float32: 1 glacier, 0 other, NaN no data).
+
+    ``scene`` is the name given to :func:`prepare_scenes` (or its slug).
+    """
+    from .io import open_raster
+
+    table = load_manifest(output_dir)
+    row = table[(table["scene"] == scene) | (table["slug"] == scene)]
+    if row.empty:
+        raise DataNotFoundError(
+            f"Scene {scene!r} is not prepared in {output_dir}. Prepared: {list(table['scene'])}."
+        )
+    row = row.iloc[0]
+    da = open_scene(row["scene_path"], sensor=row["sensor"] or None, bands=bands)
+    da.attrs.update({"scene_id": row["scene"], "split": row["split"]})
+    labels = None
+    if row["labels_path"]:
+        raw = open_raster(row["labels_path"]).squeeze("band", drop=True)
+        labels = raw.astype("float32").where(raw != LABEL_NODATA)
+        labels = labels.assign_coords(x=da["x"], y=da["y"])
+        labels.name = "glacier"
+        labels = labels.rio.write_crs(da.rio.crs)
+    return da, labels
