@@ -1,0 +1,195 @@
+"""The contract between training and prediction: which inputs a model sees, and how.
+
+A trained model is two files side by side: ``<name>.keras`` and ``<name>.json`` (the
+sidecar). The sidecar's ``inputs`` block is an :class:`InputSpec`: bands by role, extra
+index channels (``"ndsi"``), per-channel normalization statistics from the training tiles,
+and the patch size. Prediction needs nothing else, so a model trained on Sentinel-2 runs
+on Landsat 8 (or the other way round) as long as the scene has the roles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .bands import select_bands
+from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
+
+__all__ = ["EXTRA_CHANNELS", "InputSpec", "feature_stack", "normalize", "sidecar_path",
+           "save_model", "load_model", "SIDECAR_FORMAT"]
+
+SIDECAR_FORMAT = "glacierkit-model/1"
+
+
+def _ndsi(scene: xr.DataArray) -> xr.DataArray:
+    from .indices import ndsi
+
+    return ndsi(scene)
+
+
+def _ndwi(scene: xr.DataArray) -> xr.DataArray:
+    from .indices import ndwi
+
+    return ndwi(scene)
+
+
+#: Extra input channels computed from the scene, by name.
+EXTRA_CHANNELS = {"ndsi": _ndsi, "ndwi": _ndwi}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model takes as input.
+
+    Parameters
+    ----------
+    bands
+        Roles (or band names) in channel order, e.g. ``("swir1", "nir", "blue")``.
+    extra
+        Index channels appended after the bands, e.g. ``("ndsi",)``.
+    mean, std
+        Per-channel normalization statistics (one per channel), from the training tiles.
+    patch_size
+        The training tile size; prediction windows use it (or a multiple of ``2**depth``).
+    """
+
+    bands: tuple[str, ...]
+    extra: tuple[str, ...] = ()
+    mean: tuple[float, ...] = field(default=())
+    std: tuple[float, ...] = field(default=())
+    patch_size: int = 128
+
+    def __post_init__(self):
+        object.__setattr__(self, "bands", tuple(self.bands))
+        object.__setattr__(self, "extra", tuple(self.extra))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        unknown = [e for e in self.extra if e not in EXTRA_CHANNELS]
+        if unknown:
+            raise ParameterError(
+                f"Unknown extra channels {unknown}. Valid: {sorted(EXTRA_CHANNELS)}."
+            )
+        if not self.bands:
+            raise ParameterError("An InputSpec needs at least one band.")
+        n = self.n_channels
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v and len(v) != n:
+                raise ParameterError(f"{name} has {len(v)} values for {n} channels {self.channels}.")
+        if self.std and min(self.std) <= 0:
+            raise ParameterError(f"std must be positive, got {self.std}.")
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self.bands + self.extra
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.bands) + len(self.extra)
+
+    def with_stats(self, mean: Sequence[float], std: Sequence[float]) -> InputSpec:
+        return InputSpec(self.bands, self.extra, tuple(mean), tuple(std), self.patch_size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> InputSpec:
+        return cls(bands=tuple(d["bands"]), extra=tuple(d.get("extra", ())),
+                   mean=tuple(d.get("mean", ())), std=tuple(d.get("std", ())),
+                   patch_size=int(d.get("patch_size", 128)))
+
+
+def feature_stack(scene: xr.DataArray, spec: InputSpec) -> xr.DataArray:
+    """The model's raw (unnormalized) input channels from a scene: ``(channel, y, x)``.
+
+    Bands are picked by role from the scene's ``role`` coordinate; extras are computed.
+    Works lazily on dask-backed scenes.
+    """
+    layers = [select_bands(scene, spec.bands).drop_vars(["role", "wavelength"],
+                                                         errors="ignore")]
+    for name in spec.extra:
+        layers.append(EXTRA_CHANNELS[name](scene).expand_dims(band=[name]))
+    out = xr.concat([la.assign_coords(band=[str(b) for b in la["band"].values])
+                     for la in layers], dim="band", coords="minimal", compat="override")
+    out = out.rename(band="channel").assign_coords(channel=list(spec.channels))
+    return out.astype("float32")
+
+
+def normalize(values: np.ndarray, spec: InputSpec, axis: int = -1) -> np.ndarray:
+    """``(x - mean) / std`` per channel along ``axis``; NaN becomes 0 (the mean)."""
+    if not spec.mean:
+        raise ParameterError("The InputSpec has no normalization statistics yet.")
+    shape = [1] * values.ndim
+    shape[axis] = spec.n_channels
+    mean = np.asarray(spec.mean, dtype="float32").reshape(shape)
+    std = np.asarray(spec.std, dtype="float32").reshape(shape)
+    out = (values.astype("float32") - mean) / std
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """``model.keras`` -> ``model.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def save_model(model, path: str | os.PathLike, spec: InputSpec, **info) -> Path:
+    """Save a Keras model and its JSON sidecar atomically (``.keras`` + ``.json``).
+
+    ``info`` goes into the sidecar as is (config, training scenes, metrics ...); it must be
+    JSON-serializable.
+    """
+    from .io import atomic_path
+
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ParameterError(f"Model files end in .keras; got {path}.")
+    sidecar = {"format": SIDECAR_FORMAT, "inputs": spec.to_dict(), **info}
+    text = json.dumps(sidecar, indent=2, default=str)
+    with atomic_path(path) as tmp:
+        keras_tmp = tmp.with_suffix(".keras")  # Keras insists on the suffix
+        try:
+            model.save(keras_tmp)
+            os.replace(keras_tmp, tmp)
+        finally:
+            if keras_tmp.exists():
+                keras_tmp.unlink()
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def load_model(path: str | os.PathLike, compile: bool = False):
+    """Load ``(keras_model, sidecar_dict)``; ``sidecar["inputs"]`` becomes an InputSpec."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"Model not found: {path}. The sample's pretrained model is models/*.keras; train "
+            "one with notebook 04."
+        )
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise DataNotFoundError(
+            f"The model {path} has no sidecar {side}. glacierkit needs it to know the input "
+            "bands and normalization; save models with glacierkit.features.save_model."
+        )
+    sidecar = json.loads(side.read_text())
+    if sidecar.get("format") != SIDECAR_FORMAT:
+        raise GlacierKitError(
+            f"{side} has format {sidecar.get('format')!r}; expected {SIDECAR_FORMAT!r}."
+        )
+    sidecar["inputs"] = InputSpec.from_dict(sidecar["inputs"])
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as exc:
+        raise GlacierKitError(f"Cannot load the Keras model {path}: {exc}") from exc
+    return model, sidecar

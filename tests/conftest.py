@@ -1,0 +1,113 @@
+"""Shared fixtures: small synthetic rasters with planted values, and the sample data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from affine import Affine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Point at the local mirror when it exists and nothing else was chosen (the Makefile does
+# the same), so the real-data tests run offline.
+if not os.environ.get("GLACIERKIT_DATA_DIR"):
+    for candidate in (ROOT.parent / "shared" / "data", Path("/work/shared/data")):
+        if (candidate / "SHA256SUMS").is_file():
+            os.environ["GLACIERKIT_DATA_DIR"] = str(candidate)
+            break
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def make_scene(height: int = 64, width: int = 48, sensor: str = "landsat8", seed: int = 0,
+               crs: str = "EPSG:32632", res: float = 30.0, x0: float = 400_000.0,
+               y0: float = 5_100_000.0) -> tuple[xr.DataArray, np.ndarray]:
+    """A synthetic reflectance scene with a planted glacier (left half) and a lake.
+
+    Glacier pixels: bright in the visible, dark in SWIR (NDSI ~0.8). Rock: NDSI ~ -0.2.
+    Lake (a small square in the rock): green 0.08, nir 0.02, swir1 0.01 (NDSI ~0.78).
+    Returns the scene and the true glacier mask.
+    """
+    from glacierkit.bands import get_sensor
+
+    rng = np.random.default_rng(seed)
+    s = get_sensor(sensor)
+    names = [s.band_for_role(r) for r in ("blue", "green", "red", "nir", "swir1", "swir2")]
+    glacier = np.zeros((height, width), dtype=bool)
+    glacier[:, : width // 2] = True
+    lake = np.zeros_like(glacier)
+    lake[height // 4: height // 4 + 6, width - 12: width - 6] = True
+    ice = {"blue": 0.80, "green": 0.78, "red": 0.75, "nir": 0.60, "swir1": 0.08, "swir2": 0.05}
+    rock = {"blue": 0.10, "green": 0.12, "red": 0.15, "nir": 0.22, "swir1": 0.18, "swir2": 0.14}
+    water = {"blue": 0.09, "green": 0.08, "red": 0.05, "nir": 0.02, "swir1": 0.01, "swir2": 0.01}
+    roles = ("blue", "green", "red", "nir", "swir1", "swir2")
+    data = np.empty((len(roles), height, width), dtype="float32")
+    for i, r in enumerate(roles):
+        band = np.where(glacier, ice[r], rock[r]).astype("float32")
+        band[lake] = water[r]
+        data[i] = band + rng.normal(0, 0.005, band.shape).astype("float32")
+    da = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={
+            "band": names,
+            "role": ("band", list(roles)),
+            "y": y0 - res * (np.arange(height) + 0.5),
+            "x": x0 + res * (np.arange(width) + 0.5),
+        },
+        attrs={"sensor": sensor, "scene_id": "synthetic", "product": "l2sp"},
+        name="reflectance",
+    )
+    da = da.rio.write_crs(crs).rio.write_transform(Affine(res, 0, x0, 0, -res, y0))
+    return da, glacier
+
+
+@pytest.fixture
+def synthetic_scene():
+    return make_scene()
+
+
+@pytest.fixture(scope="session")
+def sample_data():
+    """Skip when the sample data is neither mirrored, cached nor downloadable."""
+    from glacierkit import data
+    from glacierkit.exceptions import DataNotFoundError
+
+    try:
+        data.fetch(next(iter(k for k in data.registry() if k.endswith("Aletsch/3.jp2"))))
+    except DataNotFoundError as exc:
+        pytest.skip(f"sample data unavailable: {exc}")
+    return data
+
+
+def assert_same_grid(out: xr.DataArray, ref: xr.DataArray) -> None:
+    """The one reusable check that an output kept the input's grid and CRS."""
+    assert out.sizes["y"] == ref.sizes["y"] and out.sizes["x"] == ref.sizes["x"]
+    np.testing.assert_allclose(out["x"].values, ref["x"].values)
+    np.testing.assert_allclose(out["y"].values, ref["y"].values)
+    assert out.rio.crs == ref.rio.crs
+    assert tuple(out.rio.transform())[:6] == pytest.approx(tuple(ref.rio.transform())[:6])
+
+
+def run_notebook(name: str, output_dir: Path, **parameters) -> Path:
+    """Execute notebooks/<name>.ipynb headlessly with papermill (parameters checked)."""
+    from glacierkit.run import NOTEBOOK_DIR, execute_notebook
+
+    out = Path(output_dir) / "notebooks" / f"{name}.ipynb"
+    return execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", out,
+                            {"output_dir": str(output_dir), **parameters})
+
+
+@pytest.fixture(scope="session")
+def prepared_alps(tmp_path_factory, sample_data):
+    """The four labelled Alps scenes and MerDeGlace, prepared once per test session."""
+    from glacierkit.prep import prepare_scenes
+
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_scenes(["alps-s2/aletsch", "alps-s2/fiescher", "alps-s2/morteratsch",
+                    "alps-s2/gorner", "alps-s2/merdeglace"], out)
+    return out
