@@ -17,13 +17,13 @@ Examples
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
 import numpy as np
+import tomllib
 import xarray as xr
 
 from .exceptions import UnknownBandError, UnknownSensorError

@@ -31,7 +31,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .exceptions import ChecksumError, DataNotFoundError
+from .exceptions import DataNotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -451,11 +451,13 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
                 )
         names.append(sensor.normalize(band))
         files.append(path)
+    order = sorted(range(len(names)), key=lambda i: sensor.band_names.index(names[i]))
+    names, files = [names[i] for i in order], [files[i] for i in order]  # table order
     count, height, width = _peek_shape(files[0])
     use_chunks = _auto_chunks(chunks, (len(files), height, width))
     scaling = sensor.scaling(product)
     layers = []
-    for name, path in zip(names, files, strict=True):
+    for path in files:
         layer = open_raster(path, chunks=use_chunks)
         if layer.sizes["band"] != 1:
             raise BandCountError(
@@ -677,6 +679,12 @@ def ParameterErrorForQA(dtype) -> GlacierKitError:  # noqa: N802 - small factory
 
 
 # --------------------------------------------------------------------------- writing
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; rename it over ``path`` only on success."""
@@ -687,6 +695,8 @@ def atomic_path(path: str | os.PathLike):
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes 0600 files: give the usual permissions
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

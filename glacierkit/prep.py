@@ -25,7 +25,8 @@ from .labels import rasterize_outlines
 
 log = logging.getLogger(__name__)
 
-__all__ = ["slug", "prepare_scene", "prepare_scenes", "load_manifest", "load_prepared",
+__all__ = ["slug", "prepare_scene", "prepare_scenes", "ensure_prepared", "load_manifest",
+           "load_prepared",
            "LABEL_NODATA"]
 
 LABEL_NODATA = 255
@@ -153,3 +154,18 @@ def load_prepared(output_dir: str | os.PathLike, scene: str,
         labels.name = "glacier"
         labels = labels.rio.write_crs(da.rio.crs)
     return da, labels
+
+
+def ensure_prepared(output_dir: str | os.PathLike, scenes: Sequence[str], **kwargs) -> pd.DataFrame:
+    """Prepare those of ``scenes`` not yet in ``output_dir`` (so any notebook can run alone).
+
+    Returns the manifest rows of ``scenes``.
+    """
+    manifest = Path(output_dir) / "prepared" / "manifest.csv"
+    done = set(load_manifest(output_dir)["scene"]) if manifest.is_file() else set()
+    todo = [s for s in scenes if s not in done]
+    if todo:
+        log.info("Preparing %d scene(s) first: %s", len(todo), todo)
+        prepare_scenes(todo, output_dir, **kwargs)
+    table = load_manifest(output_dir)
+    return table[table["scene"].isin(list(scenes))].reset_index(drop=True)

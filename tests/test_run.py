@@ -1,0 +1,141 @@
+"""The pipeline runner and notebook 01, executed headlessly with papermill."""
+
+import json
+
+import pytest
+import rasterio
+import yaml
+
+from conftest import ROOT, run_notebook
+from glacierkit.exceptions import ParameterError
+from glacierkit.run import StepFailed, check_parameters, load_pipeline, run_pipeline
+from tools.nb import code, params, write_notebook
+
+
+@pytest.fixture
+def tiny_notebooks(tmp_path):
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    write_notebook(str(nb_dir / "a_first.ipynb"), [
+        params('output_dir: str = "out"  # where to write\ncount: int = 1  # how many'),
+        code("from pathlib import Path\nPath(output_dir).mkdir(parents=True, exist_ok=True)\n"
+             "p = Path(output_dir) / 'a.txt'\np.write_text(str(count) + (p.read_text() if p.exists() else ''))"),
+    ])
+    write_notebook(str(nb_dir / "b_second.ipynb"), [
+        params('output_dir: str = "out"  # where to write\nfail: bool = False  # raise an error'),
+        code("if fail:\n    raise ValueError('planted failure')"),
+    ])
+    return nb_dir
+
+
+def _cfg(nb_dir, out, **steps):
+    return {"name": "t", "notebook_dir": str(nb_dir), "shared": {"output_dir": str(out)},
+            "steps": steps or {"a_first": {"count": 3}, "b_second": {}}}
+
+
+def test_runner_runs_in_order_and_resumes(tiny_notebooks, tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg(tiny_notebooks, out)
+    messages = []
+    run_pipeline(cfg, echo=messages.append)
+    assert (out / "a.txt").read_text() == "3"
+    assert (out / "notebooks" / "a_first.ipynb").is_file()
+    assert (out / "notebooks" / "b_second.ipynb").is_file()
+    state = json.loads((out / "pipeline_state.json").read_text())
+    assert list(state) == ["a_first", "b_second"]
+    assert (out / "summary.md").is_file()
+    # second run: both steps skipped, nothing re-executed
+    messages.clear()
+    run_pipeline(cfg, echo=messages.append)
+    assert sum("skipped" in m for m in messages) == 2
+    assert (out / "a.txt").read_text() == "3"
+    # --force runs again; changed parameters run again
+    run_pipeline(cfg, force=True, only=["a_first"], echo=messages.append)
+    assert (out / "a.txt").read_text() == "33"
+    run_pipeline(cfg, overrides={"a_first": {"count": 5}}, echo=messages.append)
+    assert (out / "a.txt").read_text() == "533"
+
+
+def test_runner_refuses_typos_before_running_anything(tiny_notebooks, tmp_path):
+    cfg = _cfg(tiny_notebooks, tmp_path / "run", a_first={"cuont": 2}, b_second={})
+    with pytest.raises(ParameterError, match="Unknown parameter 'cuont'.*Did you mean 'count'"):
+        run_pipeline(cfg, echo=lambda m: None)
+    assert not (tmp_path / "run" / "notebooks").exists()
+
+
+def test_runner_refuses_unused_shared_keys_and_unknown_steps(tiny_notebooks, tmp_path):
+    cfg = _cfg(tiny_notebooks, tmp_path / "run")
+    cfg["shared"]["treshold"] = 0.3
+    with pytest.raises(ParameterError, match="treshold"):
+        run_pipeline(cfg, echo=lambda m: None)
+    cfg = _cfg(tiny_notebooks, tmp_path / "run", c_third={})
+    with pytest.raises(ParameterError, match="no notebook"):
+        run_pipeline(cfg, echo=lambda m: None)
+
+
+def test_failed_step_stops_the_run_and_shows_the_error(tiny_notebooks, tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg(tiny_notebooks, out, a_first={}, b_second={"fail": True})
+    with pytest.raises(StepFailed, match="ValueError: planted failure"):
+        run_pipeline(cfg, echo=lambda m: None)
+    assert (out / "notebooks" / "b_second.failed.ipynb").is_file()
+    assert not (out / "notebooks" / "b_second.ipynb").exists()
+    state = json.loads((out / "pipeline_state.json").read_text())
+    assert "a_first" in state and "b_second" not in state
+
+
+def test_load_pipeline_validates(tmp_path):
+    p = tmp_path / "p.yml"
+    p.write_text(yaml.safe_dump({"name": "x", "stepz": {}}))
+    with pytest.raises(ParameterError, match="stepz"):
+        load_pipeline(p)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    from glacierkit.cli import main
+
+    assert main(["run", str(tmp_path / "missing.yml")]) == 2
+    assert "Pipeline file not found" in capsys.readouterr().err
+
+
+def test_every_notebook_has_documented_parameters_and_no_outputs():
+    import nbformat
+
+    from glacierkit.run import notebook_parameters
+
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path
+        lines = [ln for ln in tagged[0].source.splitlines() if ln.strip()]
+        declared = notebook_parameters(path)
+        assert len(declared) == len(lines), f"{path.name}: a parameter line papermill cannot parse"
+        assert all(p["help"] for p in declared.values()), f"{path.name}: parameter without comment"
+        assert "output_dir" in declared
+
+
+def test_sample_pipeline_names_real_parameters():
+    cfg = load_pipeline(ROOT / "pipelines" / "sample.yml")
+    for step, values in cfg["steps"].items():
+        check_parameters(ROOT / "notebooks" / f"{step}.ipynb", values)
+
+
+@pytest.mark.notebook
+def test_notebook_01_writes_cogs_and_summary(tmp_path, sample_data):
+    run_notebook("01_data_prep", tmp_path, scenes=["alps-s2/morteratsch", "alps-s2/merdeglace"])
+    prepared = tmp_path / "prepared"
+    with rasterio.open(prepared / "alps-s2_morteratsch_labels.tif") as src:
+        assert src.crs.to_epsg() == 32632 and src.nodata == 255
+        labels = src.read(1)
+    assert abs((labels == 1).mean() - 0.5584) < 5e-5
+    with rasterio.open(prepared / "alps-s2_morteratsch.tif") as src:
+        assert src.count == 9 and src.descriptions[-2] == "B11"
+    assert not (prepared / "alps-s2_merdeglace_labels.tif").exists()  # no outlines in France
+    assert (tmp_path / "figures" / "01_composites.png").stat().st_size > 10_000
+    with pytest.raises(StepFailed, match="NoOverlapError"):
+        run_notebook("01_data_prep", tmp_path / "bad", scenes=["alps-s2/morteratsch"],
+                     outlines="everest-l7")
