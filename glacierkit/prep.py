@@ -25,7 +25,8 @@ from .labels import rasterize_outlines
 
 log = logging.getLogger(__name__)
 
-__all__ = ["slug", "prepare_scene", "prepare_scenes", "ensure_prepared", "load_manifest",
+__all__ = ["slug", "prepare_scene", "prepare_scenes", "ensure_prepared", "scene_outlines",
+           "load_manifest",
            "load_prepared",
            "LABEL_NODATA"]
 
@@ -154,6 +155,23 @@ def load_prepared(output_dir: str | os.PathLike, scene: str,
         labels.name = "glacier"
         labels = labels.rio.write_crs(da.rio.crs)
     return da, labels
+
+
+def scene_outlines(scene: str, outlines=None, like: xr.DataArray | None = None):
+    """The outline polygons of a scene (its sample outlines unless ``outlines`` is given),
+    clipped to ``like``'s bounds and in its CRS; ``None`` when there are none."""
+    from shapely.geometry import box
+
+    from .labels import read_outlines
+
+    source = outlines or _sample_outlines(scene)
+    if source is None:
+        return None
+    gdf = read_outlines(source)
+    if like is not None:
+        gdf = gdf.to_crs(like.rio.crs)
+        gdf = gdf[gdf.intersects(box(*like.rio.bounds()))]
+    return gdf
 
 
 def ensure_prepared(output_dir: str | os.PathLike, scenes: Sequence[str], **kwargs) -> pd.DataFrame:

@@ -40,17 +40,20 @@ summary[["scene", "split", "sensor", "width", "height", "resolution_m", "crs",
 ## The paper's 6-5-2 composite with the outlines
 
 SWIR1–NIR–blue (Landsat 8 OLI bands 6-5-2; Sentinel-2 B11-B8A-B02). Ice and snow are cyan,
-rock brown, vegetation green. The yellow line is the rasterized outline (pixel centres).
+rock brown, vegetation green. Magenta: the outline polygons; yellow: the same outlines as rasterized on the scene's
+grid (pixel centres), i.e. the labels the methods are scored against.
 """),
     code("""
 n = len(summary)
 fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.4), squeeze=False)
 for ax, name in zip(axes[0], summary["scene"]):
     scene, labels = gk.prep.load_prepared(output_dir, name)
+    polygons = gk.prep.scene_outlines(name, outlines or None, like=scene)
     roles = [r for r in gk.bands.PAPER_BANDS if r in scene.role.values]
     if len(roles) < 3:  # e.g. the Landsat 7 Everest crop has no SWIR band
         roles = list(gk.bands.TRUE_COLOUR)
-    show_composite(scene, roles=roles, labels=labels, ax=ax, title=f"{name} ({'-'.join(roles)})")
+    show_composite(scene, roles=roles, labels=labels, outlines=polygons, ax=ax,
+                   title=f"{name} ({'-'.join(roles)})")
 fig.tight_layout()
 save_figure(fig, output_dir / "figures" / "01_composites.png")
 """),
