@@ -87,6 +87,7 @@ def rasterize_outlines(
     all_touched: bool = False,
     ids: Iterable[str] | None = None,
     id_column: str = "RGIId",
+    chunks=None,
 ) -> xr.DataArray:
     """Burn glacier outlines into a ``uint8`` mask on the exact grid of ``like``.
 
@@ -101,6 +102,9 @@ def rasterize_outlines(
         ``True``: any pixel an outline touches (biased high by about half a pixel per edge).
     ids, id_column
         Keep only some glaciers, e.g. ``ids=["RGI50-11.01450"]``.
+    chunks
+        Rasterize lazily with dask in blocks of this size (an int or ``(rows, cols)``);
+        by default lazily exactly when ``like`` is dask-backed, with its chunks.
 
     Returns
     -------
@@ -135,21 +139,54 @@ def rasterize_outlines(
             "cover the same area and that both CRSs are right."
         )
     shape = (like.sizes["y"], like.sizes["x"])
-    mask = features.rasterize(
-        ((geom, 1) for geom in hits.geometry),
-        out_shape=shape,
-        transform=like.rio.transform(),
-        fill=0,
-        all_touched=all_touched,
-        dtype="uint8",
-    )
+    transform = like.rio.transform()
+    geoms = list(hits.geometry)
+    if chunks is None and like.chunks:
+        chunks = (like.chunks[like.dims.index("y")], like.chunks[like.dims.index("x")])
+    if chunks:
+        mask = _rasterize_lazy(geoms, shape, transform, all_touched, chunks)
+    else:
+        mask = features.rasterize(((geom, 1) for geom in geoms), out_shape=shape,
+                                  transform=transform, fill=0, all_touched=all_touched,
+                                  dtype="uint8")
     out = xr.DataArray(mask, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
                        name="glacier",
                        attrs={"all_touched": int(all_touched), "n_outlines": len(hits),
                               "long_name": "glacier (1) / not glacier (0)"})
-    out = out.rio.write_crs(crs).rio.write_transform(like.rio.transform())
-    log.info("Rasterized %d outlines: glacier fraction %.4f", len(hits), float(mask.mean()))
+    out = out.rio.write_crs(crs).rio.write_transform(transform)
+    log.info("Rasterized %d outlines%s", len(hits), " (lazily)" if chunks else "")
     return out
+
+
+def _rasterize_lazy(geoms, shape, transform, all_touched, chunks):
+    """Rasterize chunk by chunk with dask: each block burns only the outlines it meets.
+
+    Every block uses the full grid's transform shifted to its corner, so the result is
+    identical to rasterizing the whole grid at once.
+    """
+    import dask.array as dsa
+    from affine import Affine
+    from rasterio import features
+    from shapely import STRtree
+    from shapely.geometry import box
+
+    tree = STRtree(geoms)
+
+    def burn(block_info=None):
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        t = transform @ Affine.translation(c0, r0)
+        x0, y0 = t @ (0, 0)
+        x1, y1 = t @ (c1 - c0, r1 - r0)
+        idx = tree.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        if len(idx) == 0:
+            return np.zeros((r1 - r0, c1 - c0), dtype="uint8")
+        return features.rasterize(((geoms[i], 1) for i in sorted(idx)), out_shape=(r1 - r0, c1 - c0),
+                                  transform=t, fill=0, all_touched=all_touched, dtype="uint8")
+
+    if isinstance(chunks, int):
+        chunks = (chunks, chunks)
+    return dsa.map_blocks(burn, chunks=dsa.core.normalize_chunks(chunks, shape), dtype="uint8",
+                          meta=np.zeros((0, 0), dtype="uint8"))
 
 
 def align_raster(raster, like: xr.DataArray) -> xr.DataArray:

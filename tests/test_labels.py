@@ -89,3 +89,15 @@ def test_alps_glacier_fractions_match_the_data_readme(name, centre, touched, sam
     assert float(rasterize_outlines("alps-s2", like=scene).mean()) == pytest.approx(centre, abs=5e-5)
     assert float(rasterize_outlines("alps-s2", like=scene, all_touched=True).mean()) == \
         pytest.approx(touched, abs=5e-5)
+
+
+def test_lazy_rasterization_equals_the_eager_one(sample_data):
+    scene = open_scene("alps-s2/aletsch", chunks={"y": 128, "x": 96})
+    lazy = rasterize_outlines("alps-s2", like=scene)
+    assert lazy.chunks is not None
+    eager = rasterize_outlines("alps-s2", like=scene.compute())
+    assert eager.chunks is None
+    np.testing.assert_array_equal(lazy.values, eager.values)
+    touched = rasterize_outlines("alps-s2", like=scene, all_touched=True, chunks=100)
+    np.testing.assert_array_equal(
+        touched.values, rasterize_outlines("alps-s2", like=scene.compute(), all_touched=True).values)
