@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import xarray as xr
 
 from .exceptions import GlacierKitError, ParameterError, UnknownBandError
@@ -65,6 +66,8 @@ PROBABILITY_SCALE = 250
 NODATA_UINT8 = 255
 #: Rows read from a scene file per block (a multiple of common GeoTIFF tile heights).
 BLOCK_ROWS = 512
+#: GDAL block cache (MB) while a scene file streams through (GDAL's default is 5% of RAM).
+GDAL_CACHE_MB = 128
 #: The smallest default window; larger than a typical training patch gives more context.
 MIN_DEFAULT_WINDOW = 256
 
@@ -146,6 +149,12 @@ def _resolve_model(model) -> _Predictor:
                 f"The second item of the model pair is a {type(sidecar).__name__}; give the "
                 "sidecar dict from glacierkit.features.load_model or an InputSpec."
             )
+    elif hasattr(model, "predict_on_batch"):
+        raise GlacierKitError(
+            "A bare Keras model does not say which bands it takes or how to normalize them. "
+            "Pass (model, sidecar) from glacierkit.features.load_model, (model, InputSpec), "
+            "or the path of a .keras file saved with glacierkit.features.save_model."
+        )
     else:
         raise GlacierKitError(
             f"Cannot use {type(model).__name__} as a model. Give the path of a .keras file "
@@ -324,11 +333,15 @@ class _Rows:
         first, last = lo // self.block, (hi - 1) // self.block
         for b in [k for k in self.cache if k < first]:
             del self.cache[b]
-        feats, nod = zip(*(self._load(b) for b in range(first, last + 1)), strict=True)
-        off = first * self.block
-        f = np.concatenate(feats, axis=1) if len(feats) > 1 else feats[0]
-        n = np.concatenate(nod, axis=0) if len(nod) > 1 else nod[0]
-        return f[:, lo - off: hi - off], n[lo - off: hi - off]
+        feats, nods = [], []
+        for b in range(first, last + 1):
+            f, n = self._load(b)
+            a, z = max(lo - b * self.block, 0), min(hi - b * self.block, f.shape[1])
+            feats.append(f[:, a:z])
+            nods.append(n[a:z])
+        if len(feats) == 1:  # views, no copy
+            return feats[0], nods[0]
+        return np.concatenate(feats, axis=1), np.concatenate(nods, axis=0)
 
 
 # --------------------------------------------------------------------------- TTA
@@ -492,11 +505,14 @@ def predict_scene(
     ay, ax = _Axis(height, win, step), _Axis(width, win, step)
     log.info("Predicting %dx%d px with %d windows of %d px (step %d, batch %d, tta %s)",
              height, width, ay.count * ax.count, win, step, batch_size, tta)
-    for r0, p, c in _predict_rows(pred, da, window=win, step=step, batch_size=int(batch_size),
-                                  tta=tta, block_rows=block, progress=progress):
-        prob[r0: r0 + p.shape[0]] = p
-        if tta:
-            conf[r0: r0 + c.shape[0]] = c
+    # GDAL's block cache would otherwise grow to 5% of RAM while the file streams through.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        for r0, p, c in _predict_rows(pred, da, window=win, step=step,
+                                      batch_size=int(batch_size), tta=tta, block_rows=block,
+                                      progress=progress):
+            prob[r0: r0 + p.shape[0]] = p
+            if tta:
+                conf[r0: r0 + c.shape[0]] = c
     if np.isnan(prob).all():
         log.warning("Every pixel of the scene is nodata; the prediction is all NaN.")
     out = xr.DataArray(prob, dims=("y", "x"), coords={"y": da["y"].values, "x": da["x"].values},
@@ -525,16 +541,32 @@ def _block_rows(da: xr.DataArray, block_rows: int) -> int:
     if da.chunks is not None:
         ychunks = da.chunksizes.get("y", ())
         if ychunks:
+            if ychunks[0] > 4 * block_rows:
+                log.warning(
+                    "The scene's dask chunks are %d rows high: each is read whole, which "
+                    "needs more memory. Rechunk to about %d rows (scene.chunk(y=%d)) or pass "
+                    "the file path.", ychunks[0], block_rows, block_rows)
             return int(ychunks[0])
     return int(block_rows)
 
 
 # --------------------------------------------------------------------------- writing
-def _encode_unit(values: np.ndarray) -> np.ndarray:
-    """[0, 1] floats -> uint8 ``round(v * 250)``; NaN -> 255."""
-    out = np.full(values.shape, NODATA_UINT8, dtype="uint8")
-    ok = np.isfinite(values)
-    out[ok] = np.rint(np.clip(values[ok], 0, 1) * PROBABILITY_SCALE).astype("uint8")
+def _encode_unit(values: np.ndarray, rows: int = 1024) -> np.ndarray:
+    """[0, 1] floats -> uint8 ``round(v * 250)``; NaN -> 255 (by blocks of rows, to keep
+    the temporaries small on full scenes)."""
+    out = np.empty(values.shape, dtype="uint8")
+    for r in range(0, values.shape[0], rows):
+        v = values[r: r + rows]
+        enc = np.rint(np.clip(np.nan_to_num(v, nan=0.0), 0, 1) * PROBABILITY_SCALE)
+        enc[~np.isfinite(v)] = NODATA_UINT8
+        out[r: r + rows] = enc
+    return out
+
+
+def _encode_mask(values: np.ndarray, threshold: float) -> np.ndarray:
+    """1 where ``p > threshold``, 0 elsewhere, 255 where NaN."""
+    out = (values > threshold).astype("uint8")
+    out[np.isnan(values)] = NODATA_UINT8
     return out
 
 
@@ -585,8 +617,6 @@ def write_prediction(
     dict
         ``{"probability": path, "mask": path[, "confidence": path]}``.
     """
-    import rasterio
-
     from .io import write_raster
 
     if not 0 <= threshold <= 1:
@@ -607,7 +637,7 @@ def write_prediction(
     unit_note = (f"value / {PROBABILITY_SCALE} = {{}} in [0, 1]; {NODATA_UINT8} = nodata")
     paths: dict[str, Path] = {}
     # GDAL's block cache defaults to 5% of RAM; keep the COG conversion lean.
-    with rasterio.Env(GDAL_CACHEMAX=256):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         if probability_dtype == "uint8":
             layer = _like(_encode_unit(values), prob, "glacier_probability")
             paths["probability"] = write_raster(
@@ -621,7 +651,7 @@ def write_prediction(
                 layer, out_dir / f"{prefix}probability.tif", dtype="float32",
                 tags={**tags, "encoding": "glacier probability; NaN = nodata"},
                 descriptions=["glacier_probability"], resampling="AVERAGE")
-        mask = np.where(np.isfinite(values), values > threshold, NODATA_UINT8).astype("uint8")
+        mask = _encode_mask(values, threshold)
         paths["mask"] = write_raster(
             _like(mask, prob, "glacier_mask"), out_dir / f"{prefix}mask.tif", dtype="uint8",
             nodata=NODATA_UINT8, descriptions=["glacier_mask"],

@@ -12,7 +12,12 @@ from conftest import assert_same_grid, make_scene
 
 keras = pytest.importorskip("keras")
 
-from glacierkit.exceptions import DataNotFoundError, ParameterError, UnknownBandError  # noqa: E402
+from glacierkit.exceptions import (  # noqa: E402
+    DataNotFoundError,
+    GlacierKitError,
+    ParameterError,
+    UnknownBandError,
+)
 from glacierkit.features import InputSpec, feature_stack, normalize, save_model  # noqa: E402
 from glacierkit.io import open_scene, write_raster  # noqa: E402
 from glacierkit.predict import (  # noqa: E402
@@ -227,6 +232,8 @@ def test_missing_sidecar_and_bad_parameters(trained, tmp_path):
     with pytest.raises(ParameterError, match="overlap"):
         _predict(trained, scene, overlap=1.0)
     model, spec = trained[1], trained[2]
+    with pytest.raises(GlacierKitError, match="bare Keras model"):
+        predict_scene(model, scene)
     with pytest.raises(ParameterError, match="normalization"):
         predict_scene((model, InputSpec(spec.bands, spec.extra)), scene)
 
