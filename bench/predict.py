@@ -19,8 +19,9 @@ model was loaded and warmed up, and the overhead of ``predict_scene`` over the r
   cores, since both sides see the same load.
 * ``raw_ratio`` = the same over the forward pass of just the scene's pixels: it also counts
   the extra windows of the overlap (about 4.2x at 50% overlap).
-* The same two ratios against a separately timed raw forward pass on random windows
-  (median of batches before and after) are printed too; on shared cores they are noisy.
+* The same two ratios against a separately timed raw forward pass on a fixed random batch
+  (median of batches before, after and interleaved with the prediction) are printed too;
+  on shared cores they are noisier.
 
 Usage::
 
@@ -129,18 +130,27 @@ def build_unet(channels: int, depth: int = 4, base: int = 16):
 
 
 class TimedModel:
-    """Delegates to a Keras model and adds up the time spent in ``predict_on_batch``."""
+    """Delegates to a Keras model, adds up the time spent in ``predict_on_batch``, and every
+    ``probe_every`` calls also times one raw forward pass on a fixed random batch (a probe
+    of the raw speed under the same load; its time is reported separately)."""
 
-    def __init__(self, model):
+    def __init__(self, model, probe: np.ndarray, probe_every: int = 8):
         self._model = model
         self.seconds = 0.0
         self.calls = 0
+        self.probe = probe
+        self.probe_every = probe_every
+        self.probe_times: list[float] = []  # seconds per window
 
     def predict_on_batch(self, x):
         t = time.perf_counter()
         y = self._model.predict_on_batch(x)
         self.seconds += time.perf_counter() - t
         self.calls += 1
+        if self.calls % self.probe_every == 0:
+            t = time.perf_counter()
+            self._model.predict_on_batch(self.probe)
+            self.probe_times.append((time.perf_counter() - t) / len(self.probe))
         return y
 
     def __getattr__(self, name):
@@ -213,14 +223,19 @@ def main() -> None:
     base_rss = rss_mb()
     print(f"baseline RSS after loading and warming up the model: {base_rss:.0f} MB")
 
-    timed = TimedModel(model)
+    probe = np.random.default_rng(2).normal(
+        size=(args.batch_size, args.window, args.window, spec.n_channels)).astype("float32")
+    timed = TimedModel(model, probe)
     with PeakRSS() as peak:
         t = time.perf_counter()
         prob = predict_scene((timed, sidecar), scene_path, window=args.window,
                              overlap=args.overlap, batch_size=args.batch_size, progress=False)
         t_pred = time.perf_counter() - t
+    t_probes = sum(timed.probe_times) * args.batch_size
+    t_pred -= t_probes  # the probes ran inside predict_scene: take them out
     assert prob.attrs["n_windows"] == n_windows, (prob.attrs["n_windows"], n_windows)
     raw += time_raw(model, args.batch_size, args.window, spec.n_channels, args.raw_batches)
+    raw += timed.probe_times
     t_win = float(np.median(raw))
     mpx = height * width / 1e6
     raw_windows = t_win * n_windows
@@ -228,9 +243,10 @@ def main() -> None:
     print(f"windows: {n_windows} of {args.window} px (step {step}), "
           f"{n_windows * args.window**2 / (height * width):.2f}x the scene's pixels")
     print(f"raw forward: {t_win * 1e3:.1f} ms per window (median of {len(raw)} batches of "
-          f"{args.batch_size}; IQR {np.percentile(raw, 25) * 1e3:.1f}-"
+          f"{args.batch_size}, {len(timed.probe_times)} of them interleaved with the "
+          f"prediction (median {np.median(timed.probe_times or [np.nan]) * 1e3:.1f} ms); IQR {np.percentile(raw, 25) * 1e3:.1f}-"
           f"{np.percentile(raw, 75) * 1e3:.1f} ms), {args.window**2 / t_win / 1e6:.2f} Mpx/s")
-    print(f"predict_scene: {t_pred:.1f} s, {mpx / t_pred:.2f} Mpx/s of scene; "
+    print(f"predict_scene: {t_pred:.1f} s (without the {t_probes:.1f} s of probes), {mpx / t_pred:.2f} Mpx/s of scene; "
           f"peak RSS {peak.peak:.0f} MB = baseline + {peak.peak - base_rss:.0f} MB")
     print(f"forward passes inside predict_scene: {timed.seconds:.1f} s in {timed.calls} "
           f"batches ({timed.seconds / n_windows * 1e3:.1f} ms per window); everything else "
@@ -241,13 +257,15 @@ def main() -> None:
     print(f"output: {valid.mean():.4f} valid, glacier fraction {(prob.values[valid] > 0.5).mean():.3f}")
 
     if not args.no_write:
+        before = rss_mb()
         with PeakRSS() as wpeak:
             t = time.perf_counter()
             paths = write_prediction(prob, tmp / "out")
             t_write = time.perf_counter() - t
         sizes = ", ".join(f"{k} {p.stat().st_size / 1e6:.1f} MB" for k, p in paths.items())
         print(f"write_prediction: {t_write:.1f} s ({sizes}); peak RSS {wpeak.peak:.0f} MB = "
-              f"baseline + {wpeak.peak - base_rss:.0f} MB")
+              f"baseline + {wpeak.peak - base_rss:.0f} MB ({wpeak.peak - before:+.0f} MB over "
+              f"the {before:.0f} MB before writing)")
     for p in sorted(tmp.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     tmp.rmdir()

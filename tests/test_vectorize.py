@@ -192,3 +192,26 @@ def test_area_in_a_geographic_crs():
     expected = (10 * d * 111.32 * math.cos(lat)) * (10 * d * 111.15)
     assert gdf.crs == "EPSG:4326"
     assert gdf["area_km2"].iloc[0] == pytest.approx(expected, rel=0.01)
+
+
+def test_real_outlines_against_themselves(sample_data):
+    """RGI outlines burned on the Aletsch sample compare perfectly with themselves, and an
+    NDSI map gets finite, per-glacier numbers."""
+    from glacierkit.indices import ndsi
+    from glacierkit.io import open_scene
+    from glacierkit.labels import rasterize_outlines
+
+    scene = open_scene("alps-s2/aletsch")
+    labels = rasterize_outlines("alps-s2", like=scene)
+    summary, table = compare_outlines(labels, "alps-s2")
+    assert summary["n_glaciers"] > 3 and summary["n_complete"] < summary["n_glaciers"]
+    assert summary["area_difference_pct"] == 0 and summary["mean_distance_m"] == 0
+    assert summary["reference_area_km2"] == pytest.approx(float(labels.sum()) * 400 / 1e6)
+    assert (table["area_difference_pct"] == 0).all()
+    assert table["RGIId"].str.startswith("RGI50-11.").all()
+    index = ndsi(scene)
+    guess = (index > 0.4).astype("uint8").where(index.notnull(), 255).astype("uint8")
+    guess = guess.rio.write_crs(scene.rio.crs).rio.write_transform(scene.rio.transform())
+    s2, t2 = compare_outlines(guess, "alps-s2")
+    assert 0 < s2["mean_distance_m"] < 2000 and np.isfinite(s2["area_difference_pct"])
+    assert len(t2) == len(table)
