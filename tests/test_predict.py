@@ -283,6 +283,7 @@ def test_cli_predict(trained, tmp_path, capsys):
         with rasterio.open(out / name) as src:
             assert src.crs == scene.rio.crs
             assert src.overviews(1), f"{name} has no overviews"
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
             assert src.profile["tiled"]
     with rasterio.open(out / "mask.tif") as src:
         assert (src.read(1) == glacier).mean() > 0.95
