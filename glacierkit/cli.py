@@ -3,6 +3,8 @@
     glacierkit run PIPELINE.yml [--name NAME] [--force] [--only STEP ...] [--set STEP.KEY=VALUE]
     glacierkit fetch-data            # put every sample file in the cache (for offline use)
     glacierkit params NOTEBOOK       # list a notebook's parameters
+    glacierkit predict MODEL SCENE OUTDIR [--threshold 0.5] [--tta] [--overlap 0.5]
+                                          [--batch-size 4] [--window N] [--outlines]
 """
 
 from __future__ import annotations
@@ -54,6 +56,27 @@ def _cmd_params(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    from .predict import predict_scene, write_prediction
+
+    if not 0 <= args.threshold <= 1:
+        raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
+    prob = predict_scene(args.model, args.scene, window=args.window, overlap=args.overlap,
+                         batch_size=args.batch_size, tta=args.tta, progress=not args.quiet)
+    paths = write_prediction(prob, args.outdir, threshold=args.threshold, prefix=args.prefix,
+                             probability_dtype="float32" if args.float32 else "uint8")
+    if args.outlines:
+        from .vectorize import mask_to_polygons, write_outlines
+
+        polygons = mask_to_polygons(prob, threshold=args.threshold, min_area_km2=args.min_area_km2,
+                                    simplify_m=args.simplify_m)
+        paths["outlines"] = write_outlines(polygons,
+                                           f"{args.outdir}/{args.prefix}outlines.gpkg")
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glacierkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +95,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="list a notebook's parameters")
     p.add_argument("notebook")
     p.set_defaults(func=_cmd_params)
+    p = sub.add_parser("predict", help="predict a whole scene with a trained model; write COGs",
+                       description="Predict glacier probability over a whole scene and write "
+                       "probability.tif (uint8: value/250, 255 nodata), mask.tif (1 glacier, "
+                       "0 not, 255 nodata) and, with --tta, confidence.tif to OUTDIR as "
+                       "cloud-optimized GeoTIFFs.")
+    p.add_argument("model", help="trained model (.keras, with its .json sidecar beside it)")
+    p.add_argument("scene", help="scene: GeoTIFF, Landsat product folder/_MTL.txt or sample name")
+    p.add_argument("outdir", help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="probability above which a pixel is glacier (default 0.5)")
+    p.add_argument("--tta", action="store_true",
+                   help="average the 8 flips/rotations and write confidence.tif (8x slower)")
+    p.add_argument("--overlap", type=float, default=0.5,
+                   help="window overlap in [0, 1) (default 0.5: seam-free)")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    p.add_argument("--window", type=int, default=None,
+                   help="window size in pixels (default: training patch size, at least 256)")
+    p.add_argument("--prefix", default="", help="prefix for the output file names")
+    p.add_argument("--float32", action="store_true",
+                   help="write the probability as float32 instead of uint8")
+    p.add_argument("--outlines", action="store_true",
+                   help="also write outlines.gpkg (polygons of the mask with area_km2)")
+    p.add_argument("--min-area-km2", type=float, default=0.01,
+                   help="smallest outline kept with --outlines (default 0.01 km2)")
+    p.add_argument("--simplify-m", type=float, default=None,
+                   help="simplify outlines with this tolerance in metres")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

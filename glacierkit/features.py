@@ -131,8 +131,10 @@ def normalize(values: np.ndarray, spec: InputSpec, axis: int = -1) -> np.ndarray
     shape[axis] = spec.n_channels
     mean = np.asarray(spec.mean, dtype="float32").reshape(shape)
     std = np.asarray(spec.std, dtype="float32").reshape(shape)
-    out = (values.astype("float32") - mean) / std
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    out = values.astype("float32", copy=True)  # one copy; the rest is in place
+    out -= mean
+    out /= std
+    return np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:

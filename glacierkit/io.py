@@ -713,13 +713,19 @@ def write_raster(
     tags: Mapping[str, object] | None = None,
     descriptions: Sequence[str] | None = None,
     compress: str = "DEFLATE",
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
+    resampling: str = "NEAREST",
 ) -> Path:
     """Write a georeferenced raster atomically (a cloud-optimized GeoTIFF by default).
 
     The file appears only when complete: it is written under a temporary name, converted
     to a COG with overviews (so QGIS opens it fast), then renamed. Band descriptions default
     to the ``band`` coordinate, so :func:`open_scene` can read the file back by band name.
-    NaN is written as ``nodata`` (NaN for floats unless given).
+    NaN is written as ``nodata`` (NaN for floats unless given). ``scales``/``offsets`` (one
+    per band) are stored as GDAL's unscaling metadata (``value * scale + offset``);
+    ``resampling`` is the overview resampling (``NEAREST`` for classes, ``AVERAGE`` for
+    continuous values).
     """
     from rasterio.shutil import copy as rio_copy
 
@@ -754,10 +760,14 @@ def write_raster(
                 if descriptions is not None:
                     for i, d in enumerate(descriptions, start=1):
                         dst.set_band_description(i, str(d))
+                if scales is not None:
+                    dst.scales = tuple(float(v) for v in scales)
+                if offsets is not None:
+                    dst.offsets = tuple(float(v) for v in offsets)
             if cog:
                 rio_copy(tmp_gtiff, final_tmp, driver="COG", COMPRESS=compress,
                          PREDICTOR="YES", OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
-                         RESAMPLING="NEAREST")
+                         RESAMPLING=resampling)
             else:
                 os.replace(tmp_gtiff, final_tmp)
         finally:

@@ -1,0 +1,303 @@
+"""Full-scene prediction: grid kept, NaN kept, any size, no seams, TTA, streaming, CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from conftest import assert_same_grid, make_scene
+
+keras = pytest.importorskip("keras")
+
+from glacierkit.exceptions import (  # noqa: E402
+    DataNotFoundError,
+    GlacierKitError,
+    ParameterError,
+    UnknownBandError,
+)
+from glacierkit.features import InputSpec, feature_stack, normalize, save_model  # noqa: E402
+from glacierkit.io import open_scene, write_raster  # noqa: E402
+from glacierkit.predict import (  # noqa: E402
+    PROBABILITY_SCALE,
+    _fold,
+    predict_scene,
+    window_weights,
+    write_prediction,
+)
+
+WINDOW = 64  # small windows keep the tests fast
+
+
+def tiny_unet(channels: int, base: int = 8) -> keras.Model:
+    """A two-pool U-Net-like fully convolutional model (spatial dims None)."""
+    from keras import layers
+
+    conv = {"padding": "same", "activation": "relu"}
+    inp = keras.Input((None, None, channels))
+    a = layers.Conv2D(base, 3, **conv)(inp)
+    b = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(a))
+    c = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(b))
+    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(c), b]))
+    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(u), a]))
+    return keras.Model(inp, layers.Conv2D(1, 1, activation="sigmoid")(u))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny U-Net fitted for a few seconds on a synthetic scene, saved with its sidecar."""
+    keras.utils.set_random_seed(1)
+    scene, glacier = make_scene(256, 240, seed=3)
+    spec = InputSpec(("green", "swir1", "nir"), ("ndsi",), patch_size=WINDOW)
+    raw = feature_stack(scene, spec).values
+    spec = spec.with_stats(np.nanmean(raw, axis=(1, 2)), np.nanstd(raw, axis=(1, 2)))
+    x = normalize(raw, spec, axis=0).transpose(1, 2, 0)
+    rng = np.random.default_rng(0)
+    corners = rng.integers(0, 240 - WINDOW, size=(64, 2))
+    xs = np.stack([x[r: r + WINDOW, c: c + WINDOW] for r, c in corners])
+    ys = np.stack([glacier[r: r + WINDOW, c: c + WINDOW, None] for r, c in corners])
+    model = tiny_unet(spec.n_channels)
+    model.compile("adam", "binary_crossentropy")
+    model.fit(xs, ys.astype("float32"), epochs=3, batch_size=16, verbose=0)
+    path = save_model(model, tmp_path_factory.mktemp("model") / "tiny.keras", spec,
+                      name="tiny-test-unet")
+    return path, model, spec
+
+
+def _predict(trained, scene, **kw):
+    _, model, spec = trained
+    kw = {"window": WINDOW, "progress": False, **kw}
+    return predict_scene((model, spec), scene, **kw)
+
+
+def test_weights_blend_to_one_and_fold_reflects():
+    w = window_weights(8)
+    assert w.min() > 0
+    np.testing.assert_allclose(w[:4] + w[4:], 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(_fold(np.arange(-3, 8), 5), [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1])
+    np.testing.assert_array_equal(_fold(np.arange(-2, 3), 1), [0, 0, 0, 0, 0])
+
+
+def test_grid_crs_and_values(trained):
+    scene, glacier = make_scene(96, 80)
+    prob = _predict(trained, scene)
+    assert_same_grid(prob, scene)
+    assert prob.name == "glacier_probability" and prob.dtype == np.float32
+    assert prob.dims == ("y", "x")
+    assert float(prob.min()) >= 0 and float(prob.max()) <= 1
+    assert ((prob.values > 0.5) == glacier).mean() > 0.95  # the model learnt the planted glacier
+    assert prob.attrs["model"] == "model" and prob.attrs["n_windows"] > 1
+
+
+def test_model_from_path_and_sensor_by_role(trained):
+    """The sidecar picks bands by role, so a Sentinel-2 scene works as well as Landsat 8."""
+    path = trained[0]
+    for sensor in ("landsat8", "sentinel2"):
+        scene, glacier = make_scene(70, 90, sensor=sensor, seed=5)
+        prob = predict_scene(path, scene, window=WINDOW, progress=False)
+        assert_same_grid(prob, scene)
+        assert ((prob.values > 0.5) == glacier).mean() > 0.95, sensor
+        assert prob.attrs["model"] == "tiny-test-unet"  # the sidecar's name
+
+
+def test_nan_stays_nan(trained):
+    scene, _ = make_scene(80, 72)
+    scene = scene.copy()
+    scene[:, 10:20, 30:40] = np.nan  # a nodata block in every band
+    swir = list(scene.role.values).index("swir1")
+    scene[swir, 50, 5] = np.nan  # one input band missing at one pixel
+    blue = list(scene.role.values).index("blue")
+    scene[blue, 60, 60] = np.nan  # a band the model does not use
+    prob = _predict(trained, scene)
+    expected = np.zeros((80, 72), dtype=bool)
+    expected[10:20, 30:40] = True
+    expected[50, 5] = True
+    np.testing.assert_array_equal(np.isnan(prob.values), expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (63, 65), (130, 37), (64, 64)])
+def test_any_size(trained, shape):
+    """Sizes that are not multiples of the window, and smaller than one window."""
+    scene, glacier = make_scene(*shape, seed=2)
+    prob = _predict(trained, scene)
+    assert_same_grid(prob, scene)
+    assert np.isfinite(prob.values).all()
+    if min(shape) >= 30:  # tinier scenes are mostly reflection, unlike any training tile
+        assert ((prob.values > 0.5) == glacier).mean() > 0.9
+
+
+def test_no_seams_when_the_window_grid_shifts(trained):
+    """Cropping the scene moves every window edge; the blended result must not move.
+
+    The crop (24 px) is a multiple of the model's pooling factor (4), so only where the
+    window edges fall changes. Compared in the interior (one window from every edge):
+    blended max difference < 0.02, while a plain tiling (overlap 0) differs by > 0.1 there,
+    which shows the test can fail.
+    """
+    scene, _ = make_scene(256, 240, seed=7)
+    crop = 24
+    shifted = scene.isel(y=slice(crop, None), x=slice(crop, None))
+    inner = (slice(WINDOW, 256 - crop - WINDOW), slice(WINDOW, 240 - crop - WINDOW))
+    diffs = {}
+    for overlap in (0.5, 0.0):
+        full = _predict(trained, scene, overlap=overlap).values[crop:, crop:][inner]
+        part = _predict(trained, shifted, overlap=overlap).values[inner]
+        diffs[overlap] = float(np.abs(full - part).max())
+    assert diffs[0.5] < 0.02, diffs
+    assert diffs[0.0] > 0.1, diffs
+
+
+def test_window_size_barely_matters(trained):
+    scene, _ = make_scene(200, 200, seed=8)
+    a = _predict(trained, scene, window=64).values
+    b = _predict(trained, scene, window=96).values
+    assert float(np.abs(a - b)[40:-40, 40:-40].max()) < 0.03
+
+
+def test_tta_confidence(trained):
+    scene, glacier = make_scene(70, 60, seed=4)
+    scene = scene.copy()
+    scene[:, :3, :3] = np.nan
+    plain = _predict(trained, scene)
+    prob = _predict(trained, scene, tta=True)
+    assert_same_grid(prob, scene)
+    conf = prob["confidence"].values
+    assert conf.shape == prob.shape and conf.dtype == np.float32
+    ok = np.isfinite(prob.values)
+    np.testing.assert_array_equal(np.isfinite(conf), ok)
+    assert conf[ok].min() >= 0 and conf[ok].max() <= 1
+    assert np.median(conf[ok]) > 0.9  # an easy scene: the 8 views agree almost everywhere
+    assert ((prob.values > 0.5) == glacier)[ok].mean() > 0.95
+    assert float(np.nanmax(np.abs(prob.values - plain.values))) > 0  # TTA changed something
+
+
+def test_tta_is_flip_equivariant(trained):
+    """Averaging over all 8 views makes the result commute with flips (square, symmetric
+    window grid)."""
+    scene, _ = make_scene(96, 96, seed=9)
+    a = _predict(trained, scene, tta=True).values
+    flipped = scene.copy(data=scene.values[:, :, ::-1])
+    b = _predict(trained, flipped, tta=True).values[:, ::-1]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_streaming_from_file_equals_in_memory(trained, tmp_path, monkeypatch):
+    from glacierkit import predict as pr
+
+    scene, _ = make_scene(150, 130, seed=6)
+    path = write_raster(scene, tmp_path / "scene.tif", tags={"sensor": "landsat8"}, cog=False)
+    in_memory = _predict(trained, scene)
+    sizes = []
+    original = pr._Rows._load
+
+    def spy(self, b):
+        sizes.append(len(self.cache))
+        return original(self, b)
+
+    monkeypatch.setattr(pr._Rows, "_load", spy)
+    from_file = predict_scene(trained[0], path, window=WINDOW, block_rows=16, progress=False)
+    assert_same_grid(from_file, scene)
+    np.testing.assert_allclose(from_file.values, in_memory.values, atol=1e-6)
+    # never more than one window of 16-row blocks (plus one) in memory
+    assert max(sizes) <= WINDOW // 16 + 1
+    lazy = open_scene(path, chunks={"y": 40, "x": -1})
+    from_dask = _predict(trained, lazy)
+    np.testing.assert_allclose(from_dask.values, in_memory.values, atol=1e-6)
+
+
+def test_sample_scene_by_name(trained, sample_data):
+    prob = predict_scene(trained[0], "alps-s2/merdeglace", window=WINDOW, progress=False)
+    assert_same_grid(prob, open_scene("alps-s2/merdeglace"))
+    assert 0.05 < float((prob > 0.5).mean()) < 0.95  # bright ice and dark rock both present
+
+
+def test_missing_role_is_named(trained):
+    scene, _ = make_scene(40, 40)
+    no_swir = scene.isel(band=[i for i, r in enumerate(scene.role.values) if r != "swir1"])
+    with pytest.raises(UnknownBandError, match="swir1") as err:
+        _predict(trained, no_swir)
+    assert "roles" in str(err.value) and "green" in str(err.value)
+
+
+def test_missing_sidecar_and_bad_parameters(trained, tmp_path):
+    lone = tmp_path / "lone.keras"
+    shutil.copy(trained[0], lone)
+    scene, _ = make_scene(32, 32)
+    with pytest.raises(DataNotFoundError, match="sidecar"):
+        predict_scene(lone, scene)
+    with pytest.raises(ParameterError, match="multiple of 4"):
+        _predict(trained, scene, window=30)
+    with pytest.raises(ParameterError, match="overlap"):
+        _predict(trained, scene, overlap=1.0)
+    model, spec = trained[1], trained[2]
+    with pytest.raises(GlacierKitError, match="bare Keras model"):
+        predict_scene(model, scene)
+    with pytest.raises(ParameterError, match="normalization"):
+        predict_scene((model, InputSpec(spec.bands, spec.extra)), scene)
+
+
+def test_write_prediction_cogs(trained, tmp_path):
+    scene, _ = make_scene(70, 60)
+    scene = scene.copy()
+    scene[:, :5, :5] = np.nan
+    prob = _predict(trained, scene, tta=True)
+    paths = write_prediction(prob, tmp_path / "out", threshold=0.5, prefix="s_")
+    assert {p.name for p in paths.values()} == {"s_probability.tif", "s_mask.tif",
+                                                "s_confidence.tif"}
+    with rasterio.open(paths["probability"]) as src:
+        v = src.read(1)
+        assert src.crs == scene.rio.crs and src.dtypes[0] == "uint8" and src.nodata == 255
+        assert src.scales[0] == pytest.approx(1 / PROBABILITY_SCALE)
+        assert src.transform.almost_equals(scene.rio.transform())
+    ok = np.isfinite(prob.values)
+    np.testing.assert_array_equal(v == 255, ~ok)
+    assert np.abs(v[ok] / PROBABILITY_SCALE - prob.values[ok]).max() <= 0.5 / PROBABILITY_SCALE + 1e-6
+    with rasterio.open(paths["mask"]) as src:
+        m = src.read(1)
+    np.testing.assert_array_equal(m, np.where(ok, prob.values > 0.5, 255))
+    with rasterio.open(paths["confidence"]) as src:
+        c = src.read(1)
+    assert c[ok].max() <= PROBABILITY_SCALE and (c[~ok] == 255).all()
+    float_paths = write_prediction(prob.drop_vars("confidence"), tmp_path / "f",
+                                   probability_dtype="float32")
+    assert set(float_paths) == {"probability", "mask"}
+    back = xr.open_dataarray(float_paths["probability"], engine="rasterio").squeeze()
+    np.testing.assert_allclose(back.values, prob.values, equal_nan=True)
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+
+
+def test_cli_predict(trained, tmp_path, capsys):
+    from glacierkit.cli import main
+
+    scene, glacier = make_scene(600, 560, seed=11)
+    src_path = write_raster(scene, tmp_path / "big.tif", tags={"sensor": "landsat8"}, cog=False)
+    out = tmp_path / "pred"
+    rc = main(["predict", str(trained[0]), str(src_path), str(out), "--threshold", "0.5",
+               "--window", str(WINDOW), "--batch-size", "16", "--outlines", "-q"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "mask.tif" in printed and "outlines.gpkg" in printed
+    for name in ("probability.tif", "mask.tif"):
+        with rasterio.open(out / name) as src:
+            assert src.crs == scene.rio.crs
+            assert src.overviews(1), f"{name} has no overviews"
+            assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert src.profile["tiled"]
+    with rasterio.open(out / "mask.tif") as src:
+        assert (src.read(1) == glacier).mean() > 0.95
+    import geopandas as gpd
+
+    outlines = gpd.read_file(out / "outlines.gpkg")
+    assert outlines.crs == scene.rio.crs and len(outlines) >= 1
+    assert outlines["area_km2"].iloc[0] == pytest.approx(glacier.sum() * 900 / 1e6, rel=0.05)
+
+
+def test_cli_errors(trained, tmp_path, capsys):
+    from glacierkit.cli import main
+
+    rc = main(["predict", str(trained[0]), str(tmp_path / "nope.tif"), str(tmp_path / "o")])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+    rc = main(["predict", str(tmp_path / "none.keras"), "x", str(tmp_path / "o")])
+    assert rc == 2 and "Model not found" in capsys.readouterr().err
