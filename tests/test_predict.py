@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+
 from conftest import assert_same_grid, make_scene
 
 keras = pytest.importorskip("keras")
