@@ -417,7 +417,8 @@ def dihedral(image, k):
 
 
 def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
-                     start_epoch: int = 0, epochs: int | None = None, augment: bool = True):
+                     start_epoch: int = 0, epochs: int | None = None, augment: bool = True,
+                     jitter: float = 0.0):
     """Training batches ``(x, y, w)`` as a ``tf.data.Dataset``, with on-the-fly augmentation.
 
     Shapes: x ``(b, p, p, c)``, y ``(b, p, p, 1)``, w ``(b, p, p)`` (per-pixel weights).
@@ -427,6 +428,10 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
     ``n % batch_size`` tiles of each permutation are skipped (a different few each epoch).
     The dataset runs from ``start_epoch`` to ``epochs`` (endless if None), so give Keras
     ``steps_per_epoch`` (the second value returned).
+
+    ``jitter`` > 0 adds radiometric augmentation: every channel of a tile is scaled by
+    ``1 + u`` and shifted by ``v`` (in normalized units), ``u, v`` uniform in
+    ``[-jitter, jitter]``, mimicking illumination and atmosphere differences between scenes.
 
     Returns
     -------
@@ -448,6 +453,7 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
     x = tf.constant(patches.x)
     yw = tf.constant(np.stack([patches.y, patches.w], axis=-1))
     seed = int(seed)
+    n_channels = patches.x.shape[-1]
     first = start_epoch * per_epoch
     last = None if epochs is None else epochs * per_epoch
 
@@ -461,6 +467,11 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
             k = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed + 1, tf.int64), g]),
                                             minval=0, maxval=8, dtype=tf.int32)
             xi, ywi = dihedral(xi, k), dihedral(ywi, k)
+        if jitter > 0:
+            uv = tf.random.stateless_uniform(
+                [2, n_channels], seed=tf.stack([tf.constant(seed + 2, tf.int64), g]),
+                minval=-jitter, maxval=jitter)
+            xi = xi * (1.0 + uv[0]) + uv[1]
         return xi, ywi[..., 0:1], ywi[..., 1]
 
     ds = (tf.data.Dataset.range(first, last) if last is not None

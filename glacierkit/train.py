@@ -58,6 +58,7 @@ __all__ = ["TrainConfig", "TrainResult", "fit", "prepare_patches", "load_scenes"
 OPTIMIZERS = ("adam", "adadelta")
 LOSSES = ("bce", "dice", "focal")
 STRATEGIES = ("auto", "none", "mirrored")
+SCHEDULES = ("constant", "cosine")
 #: Used when ``learning_rate`` is not given: Adadelta 1.0 as in the paper (Keras 2 default).
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 1.0}
 MODEL_NAME = "unet"
@@ -91,8 +92,14 @@ class TrainConfig:
         Batch size (paper: 8) and the total number of epochs.
     optimizer, learning_rate
         ``"adam"`` or ``"adadelta"`` (the paper's); None or 0: :data:`DEFAULT_LEARNING_RATES`.
+    lr_schedule
+        ``"constant"`` (the paper's) or ``"cosine"``: decay to 0 over ``epochs`` (the last
+        epochs then change the weights little, so the best-epoch pick is less noisy).
     loss
         ``"bce"`` (binary cross-entropy, the paper's), ``"dice"`` or ``"focal"``.
+    jitter
+        Radiometric augmentation strength (0: flips/rotations only); see
+        :func:`glacierkit.patches.training_dataset`.
     seed
         Seeds weights, tile order and augmentation.
     strategy
@@ -116,7 +123,9 @@ class TrainConfig:
     epochs: int = 40
     optimizer: str = "adam"
     learning_rate: float | None = None
+    lr_schedule: str = "cosine"
     loss: str = "bce"
+    jitter: float = 0.0
     seed: int = 42
     strategy: str = "auto"
 
@@ -145,6 +154,7 @@ class TrainConfig:
         self._choice("optimizer", OPTIMIZERS)
         self._choice("loss", LOSSES)
         self._choice("strategy", STRATEGIES)
+        self._choice("lr_schedule", SCHEDULES)
         self._choice("split", SPLITS)
         self._choice("val_side", SIDES)
         for name, low in (("depth", 1), ("base_filters", 1), ("patch_size", 2), ("stride", 1),
@@ -157,7 +167,7 @@ class TrainConfig:
             setf(name, int(value))
         for name, low, high in (("max_nan_fraction", 0.0, 1.0),
                                 ("min_glacier_fraction", 0.0, 1.0),
-                                ("val_fraction", 0.0, 0.5)):
+                                ("val_fraction", 0.0, 0.5), ("jitter", 0.0, 1.0)):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not low <= value <= high:
                 raise ParameterError(f"{name} must be a number in [{low}, {high}]; got {value!r}.")
@@ -285,10 +295,13 @@ def _loss(name: str):
     return DiceLoss()
 
 
-def _optimizer(config: TrainConfig):
+def _optimizer(config: TrainConfig, steps_per_epoch: int):
+    lr = config.lr
+    if config.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * config.epochs)
     if config.optimizer == "adadelta":
-        return keras.optimizers.Adadelta(learning_rate=config.lr)
-    return keras.optimizers.Adam(learning_rate=config.lr)
+        return keras.optimizers.Adadelta(learning_rate=lr)
+    return keras.optimizers.Adam(learning_rate=lr)
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -540,7 +553,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             state.update({"epochs_done": 0, "best": None})
             model = build_unet(config.n_channels, config.model_depth, config.model_filters,
                                mixed_precision=on_gpu)
-            model.compile(optimizer=_optimizer(config), loss=_loss(config.loss),
+            model.compile(optimizer=_optimizer(config, patches.n_train // config.batch_size),
+                          loss=_loss(config.loss),
                           metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
     _trim_log(csv_path, initial_epoch)
 
@@ -551,7 +565,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
            *_tensorboard(out / "tensorboard"), *callbacks]
     if initial_epoch < config.epochs:
         ds, steps = training_dataset(patches, config.batch_size, config.seed,
-                                     start_epoch=initial_epoch, epochs=config.epochs)
+                                     start_epoch=initial_epoch, epochs=config.epochs,
+                                     jitter=config.jitter)
         log.info("training %d tiles (%d steps/epoch), epochs %d..%d", patches.n_train, steps,
                  initial_epoch, config.epochs - 1)
         model.fit(ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,

@@ -261,3 +261,25 @@ def test_resume_after_kill_mid_epoch(tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").glob("last-*.keras")) == [
         "last-0005.keras"]
     assert (out / "unet.keras").is_file() and (out / "unet.json").is_file()
+
+
+# --- notebook 04 ---------------------------------------------------------------------------
+
+@pytest.mark.notebook
+def test_notebook_04_runs_headless_with_tiny_parameters(prepared_alps, tmp_path):
+    import shutil
+
+    from conftest import run_notebook
+
+    shutil.copytree(prepared_alps / "prepared", tmp_path / "prepared")
+    out = run_notebook("04_unet_training", tmp_path, patch_size=32, stride=64, depth=2,
+                       base_filters=4, val_gap=32, epochs=1, extra=["ndsi"])
+    assert out.is_file()
+    model, side = load_model(tmp_path / "model" / "unet.keras")
+    assert side["inputs"].channels == ("swir1", "nir", "blue", "ndsi")
+    assert side["training_scenes"] == ["alps-s2/aletsch", "alps-s2/fiescher"]
+    for name in ("04_tiles_split.png", "04_example_tiles.png", "04_learning_curves.png"):
+        assert (tmp_path / "figures" / name).is_file()
+    scores = pd.read_csv(tmp_path / "model" / "validation_scores.csv")
+    assert list(scores["scene"]) == ["alps-s2/aletsch", "alps-s2/fiescher", "pooled"]
+    assert len(pd.read_csv(tmp_path / "model" / "tiles.csv")) > 0
