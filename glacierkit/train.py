@@ -43,7 +43,7 @@ import pandas as pd
 
 from . import metrics as gk_metrics
 from .bands import PAPER_BANDS
-from .exceptions import DataNotFoundError, ParameterError
+from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
 from .features import EXTRA_CHANNELS, InputSpec, save_model
 from .io import atomic_path
 from .model import PRESETS, build_unet, check_input_size
@@ -75,7 +75,9 @@ class TrainConfig:
     bands
         Input bands by role, in channel order (the paper: swir1, nir, blue).
     extra
-        Extra index channels after the bands, e.g. ``("ndsi",)``.
+        Extra index channels after the bands. Default ``("ndsi",)``: on the Alps validation
+        blocks it raised kappa by 0.03-0.06 over the paper's three bands (two seeds); the
+        paper proposed it as future work. ``()`` gives the paper's inputs.
     preset
         ``"cpu"`` (4 pooling steps, 16 base filters) or ``"paper"`` (5, 64).
     depth, base_filters
@@ -107,7 +109,7 @@ class TrainConfig:
     """
 
     bands: tuple[str, ...] = PAPER_BANDS
-    extra: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ("ndsi",)
     preset: str = "cpu"
     depth: int | None = None
     base_filters: int | None = None
@@ -232,8 +234,10 @@ class TrainConfig:
 
     @classmethod
     def paper(cls, **changes) -> TrainConfig:
-        """The paper's recipe: ``paper`` preset, Adadelta (lr 1.0), BCE, batch 8."""
-        return cls(**{"preset": "paper", "optimizer": "adadelta", "loss": "bce",
+        """The paper's recipe: 6-5-2 bands, ``paper`` preset, Adadelta (lr 1.0, constant),
+        BCE, batch 8 (the split stays spatially blocked unless ``split="random"``)."""
+        return cls(**{"bands": PAPER_BANDS, "extra": (), "preset": "paper",
+                      "optimizer": "adadelta", "lr_schedule": "constant", "loss": "bce",
                       "batch_size": 8, **changes})
 
 
@@ -424,6 +428,20 @@ def prepare_patches(config: TrainConfig, scenes, prepared_dir=None,
     """Tiles and validation images for ``config`` from scene names or ``{name: (scene,
     labels)}``."""
     if isinstance(scenes, Patches):
+        expected = {"patch_size": config.patch_size, "stride": config.stride,
+                    "max_nan_fraction": config.max_nan_fraction,
+                    "min_glacier_fraction": config.min_glacier_fraction,
+                    "val_fraction": config.val_fraction, "gap": config.val_gap,
+                    "side": config.val_side, "split": config.split}
+        diff = {k: (scenes.settings.get(k), v) for k, v in expected.items()
+                if scenes.settings.get(k) != v}
+        if scenes.spec.channels != config.channels:
+            diff["channels"] = (scenes.spec.channels, config.channels)
+        if diff:
+            raise ParameterError(
+                f"The tiles were cut with other settings than the config (tiles, config): "
+                f"{diff}. Make them with prepare_patches(config, ...)."
+            )
         return scenes
     if not isinstance(scenes, Mapping):
         if prepared_dir is None:
@@ -573,6 +591,11 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
                   callbacks=cbs, verbose=_verbose(verbose), shuffle=False)
     train_seconds = time.perf_counter() - t0
 
+    if state.get("best") is None or not (ckpt / "best.keras").is_file():
+        raise GlacierKitError(
+            f"No epoch of the training in {out} had a finite validation accuracy, so there is "
+            "no best checkpoint. Check that the validation blocks hold labelled pixels."
+        )
     best = keras.saving.load_model(ckpt / "best.keras", compile=False)
     values, per_scene = validation.evaluate(best)
     pooled = None

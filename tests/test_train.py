@@ -20,7 +20,8 @@ from conftest import make_scene
 from glacierkit.exceptions import ParameterError
 from glacierkit.features import load_model, normalize
 
-TINY = dict(depth=2, base_filters=4, patch_size=32, stride=16, val_gap=8, batch_size=4)
+TINY = dict(depth=2, base_filters=4, patch_size=32, stride=16, val_gap=8, batch_size=4,
+            learning_rate=0.01)
 
 
 def _scenes(n=2):
@@ -40,9 +41,10 @@ def test_config_defaults_and_derived_values():
     c = TrainConfig()
     assert c.bands == ("swir1", "nir", "blue") and c.batch_size == 8
     assert (c.model_depth, c.model_filters) == (4, 16)        # cpu preset
-    assert c.n_channels == 3 and c.lr == 1e-3
+    assert c.channels == ("swir1", "nir", "blue", "ndsi") and c.lr == 1e-3
     p = TrainConfig.paper()
     assert (p.model_depth, p.model_filters, p.optimizer, p.lr) == (5, 64, "adadelta", 1.0)
+    assert p.channels == ("swir1", "nir", "blue") and p.lr_schedule == "constant"
     n = TrainConfig(extra=["ndsi"], bands=["swir1", "nir"], depth=0, learning_rate=0)
     assert n.channels == ("swir1", "nir", "ndsi") and n.n_channels == 3
     assert n.depth is None and n.learning_rate is None
@@ -109,8 +111,8 @@ def test_fit_writes_model_sidecar_and_logs(trained):
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))
     model, side = load_model(result.model_path)
     spec = side["inputs"]
-    assert spec.bands == config.bands and spec.patch_size == 32
-    assert len(spec.mean) == len(spec.std) == 3
+    assert spec.channels == config.channels and spec.patch_size == 32
+    assert len(spec.mean) == len(spec.std) == 4
     np.testing.assert_allclose(spec.mean, result.patches.spec.mean)
     assert side["config"] == config.to_dict()
     assert side["training_scenes"] == ["s0", "s1"]
@@ -273,13 +275,22 @@ def test_notebook_04_runs_headless_with_tiny_parameters(prepared_alps, tmp_path)
 
     shutil.copytree(prepared_alps / "prepared", tmp_path / "prepared")
     out = run_notebook("04_unet_training", tmp_path, patch_size=32, stride=64, depth=2,
-                       base_filters=4, val_gap=32, epochs=1, extra=["ndsi"])
+                       base_filters=4, val_gap=32, epochs=1, extra=[])
     assert out.is_file()
     model, side = load_model(tmp_path / "model" / "unet.keras")
-    assert side["inputs"].channels == ("swir1", "nir", "blue", "ndsi")
+    assert side["inputs"].channels == ("swir1", "nir", "blue")
     assert side["training_scenes"] == ["alps-s2/aletsch", "alps-s2/fiescher"]
     for name in ("04_tiles_split.png", "04_example_tiles.png", "04_learning_curves.png"):
         assert (tmp_path / "figures" / name).is_file()
     scores = pd.read_csv(tmp_path / "model" / "validation_scores.csv")
     assert list(scores["scene"]) == ["alps-s2/aletsch", "alps-s2/fiescher", "pooled"]
     assert len(pd.read_csv(tmp_path / "model" / "tiles.csv")) > 0
+
+
+def test_fit_refuses_tiles_cut_with_other_settings(tmp_path):
+    from glacierkit.train import TrainConfig, fit, prepare_patches
+
+    config = TrainConfig(epochs=1, **TINY)
+    patches = prepare_patches(config, _scenes())
+    with pytest.raises(ParameterError, match="'stride': \\(16, 32\\)"):
+        fit(config.replace(stride=32), patches, tmp_path)
