@@ -308,6 +308,15 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate=lr)
 
 
+def _compile(model, config: TrainConfig, steps_per_epoch: int, mixed: bool = False) -> None:
+    """Compile with the config's optimizer and loss; loss scaling under mixed precision."""
+    optimizer = _optimizer(config, steps_per_epoch)
+    if mixed:  # the functional model's own policy is float32, so Keras would not wrap it
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=_loss(config.loss),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+
+
 # --- callbacks ---------------------------------------------------------------------------------
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -506,7 +515,8 @@ def _trim_log(csv_path: Path, epochs_done: int) -> None:
 
 def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         prepared_dir: str | os.PathLike | None = None, resume: bool = True,
-        callbacks: Sequence = (), verbose=None, allow_test_scenes: bool = False) -> TrainResult:
+        callbacks: Sequence = (), verbose=None, allow_test_scenes: bool = False,
+        mixed_precision: bool | None = None) -> TrainResult:
     """Train a U-Net; resume an interrupted run in the same ``output_dir``.
 
     Parameters
@@ -529,6 +539,9 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         Keras' verbosity; default one line per epoch (2) unless stdout is a terminal.
     allow_test_scenes
         Allow training on a benchmark's test scenes (never for benchmark numbers).
+    mixed_precision
+        None (default): float16 compute on a GPU, float32 on a CPU (where float16 is 3-7x
+        slower). The output layer is float32 either way.
     """
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig; got {type(config).__name__}.")
@@ -562,6 +575,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
 
     keras.utils.set_random_seed(config.seed)
     strategy, on_gpu, n_gpus = _devices(config)
+    mixed = on_gpu if mixed_precision is None else bool(mixed_precision)
     with strategy.scope():
         if initial_epoch and (ckpt / state.get("checkpoint", "")).is_file():
             log.info("resuming from %s: %d epochs done", state["checkpoint"], initial_epoch)
@@ -570,10 +584,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             initial_epoch = 0
             state.update({"epochs_done": 0, "best": None})
             model = build_unet(config.n_channels, config.model_depth, config.model_filters,
-                               mixed_precision=on_gpu)
-            model.compile(optimizer=_optimizer(config, patches.n_train // config.batch_size),
-                          loss=_loss(config.loss),
-                          metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+                               mixed_precision=mixed)
+            _compile(model, config, patches.n_train // config.batch_size, mixed)
     _trim_log(csv_path, initial_epoch)
 
     validation = ValidationMetrics(patches.validation, config.loss, 2 ** config.model_depth)
@@ -609,7 +621,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     info = {
         "architecture": {"name": "unet", "preset": config.preset, "depth": config.model_depth,
                   "base_filters": config.model_filters, "params": int(best.count_params()),
-                  "mixed_precision": on_gpu, "threshold": THRESHOLD},
+                  "mixed_precision": mixed, "threshold": THRESHOLD},
         "config": config.to_dict(),
         "training_scenes": scene_names,
         "validation": {"split": patches.split, "selection": "best val_accuracy (paper)",

@@ -294,3 +294,55 @@ def test_fit_refuses_tiles_cut_with_other_settings(tmp_path):
     patches = prepare_patches(config, _scenes())
     with pytest.raises(ParameterError, match="'stride': \\(16, 32\\)"):
         fit(config.replace(stride=32), patches, tmp_path)
+
+
+# --- the committed pretrained model ----------------------------------------------------------
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "models" / "unet_alps_s2.keras"
+
+
+def test_pretrained_model_reproduces_its_validation_scores(prepared_alps):
+    """The committed model + sidecar alone re-score the validation blocks as recorded."""
+    from glacierkit.data import split
+    from glacierkit.features import feature_stack
+    from glacierkit.metrics import confusion, scores
+    from glacierkit.prep import load_prepared
+
+    assert PRETRAINED.stat().st_size < 10 * 2 ** 20
+    model, side = load_model(PRETRAINED)
+    assert set(side["training_scenes"]) <= set(split("alps-s2")["train"])
+    spec = side["inputs"]
+    assert spec.channels == ("swir1", "nir", "blue", "ndsi") and spec.patch_size == 128
+    step = 2 ** side["architecture"]["depth"]
+    total = None
+    for name, region in side["validation"]["regions"].items():
+        scene, labels = load_prepared(prepared_alps, name)
+        b = region["validation"]
+        window = (slice(b["row0"], b["row1"]), slice(b["col0"], b["col1"]))
+        x = np.moveaxis(feature_stack(scene, spec).values[(slice(None), *window)], 0, -1)
+        x = normalize(x, spec)
+        h, w = x.shape[:2]
+        x = np.pad(x, ((0, -h % step), (0, -w % step), (0, 0)), mode="reflect")
+        p = np.asarray(model.predict_on_batch(x[None]))[0, :h, :w, 0]
+        c = confusion(p > side["architecture"]["threshold"], labels.values[window])
+        total = c if total is None else total + c
+    recorded = side["metrics"]["validation"]
+    assert scores(total)["KC"] == pytest.approx(recorded["KC"], abs=2e-3)
+    assert abs(total.tp - recorded["TP"]) <= 0.002 * total.n
+
+
+def test_mixed_precision_path_trains_and_resumes(tmp_path):
+    """The GPU path (float16 compute, loss scaling, float32 output), forced on the CPU."""
+    from glacierkit.train import TrainConfig, fit
+
+    config = TrainConfig(epochs=1, **{**TINY, "depth": 1, "base_filters": 2, "stride": 32})
+    result = fit(config, _scenes(1), tmp_path, verbose=0, mixed_precision=True)
+    assert result.sidecar["architecture"]["mixed_precision"] is True
+    import keras
+
+    last = keras.saving.load_model(tmp_path / "checkpoints" / "last-0001.keras")
+    assert isinstance(last.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert last.layers[1].compute_dtype == "float16"
+    assert last.layers[-1].compute_dtype == "float32"
+    more = fit(config.replace(epochs=2), _scenes(1), tmp_path, verbose=0, mixed_precision=True)
+    assert more.initial_epoch == 1
