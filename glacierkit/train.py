@@ -590,9 +590,11 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
 
     validation = ValidationMetrics(patches.validation, config.loss, 2 ** config.model_depth)
     ckpt.mkdir(parents=True, exist_ok=True)
-    cbs = [validation, _Checkpoints(ckpt, state),
-           keras.callbacks.CSVLogger(str(csv_path), append=initial_epoch > 0),
-           *_tensorboard(out / "tensorboard"), *callbacks]
+    # Order matters: validation scores first (the others read them from the logs), the
+    # CSV row before the checkpoint commit (a kill in between re-runs that epoch and
+    # _trim_log drops its row, so the log never has a gap or a repeat).
+    cbs = [validation, keras.callbacks.CSVLogger(str(csv_path), append=initial_epoch > 0),
+           *_tensorboard(out / "tensorboard"), _Checkpoints(ckpt, state), *callbacks]
     if initial_epoch < config.epochs:
         ds, steps = training_dataset(patches, config.batch_size, config.seed,
                                      start_epoch=initial_epoch, epochs=config.epochs,

@@ -346,3 +346,14 @@ def test_mixed_precision_path_trains_and_resumes(tmp_path):
     assert last.layers[-1].compute_dtype == "float32"
     more = fit(config.replace(epochs=2), _scenes(1), tmp_path, verbose=0, mixed_precision=True)
     assert more.initial_epoch == 1
+
+
+def test_trim_log_drops_epochs_that_will_run_again(tmp_path):
+    from glacierkit.train import _trim_log
+
+    csv = tmp_path / "log.csv"
+    pd.DataFrame({"epoch": [0, 1, 2, 3], "loss": [4.0, 3.0, 2.0, 1.0]}).to_csv(csv, index=False)
+    _trim_log(csv, 2)  # killed after epoch 2's row was written, before its checkpoint
+    assert list(pd.read_csv(csv)["epoch"]) == [0, 1]
+    _trim_log(csv, 5)
+    assert list(pd.read_csv(csv)["epoch"]) == [0, 1]
