@@ -15,7 +15,7 @@ of seconds per step on a CPU; ``--skip-paper`` leaves it out).
 
 Usage::
 
-    python bench/train_input.py [--rounds 12] [--steps 8] [--skip-paper]
+    python bench/train_input.py [--rounds 20] [--steps 6] [--skip-paper]
 
 The last line is ``pipeline_vs_in_memory: <ratio>`` (target: >= 0.9).
 """
@@ -39,8 +39,8 @@ def _fit_rate(model, ds, steps: int, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=8, help="training steps per mode and round")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=6, help="training steps per mode and round")
     parser.add_argument("--paper-steps", type=int, default=2)
     parser.add_argument("--skip-paper", action="store_true")
     args = parser.parse_args()
@@ -95,8 +95,6 @@ def main() -> None:
         for mode in order:
             rates[mode].append(_fit_rate(model, pipe if mode == "pipeline" else memory,
                                          args.steps, b))
-        print(f"round {r + 1}: pipeline {rates['pipeline'][-1]:.1f} img/s, in-memory "
-              f"{rates['in_memory'][-1]:.1f} img/s")
     med = {k: statistics.median(v) for k, v in rates.items()}
     ratios = [p / m for p, m in zip(rates["pipeline"], rates["in_memory"], strict=True)]
     print(f"cpu preset ({config.n_channels} channels) train images/s (batch {b}): tf.data "
