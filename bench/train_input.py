@@ -1,0 +1,121 @@
+"""Is the input pipeline the bottleneck of U-Net training?
+
+Trains the ``cpu`` preset on the real tiles of the Alps training scenes, fed two ways,
+measured side by side in alternating rounds of one process (the machine is shared, so only
+ratios of interleaved medians mean something):
+
+- ``pipeline``: :func:`glacierkit.patches.training_dataset`, the tf.data pipeline that
+  training uses, with the on-the-fly flips/rotations;
+- ``in_memory``: one batch of the same shape held as tensors and repeated, so the input
+  costs nothing: the upper bound.
+
+Also prints the raw pipeline rate without a model, and the training images/s and parameter
+counts of the ``cpu`` and ``paper`` presets (the paper's 124 M-parameter network takes tens
+of seconds per step on a CPU; ``--skip-paper`` leaves it out).
+
+Usage::
+
+    python bench/train_input.py [--rounds 20] [--steps 6] [--skip-paper]
+
+The last line is ``pipeline_vs_in_memory: <ratio>`` (target: >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _fit_rate(model, ds, steps: int, batch: int) -> float:
+    t = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    return steps * batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=6, help="training steps per mode and round")
+    parser.add_argument("--paper-steps", type=int, default=2)
+    parser.add_argument("--skip-paper", action="store_true")
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    from glacierkit.model import PRESETS, build_unet, count_params
+    from glacierkit.train import TrainConfig, _loss, _optimizer, prepare_patches
+
+    config = TrainConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        from glacierkit.data import split
+        from glacierkit.prep import prepare_scenes
+
+        train_scenes = split("alps-s2")["train"]
+        prepare_scenes(train_scenes, tmp)
+        patches = prepare_patches(config, train_scenes, prepared_dir=tmp)
+    b = config.batch_size
+    print(f"tiles: {patches.n_train} training tiles of {config.patch_size} px x "
+          f"{patches.spec.n_channels} channels, batch {b}, {tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op threads")
+    for name, p in PRESETS.items():
+        channels = [len(p.bands)] + ([config.n_channels] if name == config.preset else [])
+        counts = ", ".join(f"{c} channels: {count_params(c, p.depth, p.base_filters):,}"
+                           for c in channels)
+        print(f"{name} preset: depth {p.depth}, base_filters {p.base_filters}; parameters "
+              f"with {counts}")
+
+    from glacierkit.patches import training_dataset
+
+    pipe, steps_per_epoch = training_dataset(patches, b, seed=0)
+    xb, yb, wb = next(iter(pipe))
+    memory = tf.data.Dataset.from_tensors((xb, yb, wb)).repeat()
+
+    # the pipeline alone, no model
+    it = iter(training_dataset(patches, b, seed=1)[0])
+    next(it)
+    t = time.perf_counter()
+    for _ in range(100):
+        next(it)
+    print(f"pipeline alone: {100 * b / (time.perf_counter() - t):.0f} images/s")
+
+    keras.utils.set_random_seed(0)
+    model = build_unet(config.n_channels, config.model_depth, config.model_filters)
+    model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=_loss(config.loss),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+    _fit_rate(model, memory, 3, b)  # compile and warm up both paths
+    _fit_rate(model, pipe, 3, b)
+    rates: dict[str, list[float]] = {"pipeline": [], "in_memory": []}
+    for r in range(args.rounds):
+        order = ("pipeline", "in_memory") if r % 2 == 0 else ("in_memory", "pipeline")
+        for mode in order:
+            rates[mode].append(_fit_rate(model, pipe if mode == "pipeline" else memory,
+                                         args.steps, b))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratios = [p / m for p, m in zip(rates["pipeline"], rates["in_memory"], strict=True)]
+    print(f"cpu preset ({config.n_channels} channels) train images/s (batch {b}): tf.data "
+          f"pipeline {med['pipeline']:.1f}, in-memory tensors {med['in_memory']:.1f} (medians "
+          f"of {args.rounds} rounds x {args.steps} steps); ratio of medians "
+          f"{med['pipeline'] / med['in_memory']:.3f}; per-round ratios "
+          + " ".join(f"{x:.2f}" for x in ratios))
+
+    if not args.skip_paper:
+        paper = TrainConfig.paper()
+        keras.utils.set_random_seed(0)
+        big = build_unet(paper.n_channels, paper.model_depth, paper.model_filters)
+        big.compile(optimizer=_optimizer(paper, steps_per_epoch), loss=_loss(paper.loss))
+        paper_batch = tf.data.Dataset.from_tensors(
+            (xb[..., :paper.n_channels], yb, wb)).repeat()
+        _fit_rate(big, paper_batch, 1, b)
+        rate = _fit_rate(big, paper_batch, args.paper_steps, b)
+        print(f"paper preset train images/s (batch {b}, in-memory, {args.paper_steps} steps): "
+              f"{rate:.2f}  ({big.count_params():,} parameters)")
+    print(f"pipeline_vs_in_memory: {statistics.median(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,651 @@
+"""Training the U-Net: a frozen configuration, resumable :func:`fit`, and the model artifact.
+
+:func:`fit` cuts the training scenes into tiles (:mod:`glacierkit.patches`), builds the
+network (:mod:`glacierkit.model`) and trains it with Keras. It writes into ``output_dir``:
+
+- ``unet.keras`` + ``unet.json``: the model (the checkpoint with the best validation
+  accuracy, the paper's rule; no optimizer state) and its sidecar (bands by role,
+  normalization, patch size, training scenes, the config, the final validation metrics).
+  Prediction needs nothing else (:func:`glacierkit.features.load_model`).
+- ``training_log.csv`` (one row per epoch: loss, accuracy, validation loss, accuracy, IoU
+  and kappa) and ``tensorboard/``.
+- ``checkpoints/``: ``best.keras`` and, after every epoch, ``last-NNNN.keras`` (model and
+  optimizer state) with ``last.json`` (epochs done, best so far, seed) written last, each
+  file atomically. Running :func:`fit` again with the same configuration and folder
+  continues from the last completed epoch, so an interruption (even ``kill -9``) costs at
+  most one epoch. Raising ``epochs`` continues a finished training.
+
+Data order and augmentation are functions of ``(seed, epoch)``, and the weights start from
+``keras.utils.set_random_seed(seed)``, so a CPU run is repeatable. On a GPU the model
+computes in mixed precision (its output stays float32); with several GPUs it trains under
+``tf.distribute.MirroredStrategy``.
+
+Optimizers: the paper used Keras 2's Adadelta with its default learning rate of 1.0.
+Keras 3's Adadelta defaults to 0.001, which barely moves the weights, so
+``optimizer="adadelta"`` uses 1.0 unless ``learning_rate`` is given. ``adam`` uses 0.001.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import metrics as gk_metrics
+from .bands import PAPER_BANDS
+from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
+from .features import EXTRA_CHANNELS, InputSpec, save_model
+from .io import atomic_path
+from .model import PRESETS, build_unet, check_input_size
+from .patches import SIDES, SPLITS, Patches, make_patches, pad_to_multiple, training_dataset
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "TrainResult", "fit", "prepare_patches", "load_scenes",
+           "DiceLoss", "ValidationMetrics", "OPTIMIZERS", "LOSSES", "STRATEGIES",
+           "DEFAULT_LEARNING_RATES", "MODEL_NAME"]
+
+OPTIMIZERS = ("adam", "adadelta")
+LOSSES = ("bce", "dice", "focal")
+STRATEGIES = ("auto", "none", "mirrored")
+SCHEDULES = ("constant", "cosine")
+#: Used when ``learning_rate`` is not given: Adadelta 1.0 as in the paper (Keras 2 default).
+DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 1.0}
+MODEL_NAME = "unet"
+#: A pixel is glacier when the predicted probability exceeds this.
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; validated on creation.
+
+    Parameters
+    ----------
+    bands
+        Input bands by role, in channel order (the paper: swir1, nir, blue).
+    extra
+        Extra index channels after the bands. Default ``("ndsi",)``: on the Alps validation
+        blocks it raised kappa by 0.03-0.06 over the paper's three bands (two seeds); the
+        paper proposed it as future work. ``()`` gives the paper's inputs.
+    preset
+        ``"cpu"`` (4 pooling steps, 16 base filters) or ``"paper"`` (5, 64).
+    depth, base_filters
+        Override the preset's pooling steps / first-level filters (None or 0: preset's).
+    patch_size, stride
+        Tile size (a multiple of ``2**depth``) and step, in pixels.
+    max_nan_fraction, min_glacier_fraction
+        Tile filters: no-data fraction above which a tile is dropped; the paper's balancing
+        (drop tiles with less glacier than this).
+    val_fraction, val_gap, val_side, split
+        Validation: fraction of each scene, pixels between it and the training tiles, its
+        side, and ``"blocked"`` (spatial, default) or ``"random"`` (the paper's; leaks).
+    batch_size, epochs
+        Batch size (paper: 8) and the total number of epochs.
+    optimizer, learning_rate
+        ``"adam"`` or ``"adadelta"`` (the paper's); None or 0: :data:`DEFAULT_LEARNING_RATES`.
+    lr_schedule
+        ``"constant"`` (the paper's) or ``"cosine"``: decay to 0 over ``epochs`` (the last
+        epochs then change the weights little, so the best-epoch pick is less noisy).
+    loss
+        ``"bce"`` (binary cross-entropy, the paper's), ``"dice"`` or ``"focal"``.
+    jitter
+        Radiometric augmentation strength (0: flips/rotations only); see
+        :func:`glacierkit.patches.training_dataset`.
+    seed
+        Seeds weights, tile order and augmentation.
+    strategy
+        ``"auto"`` (MirroredStrategy with more than one GPU), ``"none"`` or ``"mirrored"``.
+    """
+
+    bands: tuple[str, ...] = PAPER_BANDS
+    extra: tuple[str, ...] = ("ndsi",)
+    preset: str = "cpu"
+    depth: int | None = None
+    base_filters: int | None = None
+    patch_size: int = 128
+    stride: int = 32
+    max_nan_fraction: float = 0.1
+    min_glacier_fraction: float = 0.0
+    val_fraction: float = 0.2
+    val_gap: int = 128
+    val_side: str = "bottom"
+    split: str = "blocked"
+    batch_size: int = 8
+    epochs: int = 40
+    optimizer: str = "adam"
+    learning_rate: float | None = None
+    lr_schedule: str = "cosine"
+    loss: str = "bce"
+    jitter: float = 0.0
+    seed: int = 42
+    strategy: str = "auto"
+
+    def __post_init__(self):
+        def setf(name, value):
+            object.__setattr__(self, name, value)
+
+        for name in ("bands", "extra"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,) if value else ()
+            setf(name, tuple(str(v) for v in value))
+        for name in ("depth", "base_filters"):
+            if getattr(self, name) in (0, None):
+                setf(name, None)
+        if self.learning_rate in (0, None):
+            setf("learning_rate", None)
+        if not self.bands:
+            raise ParameterError("bands is empty; give roles such as ['swir1', 'nir', 'blue'].")
+        if len(set(self.channels)) != len(self.channels):
+            raise ParameterError(f"Channels repeat: {self.channels}.")
+        bad = [e for e in self.extra if e not in EXTRA_CHANNELS]
+        if bad:
+            raise ParameterError(f"Unknown extra channels {bad}. Valid: {sorted(EXTRA_CHANNELS)}.")
+        self._choice("preset", sorted(PRESETS))
+        self._choice("optimizer", OPTIMIZERS)
+        self._choice("loss", LOSSES)
+        self._choice("strategy", STRATEGIES)
+        self._choice("lr_schedule", SCHEDULES)
+        self._choice("split", SPLITS)
+        self._choice("val_side", SIDES)
+        for name, low in (("depth", 1), ("base_filters", 1), ("patch_size", 2), ("stride", 1),
+                          ("batch_size", 1), ("epochs", 1), ("val_gap", 0), ("seed", 0)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+                raise ParameterError(f"{name} must be an integer >= {low}; got {value!r}.")
+            setf(name, int(value))
+        for name, low, high in (("max_nan_fraction", 0.0, 1.0),
+                                ("min_glacier_fraction", 0.0, 1.0),
+                                ("val_fraction", 0.0, 0.5), ("jitter", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not low <= value <= high:
+                raise ParameterError(f"{name} must be a number in [{low}, {high}]; got {value!r}.")
+            setf(name, float(value))
+        if self.val_fraction == 0:
+            raise ParameterError(
+                "val_fraction is 0: training keeps the best epoch by validation accuracy, so it "
+                "needs a validation set. Use e.g. 0.2."
+            )
+        if self.learning_rate is not None:
+            if not isinstance(self.learning_rate, int | float) or self.learning_rate <= 0:
+                raise ParameterError(f"learning_rate must be > 0; got {self.learning_rate!r}.")
+            setf("learning_rate", float(self.learning_rate))
+        check_input_size(self.patch_size, self.model_depth)
+
+    def _choice(self, name: str, valid) -> None:
+        value = getattr(self, name)
+        if value not in valid:
+            raise ParameterError(f"Unknown {name} {value!r}. Valid: {list(valid)}.")
+
+    # derived values -------------------------------------------------------------------------
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self.bands + self.extra
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def model_depth(self) -> int:
+        return self.depth or PRESETS[self.preset].depth
+
+    @property
+    def model_filters(self) -> int:
+        return self.base_filters or PRESETS[self.preset].base_filters
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate or DEFAULT_LEARNING_RATES[self.optimizer]
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The input contract without statistics (those come from the training tiles)."""
+        return InputSpec(self.bands, self.extra, patch_size=self.patch_size)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ParameterError(f"Unknown TrainConfig fields {sorted(unknown)}. Valid: "
+                                 f"{sorted(names)}.")
+        return cls(**d)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def paper(cls, **changes) -> TrainConfig:
+        """The paper's recipe: 6-5-2 bands, ``paper`` preset, Adadelta (lr 1.0, constant),
+        BCE, batch 8 (the split stays spatially blocked unless ``split="random"``)."""
+        return cls(**{"bands": PAPER_BANDS, "extra": (), "preset": "paper",
+                      "optimizer": "adadelta", "lr_schedule": "constant", "loss": "bce",
+                      "batch_size": 8, **changes})
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns."""
+
+    model_path: Path
+    history: pd.DataFrame
+    metrics: dict
+    best_epoch: int
+    initial_epoch: int
+    seconds: float
+    patches: Patches
+
+    @property
+    def sidecar(self) -> dict:
+        return json.loads(self.model_path.with_suffix(".json").read_text())
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="glacierkit")
+class DiceLoss(keras.losses.Loss):
+    """Soft Dice loss ``1 - (2 Σ w y p + s) / (Σ w y + Σ w p + s)`` over the whole batch.
+
+    Pixel weights ``w`` (the sample weights) mask no-data pixels.
+    """
+
+    def __init__(self, smooth: float = 1.0, name: str = "dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        from keras import ops
+
+        y_pred = ops.cast(y_pred, "float32")
+        y_pred = ops.reshape(y_pred, ops.shape(y_true)) if len(y_true.shape) < len(
+            y_pred.shape) else y_pred
+        y_true = ops.cast(y_true, "float32")
+        w = ops.ones_like(y_true) if sample_weight is None else ops.reshape(
+            ops.cast(sample_weight, "float32"), ops.shape(y_true))
+        inter = ops.sum(w * y_true * y_pred)
+        total = ops.sum(w * y_true) + ops.sum(w * y_pred)
+        return 1.0 - (2.0 * inter + self.smooth) / (total + self.smooth)
+
+    def call(self, y_true, y_pred):  # pragma: no cover - __call__ does the work
+        return self.__call__(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        return {"smooth": self.smooth, "name": self.name}
+
+
+def _loss(name: str):
+    if name == "bce":
+        return keras.losses.BinaryCrossentropy(name="bce")
+    if name == "focal":
+        return keras.losses.BinaryFocalCrossentropy(gamma=2.0, name="focal")
+    return DiceLoss()
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int):
+    lr = config.lr
+    if config.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * config.epochs)
+    if config.optimizer == "adadelta":
+        return keras.optimizers.Adadelta(learning_rate=lr)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def _compile(model, config: TrainConfig, steps_per_epoch: int, mixed: bool = False) -> None:
+    """Compile with the config's optimizer and loss; loss scaling under mixed precision."""
+    optimizer = _optimizer(config, steps_per_epoch)
+    if mixed:  # the functional model's own policy is float32, so Keras would not wrap it
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=_loss(config.loss),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """After each epoch, score the validation images and add ``val_loss``, ``val_accuracy``
+    (overall accuracy at 0.5), ``val_iou`` and ``val_kc`` (kappa) to the epoch's logs.
+
+    It runs before the checkpoint and logger callbacks, which then see these values. Each
+    validation pixel counts once (blocks are predicted whole, padded to ``2**depth``).
+    """
+
+    def __init__(self, items, loss_name: str, multiple: int):
+        super().__init__()
+        self.items = [pad_to_multiple(it, multiple) for it in items]
+        self.loss_fn = _loss(loss_name)
+
+    def evaluate(self, model) -> tuple[dict, dict[str, gk_metrics.Counts]]:
+        counts: dict[str, gk_metrics.Counts] = {}
+        ys, ps, ws = [], [], []
+        for it in self.items:
+            p = np.asarray(model.predict_on_batch(it.x[None]), dtype="float32")[0, ..., 0]
+            c = gk_metrics.confusion(p > THRESHOLD, it.y, valid=it.w > 0)
+            counts[it.scene] = counts[it.scene] + c if it.scene in counts else c
+            keep = it.w > 0
+            ys.append(it.y[keep])
+            ps.append(p[keep])
+            ws.append(it.w[keep])
+        total = None
+        for c in counts.values():
+            total = c if total is None else total + c
+        s = gk_metrics.scores(total)
+        y, p, w = (np.concatenate(a)[None, :, None] for a in (ys, ps, ws))
+        loss = float(self.loss_fn(y, p, sample_weight=w[..., 0]))
+        logs = {"val_loss": loss, "val_accuracy": s["OA"], "val_iou": s["IoU"],
+                "val_kc": s["KC"]}
+        return logs, counts
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        values, _ = self.evaluate(self.model)
+        logs.update(values)
+
+
+def _save_keras(model, path: Path) -> None:
+    """``model.save`` atomically (Keras insists on the .keras suffix of the target)."""
+    with atomic_path(path) as tmp:
+        keras_tmp = tmp.with_suffix(".keras")
+        try:
+            model.save(keras_tmp)
+            os.replace(keras_tmp, tmp)
+        finally:
+            if keras_tmp.exists():
+                keras_tmp.unlink()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+
+
+class _Checkpoints(keras.callbacks.Callback):
+    """Best checkpoint by ``val_accuracy`` and the resumable "last" state, both atomic."""
+
+    monitor = "val_accuracy"
+
+    def __init__(self, folder: Path, state: dict):
+        super().__init__()
+        self.folder = folder
+        self.state = state  # epochs_done, best, config, scenes, seed ...
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        best = self.state.get("best")
+        if value is not None and np.isfinite(value) and (best is None or value > best["value"]):
+            _save_keras(self.model, self.folder / "best.keras")
+            self.state["best"] = {"monitor": self.monitor, "value": float(value),
+                                  "epoch": epoch, **{k: float(v) for k, v in logs.items()
+                                                     if k.startswith("val_")}}
+        name = f"last-{epoch + 1:04d}.keras"
+        _save_keras(self.model, self.folder / name)
+        self.state.update({"epochs_done": epoch + 1, "checkpoint": name,
+                           "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        _write_json(self.folder / "last.json", self.state)  # the commit point
+        for old in self.folder.glob("last-*.keras"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+def load_scenes(scenes: Sequence[str], prepared_dir: str | os.PathLike,
+                allow_test_scenes: bool = False) -> dict:
+    """``{name: (scene, labels)}`` from prepared scenes (notebook 01's output folder).
+
+    Refuses scenes of a benchmark's test split unless ``allow_test_scenes``: nothing may be
+    tuned on them, and training is tuning.
+    """
+    from .prep import load_prepared
+
+    out = {}
+    for name in scenes:
+        scene, labels = load_prepared(prepared_dir, name)
+        if scene.attrs.get("split") == "test" and not allow_test_scenes:
+            raise ParameterError(
+                f"{name!r} is a test scene of the benchmark split; training on it would make "
+                "the test scores meaningless. Train on the train scenes (glacierkit.data.split)"
+                " or pass allow_test_scenes=True for your own data."
+            )
+        if labels is None:
+            raise DataNotFoundError(f"Prepared scene {name!r} has no labels (no outlines).")
+        out[name] = (scene, labels)
+    return out
+
+
+def prepare_patches(config: TrainConfig, scenes, prepared_dir=None,
+                    allow_test_scenes: bool = False) -> Patches:
+    """Tiles and validation images for ``config`` from scene names or ``{name: (scene,
+    labels)}``."""
+    if isinstance(scenes, Patches):
+        expected = {"patch_size": config.patch_size, "stride": config.stride,
+                    "max_nan_fraction": config.max_nan_fraction,
+                    "min_glacier_fraction": config.min_glacier_fraction,
+                    "val_fraction": config.val_fraction, "gap": config.val_gap,
+                    "side": config.val_side, "split": config.split}
+        diff = {k: (scenes.settings.get(k), v) for k, v in expected.items()
+                if scenes.settings.get(k) != v}
+        if scenes.spec.channels != config.channels:
+            diff["channels"] = (scenes.spec.channels, config.channels)
+        if diff:
+            raise ParameterError(
+                f"The tiles were cut with other settings than the config (tiles, config): "
+                f"{diff}. Make them with prepare_patches(config, ...)."
+            )
+        return scenes
+    if not isinstance(scenes, Mapping):
+        if prepared_dir is None:
+            raise ParameterError("Scene names need prepared_dir (notebook 01's output_dir).")
+        scenes = load_scenes(list(scenes), prepared_dir, allow_test_scenes)
+    return make_patches(
+        scenes, config.input_spec, patch_size=config.patch_size, stride=config.stride,
+        max_nan_fraction=config.max_nan_fraction,
+        min_glacier_fraction=config.min_glacier_fraction, val_fraction=config.val_fraction,
+        gap=config.val_gap, side=config.val_side, split=config.split, seed=config.seed)
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+def _devices(config: TrainConfig):
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if config.strategy == "mirrored" or (config.strategy == "auto" and len(gpus) > 1):
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    return strategy, bool(gpus), len(gpus)
+
+
+def _tensorboard(folder: Path) -> list:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        log.warning("tensorboard is not installed: no TensorBoard logs (pip install "
+                    "tensorboard); training_log.csv has the same numbers.")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(folder), write_graph=False,
+                                        profile_batch=0)]
+
+
+def _verbose(verbose):
+    if verbose is not None:
+        return verbose
+    return "auto" if getattr(sys.stdout, "isatty", lambda: False)() else 2
+
+
+# --- fit ---------------------------------------------------------------------------------------
+
+def _comparable(config_dict: dict) -> dict:
+    return {k: v for k, v in config_dict.items() if k != "epochs"}
+
+
+def _trim_log(csv_path: Path, epochs_done: int) -> None:
+    """Drop log rows of epochs that will be run again (after an interruption)."""
+    if not csv_path.is_file():
+        return
+    try:
+        table = pd.read_csv(csv_path)
+    except pd.errors.EmptyDataError:
+        csv_path.unlink()
+        return
+    if "epoch" in table and (table["epoch"] >= epochs_done).any():
+        with atomic_path(csv_path) as tmp:
+            table[table["epoch"] < epochs_done].to_csv(tmp, index=False)
+
+
+def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
+        prepared_dir: str | os.PathLike | None = None, resume: bool = True,
+        callbacks: Sequence = (), verbose=None, allow_test_scenes: bool = False,
+        mixed_precision: bool | None = None) -> TrainResult:
+    """Train a U-Net; resume an interrupted run in the same ``output_dir``.
+
+    Parameters
+    ----------
+    config
+        The :class:`TrainConfig`.
+    scenes
+        Scene names prepared in ``prepared_dir``, ``{name: (scene, labels)}``, or the
+        :class:`~glacierkit.patches.Patches` from :func:`prepare_patches`.
+    output_dir
+        Where the model, logs and checkpoints go (see the module docstring).
+    prepared_dir
+        Notebook 01's ``output_dir`` when ``scenes`` are names.
+    resume
+        Continue from ``output_dir/checkpoints`` when they exist (same config apart from
+        ``epochs``); False deletes them and starts over.
+    callbacks
+        More Keras callbacks (they run after glacierkit's).
+    verbose
+        Keras' verbosity; default one line per epoch (2) unless stdout is a terminal.
+    allow_test_scenes
+        Allow training on a benchmark's test scenes (never for benchmark numbers).
+    mixed_precision
+        None (default): float16 compute on a GPU, float32 on a CPU (where float16 is 3-7x
+        slower). The output layer is float32 either way.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ParameterError(f"config must be a TrainConfig; got {type(config).__name__}.")
+    t0 = time.perf_counter()
+    out = Path(output_dir)
+    ckpt = out / "checkpoints"
+    csv_path = out / "training_log.csv"
+    patches = prepare_patches(config, scenes, prepared_dir, allow_test_scenes)
+    scene_names = patches.scenes
+    state_path = ckpt / "last.json"
+    state = {"config": config.to_dict(), "scenes": scene_names, "seed": config.seed,
+             "epochs_done": 0, "best": None,
+             "data_order": "tile order and augmentation drawn from (seed, epoch)"}
+    if state_path.is_file() and not resume:
+        for f in [*ckpt.glob("*.keras"), state_path, csv_path]:
+            f.unlink(missing_ok=True)
+    elif state_path.is_file():
+        old = json.loads(state_path.read_text())
+        if _comparable(old["config"]) != _comparable(state["config"]) or \
+                old["scenes"] != scene_names:
+            diff = {k: (old["config"].get(k), v) for k, v in state["config"].items()
+                    if k != "epochs" and old["config"].get(k) != v}
+            if old["scenes"] != scene_names:
+                diff["scenes"] = (old["scenes"], scene_names)
+            raise ParameterError(
+                f"{out} holds checkpoints of a different training (differences, old -> new: "
+                f"{diff}). Use another output_dir, or resume=False to start over."
+            )
+        state.update({k: old[k] for k in ("epochs_done", "best", "checkpoint") if k in old})
+    initial_epoch = int(state["epochs_done"])
+
+    keras.utils.set_random_seed(config.seed)
+    strategy, on_gpu, n_gpus = _devices(config)
+    mixed = on_gpu if mixed_precision is None else bool(mixed_precision)
+    with strategy.scope():
+        if initial_epoch and (ckpt / state.get("checkpoint", "")).is_file():
+            log.info("resuming from %s: %d epochs done", state["checkpoint"], initial_epoch)
+            model = keras.saving.load_model(ckpt / state["checkpoint"], compile=True)
+        else:
+            initial_epoch = 0
+            state.update({"epochs_done": 0, "best": None})
+            model = build_unet(config.n_channels, config.model_depth, config.model_filters,
+                               mixed_precision=mixed)
+            _compile(model, config, patches.n_train // config.batch_size, mixed)
+    _trim_log(csv_path, initial_epoch)
+
+    validation = ValidationMetrics(patches.validation, config.loss, 2 ** config.model_depth)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    # Order matters: validation scores first (the others read them from the logs), the
+    # CSV row before the checkpoint commit (a kill in between re-runs that epoch and
+    # _trim_log drops its row, so the log never has a gap or a repeat).
+    cbs = [validation, keras.callbacks.CSVLogger(str(csv_path), append=initial_epoch > 0),
+           *_tensorboard(out / "tensorboard"), _Checkpoints(ckpt, state), *callbacks]
+    if initial_epoch < config.epochs:
+        ds, steps = training_dataset(patches, config.batch_size, config.seed,
+                                     start_epoch=initial_epoch, epochs=config.epochs,
+                                     jitter=config.jitter)
+        log.info("training %d tiles (%d steps/epoch), epochs %d..%d", patches.n_train, steps,
+                 initial_epoch, config.epochs - 1)
+        model.fit(ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                  callbacks=cbs, verbose=_verbose(verbose), shuffle=False)
+    train_seconds = time.perf_counter() - t0
+
+    if state.get("best") is None or not (ckpt / "best.keras").is_file():
+        raise GlacierKitError(
+            f"No epoch of the training in {out} had a finite validation accuracy, so there is "
+            "no best checkpoint. Check that the validation blocks hold labelled pixels."
+        )
+    best = keras.saving.load_model(ckpt / "best.keras", compile=False)
+    values, per_scene = validation.evaluate(best)
+    pooled = None
+    for c in per_scene.values():
+        pooled = c if pooled is None else pooled + c
+    scores = {k: v for k, v in gk_metrics.scores(pooled).items() if k != "reasons"}
+    scene_scores = {n: {k: v for k, v in gk_metrics.scores(c).items() if k != "reasons"}
+                    for n, c in per_scene.items()}
+    history = pd.read_csv(csv_path) if csv_path.is_file() else pd.DataFrame()
+    best_epoch = int(state["best"]["epoch"])
+    info = {
+        "architecture": {"name": "unet", "preset": config.preset, "depth": config.model_depth,
+                  "base_filters": config.model_filters, "params": int(best.count_params()),
+                  "mixed_precision": mixed, "threshold": THRESHOLD},
+        "config": config.to_dict(),
+        "training_scenes": scene_names,
+        "validation": {"split": patches.split, "selection": "best val_accuracy (paper)",
+                       "regions": {n: {k: (dataclasses.asdict(b) if b else None)
+                                       for k, b in r.items()}
+                                   for n, r in patches.regions.items()}},
+        "tiles": patches.summary().to_dict(orient="records"),
+        "metrics": {"validation": {**scores, **pooled.as_dict()},
+                    "validation_per_scene": scene_scores, "best_epoch": best_epoch,
+                    "epochs": int(state["epochs_done"]), "val_loss": values["val_loss"]},
+        "environment": {"keras": keras.__version__, "tensorflow": _tf_version(),
+                        "gpus": n_gpus, "strategy": type(strategy).__name__,
+                        "train_seconds_this_run": round(train_seconds, 1)},
+    }
+    model_path = save_model(best, out / f"{MODEL_NAME}.keras", patches.spec, **info)
+    log.info("best epoch %d: validation OA %.4f KC %.4f IoU %.4f -> %s", best_epoch,
+             scores["OA"], scores["KC"], scores["IoU"], model_path)
+    return TrainResult(model_path, history, info["metrics"], best_epoch, initial_epoch,
+                       train_seconds, patches)
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
