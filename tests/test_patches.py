@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import make_scene
 
+from conftest import make_scene
 from glacierkit.exceptions import ParameterError
 from glacierkit.features import InputSpec, feature_stack
 from glacierkit.patches import (

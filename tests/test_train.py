@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import make_scene
 
+from conftest import make_scene
 from glacierkit.exceptions import ParameterError
 from glacierkit.features import load_model, normalize
 
