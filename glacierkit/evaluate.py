@@ -29,7 +29,8 @@ from .metrics import METRICS, Counts, confusion, score_arrays, scores
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAPER_TABLE", "SceneResult", "block_counts", "bootstrap_ci", "area_error",
+__all__ = ["PAPER_TABLE", "UNET", "NDSI_LEARNED", "NDSI_ORACLE", "Comparison", "compare_methods",
+           "predict_unlabelled", "SceneResult", "block_counts", "bootstrap_ci", "area_error",
            "evaluate_scene", "comparison_table", "table4", "surface_classes",
            "failure_table", "error_map", "save_results"]
 
@@ -308,3 +309,190 @@ def _json_default(v):
     if isinstance(v, np.floating):
         return float(v)
     return str(v)
+
+
+# --------------------------------------------------------------------------- the whole comparison
+#: Display names of the compared methods.
+UNET = "Deep U-Net"
+NDSI_LEARNED = "NDSI, threshold learned on train"
+NDSI_ORACLE = "NDSI, per-scene oracle (upper bound)"
+
+
+@dataclass
+class Comparison:
+    """Everything :func:`compare_methods` computed (tables, thresholds and maps)."""
+
+    comparison: pd.DataFrame
+    table4: pd.DataFrame
+    failures: pd.DataFrame
+    areas: pd.DataFrame
+    glaciers: pd.DataFrame
+    thresholds: dict
+    maps: dict = field(repr=False)
+    provenance: dict = field(default_factory=dict)
+
+
+def _learned_threshold(output_dir: Path, train_scenes: Sequence[str], metric: str,
+                       grid) -> dict:
+    """The NDSI threshold notebook 03 learned, or learn it now on the training scenes."""
+    from .indices import ndsi
+    from .prep import ensure_prepared, load_prepared
+    from .threshold import LEARNED_FILE, best_threshold, load_learned, pool, save_learned, sweep
+
+    if (output_dir / LEARNED_FILE).is_file():
+        learned = load_learned(output_dir)
+        learned["source"] = str(output_dir / LEARNED_FILE)
+        return learned
+    ensure_prepared(output_dir, train_scenes)
+    tables = []
+    for s in train_scenes:
+        scene, labels = load_prepared(output_dir, s)
+        tables.append(sweep(ndsi(scene), labels, grid))
+    t = best_threshold(pool(tables), metric)
+    save_learned(output_dir, t, metric, list(train_scenes), grid=[float(g) for g in grid])
+    return {**load_learned(output_dir), "source": "learned now on " + ", ".join(train_scenes)}
+
+
+def _binary_from(values: xr.DataArray, threshold: float) -> np.ndarray:
+    v = np.asarray(values.values)
+    t = v.dtype.type(threshold) if v.dtype.kind == "f" else threshold
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(v), np.nan, v > t).astype("float32")
+
+
+def compare_methods(
+    output_dir: str | os.PathLike,
+    model: str | os.PathLike,
+    test_scenes: Sequence[str],
+    train_scenes: Sequence[str],
+    *,
+    metric: str = "KC",
+    grid=None,
+    unet_threshold: float | None = None,
+    tta: bool = False,
+    overlap: float = 0.5,
+    n_boot: int = 1000,
+    block: int = 32,
+    write: bool = True,
+) -> Comparison:
+    """The U-Net against NDSI on the test scenes, as notebook 05 shows it.
+
+    For each test scene: the U-Net probability (written as COGs under
+    ``<output_dir>/predictions/<scene>/`` with its outlines as a GeoPackage), NDSI at the
+    threshold learned on ``train_scenes`` (from notebook 03's ``ndsi/threshold.json`` when
+    present, else learned now with the same rule), and NDSI at the scene's own best
+    threshold (an oracle: an upper bound, not a result). All three are scored on the same
+    pixels; pooled metrics come from summed counts, with block-bootstrap 95% CIs.
+    ``metrics.json`` and ``comparison.csv`` (plus ``table4.csv``, ``failures.csv``,
+    ``areas.csv`` and ``glacier_areas.csv``) go to ``output_dir``.
+    """
+    from tqdm.auto import tqdm
+
+    from .features import load_model
+    from .indices import ndsi
+    from .predict import predict_scene, write_prediction
+    from .prep import ensure_prepared, load_prepared, scene_outlines, slug
+    from .threshold import best_threshold, fine_grid, sweep
+    from .vectorize import compare_outlines, mask_to_polygons, write_outlines
+
+    output_dir = Path(output_dir)
+    overlap_train = set(test_scenes) & set(train_scenes)
+    if overlap_train:
+        from .exceptions import ParameterError
+
+        raise ParameterError(
+            f"Scenes {sorted(overlap_train)} are both train and test scenes; a comparison on "
+            "them would be tuned on its own test data."
+        )
+    grid = fine_grid() if grid is None else np.asarray(grid, dtype="float64")
+    learned = _learned_threshold(output_dir, train_scenes, metric, grid)
+    t_learned = float(learned["threshold"])
+    loaded = load_model(model) if not isinstance(model, tuple) else model
+    sidecar = loaded[1]
+    if unet_threshold is None:
+        unet_threshold = float(sidecar.get("architecture", {}).get("threshold", 0.5))
+    ensure_prepared(output_dir, test_scenes)
+    results, failures, areas, glaciers, maps, oracles = [], [], [], [], {}, {}
+    for s in tqdm(list(test_scenes), desc="test scenes", unit="scene"):
+        scene, labels = load_prepared(output_dir, s)
+        if labels is None:
+            from .exceptions import DataNotFoundError
+
+            raise DataNotFoundError(f"Test scene {s!r} has no labels; it cannot be scored.")
+        prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
+        index = ndsi(scene)
+        t_oracle = best_threshold(sweep(index, labels, grid), metric)
+        oracles[s] = t_oracle
+        preds = {UNET: _binary_from(prob, unet_threshold),
+                 NDSI_LEARNED: _binary_from(index, t_learned),
+                 NDSI_ORACLE: _binary_from(index, t_oracle)}
+        results += evaluate_scene(s, labels, preds, block=block)
+        failures.append(failure_table(s, surface_classes(scene, labels), labels, preds))
+        reference = scene_outlines(s, like=scene)
+        for method in (UNET, NDSI_LEARNED):
+            mask = xr.DataArray(preds[method], dims=("y", "x"),
+                                coords={"y": scene["y"], "x": scene["x"]}).rio.write_crs(
+                scene.rio.crs).rio.write_transform(scene.rio.transform())
+            if reference is not None and len(reference):
+                cmp = compare_outlines(mask, reference, like=scene)
+                areas.append({"scene": s, "method": method, **cmp.summary})
+                glaciers.append(cmp.glaciers.assign(scene=s, method=method))
+            if write and method == UNET:
+                folder = output_dir / "predictions" / slug(s)
+                write_prediction(prob, folder, threshold=unet_threshold)
+                write_outlines(mask_to_polygons(mask, min_area_km2=0.01),
+                               folder / "outlines.gpkg")
+        maps[s] = {"scene": scene, "labels": labels, "probability": prob, "ndsi": index}
+    comparison = comparison_table(results, n_boot=n_boot)
+    t4 = table4(comparison)
+    thresholds = {"ndsi_learned": t_learned, "ndsi_learned_on": learned.get("learned_on"),
+                  "ndsi_learned_source": learned.get("source"), "ndsi_oracle": oracles,
+                  "unet": unet_threshold, "metric": metric}
+    provenance = {
+        "model": str(model) if not isinstance(model, tuple) else "in-memory model",
+        "model_sidecar": {k: v for k, v in sidecar.items() if k != "inputs"},
+        "model_inputs": sidecar["inputs"].to_dict(),
+        "test_scenes": list(test_scenes),
+        "train_scenes": list(train_scenes),
+        "thresholds": thresholds,
+        "tta": tta,
+        "overlap": overlap,
+        "bootstrap": {"n_boot": n_boot, "block_px": block, "level": 0.95},
+    }
+    result = Comparison(
+        comparison=comparison, table4=t4, failures=pd.concat(failures, ignore_index=True),
+        areas=pd.DataFrame(areas),
+        glaciers=pd.concat(glaciers, ignore_index=True) if glaciers else pd.DataFrame(),
+        thresholds=thresholds, maps=maps, provenance=provenance)
+    if write:
+        save_results(output_dir, comparison, provenance,
+                     {"table4": t4, "failures": result.failures, "areas": result.areas,
+                      "glacier_areas": result.glaciers})
+    return result
+
+
+def predict_unlabelled(output_dir: str | os.PathLike, model, scenes: Sequence[str], *,
+                       threshold: float | None = None, tta: bool = False,
+                       overlap: float = 0.5) -> dict[str, xr.DataArray]:
+    """Predict scenes without labels (e.g. MerDeGlace); write COGs and outlines."""
+    from .features import load_model
+    from .predict import predict_scene, write_prediction
+    from .prep import ensure_prepared, load_prepared, slug
+    from .vectorize import mask_to_polygons, write_outlines
+
+    loaded = load_model(model) if not isinstance(model, tuple) else model
+    if threshold is None:
+        threshold = float(loaded[1].get("architecture", {}).get("threshold", 0.5))
+    ensure_prepared(output_dir, scenes)
+    out = {}
+    for s in scenes:
+        scene, _ = load_prepared(output_dir, s)
+        prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
+        folder = Path(output_dir) / "predictions" / slug(s)
+        write_prediction(prob, folder, threshold=threshold)
+        mask = xr.DataArray(_binary_from(prob, threshold), dims=("y", "x"),
+                            coords={"y": scene["y"], "x": scene["x"]}).rio.write_crs(
+            scene.rio.crs).rio.write_transform(scene.rio.transform())
+        write_outlines(mask_to_polygons(mask, min_area_km2=0.01), folder / "outlines.gpkg")
+        out[s] = prob
+    return out
