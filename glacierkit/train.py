@@ -57,7 +57,7 @@ __all__ = ["TrainConfig", "TrainResult", "fit", "prepare_patches", "load_scenes"
 
 OPTIMIZERS = ("adam", "adadelta")
 LOSSES = ("bce", "dice", "focal")
-STRATEGIES = ("auto", "none", "mirrored")
+STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 SCHEDULES = ("constant", "cosine")
 #: Used when ``learning_rate`` is not given: Adadelta 1.0 as in the paper (Keras 2 default).
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 1.0}
@@ -105,7 +105,13 @@ class TrainConfig:
     seed
         Seeds weights, tile order and augmentation.
     strategy
-        ``"auto"`` (MirroredStrategy with more than one GPU), ``"none"`` or ``"mirrored"``.
+        ``"auto"`` (MirroredStrategy with more than one GPU), ``"none"``, ``"mirrored"``
+        (all GPUs of this machine, or its CPU) or ``"multiworker"``
+        (``MultiWorkerMirroredStrategy`` across machines: every worker runs the same
+        ``fit`` with its own ``TF_CONFIG`` environment variable, e.g.
+        ``{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type":
+        "worker", "index": 0}}``; ``batch_size`` is the global batch). With
+        ``"multiworker"`` create the config before any other TensorFlow work in the process.
     """
 
     bands: tuple[str, ...] = PAPER_BANDS
@@ -469,7 +475,11 @@ def _devices(config: TrainConfig):
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    if config.strategy == "mirrored" or (config.strategy == "auto" and len(gpus) > 1):
+    if config.strategy == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            log.warning("strategy='multiworker' without TF_CONFIG: training on this machine only")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif config.strategy == "mirrored" or (config.strategy == "auto" and len(gpus) > 1):
         strategy = tf.distribute.MirroredStrategy()
     else:
         strategy = tf.distribute.get_strategy()

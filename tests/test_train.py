@@ -357,3 +357,22 @@ def test_trim_log_drops_epochs_that_will_run_again(tmp_path):
     assert list(pd.read_csv(csv)["epoch"]) == [0, 1]
     _trim_log(csv, 5)
     assert list(pd.read_csv(csv)["epoch"]) == [0, 1]
+
+
+def test_mirrored_strategy_on_one_device_gives_the_same_loss(tmp_path):
+    """tf.distribute wraps the same training: on this machine's single CPU device the
+    MirroredStrategy run must match the plain one."""
+    import tensorflow as tf
+
+    from glacierkit.train import TrainConfig, fit
+
+    logs = {}
+    for strategy in ("none", "mirrored"):
+        config = TrainConfig(epochs=2, strategy=strategy, **TINY)
+        result = fit(config, _scenes(), tmp_path / strategy, verbose=0)
+        logs[strategy] = pd.read_csv(tmp_path / strategy / "training_log.csv")
+        side = json.loads(result.model_path.with_suffix(".json").read_text())
+        assert (side["environment"]["strategy"] == "MirroredStrategy") == (strategy == "mirrored")
+    assert len(tf.config.list_logical_devices("CPU")) >= 1
+    np.testing.assert_allclose(logs["mirrored"]["loss"], logs["none"]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(logs["mirrored"]["val_loss"], logs["none"]["val_loss"], rtol=1e-4)
