@@ -22,7 +22,7 @@ from .bands import select_bands
 from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
 
 __all__ = ["EXTRA_CHANNELS", "InputSpec", "feature_stack", "normalize", "sidecar_path",
-           "save_model", "load_model", "SIDECAR_FORMAT"]
+           "save_model", "load_model", "resolve_model_path", "PRETRAINED", "SIDECAR_FORMAT"]
 
 SIDECAR_FORMAT = "glacierkit-model/1"
 
@@ -166,6 +166,27 @@ def save_model(model, path: str | os.PathLike, spec: InputSpec, **info) -> Path:
     with atomic_path(sidecar_path(path)) as tmp:
         tmp.write_text(text)
     return path
+
+
+#: The committed pretrained sample model (see models/README.md).
+PRETRAINED = "models/unet_alps_s2.keras"
+
+
+def resolve_model_path(path: str | os.PathLike = PRETRAINED) -> Path:
+    """Find a model file: as given (relative to the working directory), else relative to
+    the glacierkit checkout (so ``models/unet_alps_s2.keras`` works from any folder)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p.resolve()
+    root = Path(__file__).resolve().parent.parent
+    for candidate in (root / p, root / "models" / p.name):
+        if candidate.is_file():
+            return candidate
+    raise DataNotFoundError(
+        f"Model not found: {path} (also looked in {root} and {root / 'models'}). Give the path "
+        f"of a .keras file with its .json sidecar, e.g. {PRETRAINED}, or train one with "
+        "notebook 04."
+    )
 
 
 def load_model(path: str | os.PathLike, compile: bool = False):

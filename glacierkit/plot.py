@@ -190,3 +190,48 @@ def show_history(history, best_epoch: int | None = None):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _png_data_url(rgb: np.ndarray) -> str:
+    import base64
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    buf = _io.BytesIO()
+    rgba = np.dstack([np.nan_to_num(rgb, nan=0.0), np.isfinite(rgb).all(axis=-1)])
+    plt.imsave(buf, rgba.astype("float32"), format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def leaflet_map(scene: xr.DataArray, layers: dict | None = None,
+                roles: Sequence[str] = PAPER_BANDS, max_pixels: int = 1_000_000):
+    """An interactive leafmap map: the scene's composite plus vector layers.
+
+    ``layers`` maps a layer name to a GeoDataFrame (reference outlines, predicted outlines
+    ...), drawn in distinct colours. The composite is embedded as a PNG overlay (decimated to
+    about ``max_pixels``), so no tile server is needed; the basemap needs the internet.
+    """
+    import ipyleaflet
+    import leafmap
+    from pyproj import Transformer
+
+    stride = max(1, int(np.ceil(np.sqrt(scene.sizes["y"] * scene.sizes["x"] / max_pixels))))
+    small = scene.isel(x=slice(None, None, stride), y=slice(None, None, stride))
+    rgb = composite(small, roles=roles).values
+    left, bottom, right, top = scene.rio.bounds()
+    to_ll = Transformer.from_crs(scene.rio.crs, "EPSG:4326", always_xy=True)
+    lons, lats = to_ll.transform([left, right, left, right], [bottom, bottom, top, top])
+    south, north, west, east = min(lats), max(lats), min(lons), max(lons)
+    m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=12)
+    m.add_layer(ipyleaflet.ImageOverlay(url=_png_data_url(rgb), bounds=((south, west),
+                                        (north, east)), name="-".join(roles)))
+    colours = ["#ff00ff", "#ffd400", "#00e5ff", "#ff5a1f"]
+    for i, (name, gdf) in enumerate((layers or {}).items()):
+        if gdf is None or not len(gdf):
+            continue
+        style = {"color": colours[i % len(colours)], "weight": 1.5, "fillOpacity": 0.0}
+        m.add_gdf(gdf.to_crs("EPSG:4326")[["geometry"]], layer_name=name, style=style,
+                  zoom_to_layer=False, info_mode=None)
+    m.fit_bounds([[south, west], [north, east]])
+    return m
