@@ -66,7 +66,7 @@ def test_planted_glacier_lake_and_rock(synthetic_scene):
     scene, glacier = synthetic_scene
     ndsi = indices.ndsi(scene).values
     ndwi = indices.ndwi(scene).values
-    lake = ndwi > 0.4
+    lake = ndwi > 0.3
     assert lake.sum() == 36 and not (lake & glacier).any()
     assert (ndsi[glacier] > 0.7).all() and (ndsi[~glacier & ~lake] < 0).all()
     assert (ndsi[lake] > 0.6).all()  # water looks like snow to NDSI
