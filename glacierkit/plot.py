@@ -15,7 +15,9 @@ import xarray as xr
 
 from .bands import PAPER_BANDS, composite
 
-__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS"]
+__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS",
+           "ERROR_CODES", "error_classes", "show_error_map", "show_histogram", "show_sweep",
+           "show_profiles"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
 ERROR_COLOURS = {"TN": "#f2f2f2", "TP": "#4a90d9", "FP": "#e8542f", "FN": "#f5c518"}
@@ -76,3 +78,141 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
+
+
+# --------------------------------------------------------------------------- NDSI baseline
+#: Codes of :func:`error_classes`, in the order of :data:`ERROR_COLOURS`.
+ERROR_CODES = {"TN": 0, "TP": 1, "FP": 2, "FN": 3}
+NODATA_CODE = 255
+
+
+def error_classes(prediction, labels) -> np.ndarray:
+    """Per-pixel error class codes: 0 TN, 1 TP, 2 FP, 3 FN, 255 no data.
+
+    ``prediction`` is boolean or float (glacier where ``> 0``; NaN is no data, e.g. a NaN
+    index); ``labels`` is the reference (glacier where ``> 0``, NaN no data).
+    """
+    p = np.asarray(getattr(prediction, "values", prediction))
+    r = np.asarray(getattr(labels, "values", labels))
+    if p.shape != r.shape:
+        raise ValueError(f"Prediction shape {p.shape} differs from labels shape {r.shape}.")
+    with np.errstate(invalid="ignore"):
+        pg, rg = p > 0, r > 0
+    codes = np.where(pg, np.where(rg, 1, 2), np.where(rg, 3, 0)).astype("uint8")
+    bad = np.zeros(p.shape, dtype=bool)
+    for a in (p, r):
+        if a.dtype.kind == "f":
+            bad |= np.isnan(a)
+    codes[bad] = NODATA_CODE
+    return codes
+
+
+def _error_cmap():
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap([ERROR_COLOURS[k] for k in ("TN", "TP", "FP", "FN")])
+
+
+def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, *, ax=None,
+                   title: str | None = None):
+    """Map of ``index > threshold`` against the labels: TP, FP, FN coloured, TN light grey."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    values = np.asarray(index.values)
+    t = values.dtype.type(threshold) if values.dtype.kind == "f" else threshold
+    with np.errstate(invalid="ignore"):
+        pred = np.where(np.isnan(values), np.nan, values > t)
+    codes = error_classes(pred, labels)
+    shown = np.ma.masked_equal(codes, NODATA_CODE)
+    ax.imshow(shown, extent=extent(index), cmap=_error_cmap(), vmin=-0.5, vmax=3.5,
+              interpolation="nearest")
+    n = {k: int((codes == c).sum()) for k, c in ERROR_CODES.items()}
+    ax.legend(handles=[Patch(color=ERROR_COLOURS[k], label=f"{k} {n[k]:,}")
+                       for k in ("TP", "FP", "FN", "TN")], loc="lower right", fontsize=7,
+              framealpha=0.85)
+    ax.set_title(title or f"{index.attrs.get('scene_id', '')}  {index.name or 'index'} > "
+                 f"{threshold:g}", fontsize=9)
+    ax.ticklabel_format(style="plain", useOffset=False)
+    ax.tick_params(labelsize=7)
+    return ax
+
+
+def show_histogram(hist, *, ax=None, marks: dict[str, float] | None = None,
+                   title: str | None = None):
+    """An :class:`glacierkit.threshold.IndexHistogram`: per-class bars, peaks and valley.
+
+    ``marks`` adds labelled vertical lines (for example ``{"Otsu": 0.41}``).
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    centres, width = hist.centres, np.diff(hist.edges)
+    if hist.glacier is not None:
+        ax.bar(centres, hist.other, width=width, color="#8c6d4f", label="other (labels)")
+        ax.bar(centres, hist.glacier, width=width, bottom=hist.other, color="#4a90d9",
+               label="glacier (labels)")
+    else:
+        ax.bar(centres, hist.counts, width=width, color="#777777", label="all pixels")
+    ax.plot(centres, hist.smoothed, color="black", linewidth=1, label="smoothed")
+    if np.isfinite(hist.valley):
+        for p in hist.peaks:
+            ax.plot([p], [hist.smoothed[np.argmin(np.abs(centres - p))]], "v", color="red",
+                    markersize=8)
+        ax.axvline(hist.valley, color="red", linestyle="--", linewidth=1,
+                   label=f"valley {hist.valley:.2f} (peaks {hist.peaks[0]:.2f}, "
+                         f"{hist.peaks[1]:.2f})")
+    for (name, value), colour in zip((marks or {}).items(), ("green", "purple", "orange"),
+                                     strict=False):
+        ax.axvline(value, color=colour, linewidth=1.2, label=f"{name} {value:.2f}")
+    ax.set_xlabel("index value")
+    ax.set_ylabel("pixels")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "", fontsize=9)
+    return ax
+
+
+def show_sweep(table, metrics: Sequence[str] = ("MA", "FA", "OA", "KC"), *, ax=None,
+               mark: float | None = None, title: str | None = None):
+    """Metric curves of a sweep table against the threshold."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for m in metrics:
+        ax.plot(table["threshold"], table[m], label=m, linewidth=1.4)
+    if mark is not None:
+        ax.axvline(mark, color="black", linestyle=":", linewidth=1, label=f"{mark:g}")
+    ax.set_xlabel("threshold (glacier where index > threshold)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "", fontsize=9)
+    return ax
+
+
+def show_profiles(profiles, *, ax=None, title: str | None = None):
+    """Per-class spectral profiles from :func:`glacierkit.separability.spectral_profiles`."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    colours = {"glacier": "#4a90d9", "other": "#8c6d4f"}
+    for name, part in profiles.groupby("class"):
+        part = part.sort_values("wavelength")
+        x = part["wavelength"].to_numpy()
+        ax.plot(x, part["mean"], "o-", color=colours.get(name), label=f"{name} (mean)")
+        ax.fill_between(x, part["q10"], part["q90"], color=colours.get(name), alpha=0.2,
+                        label=f"{name} (10-90 %)")
+        for xi, role in zip(x, part["role"], strict=True):
+            ax.annotate(role, (xi, 0), textcoords="offset points", xytext=(0, 2),
+                        fontsize=6, ha="center")
+    ax.set_xlabel("wavelength (µm)")
+    ax.set_ylabel("reflectance")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "", fontsize=9)
+    return ax

@@ -63,6 +63,7 @@ __all__ = [
     "IndexHistogram",
     "histogram",
     "otsu",
+    "histogram_summary",
     "best_threshold",
     "learned_vs_oracle",
     "water_as_glacier",
@@ -494,6 +495,14 @@ def otsu(index, bins: int = 200, range: tuple[float, float] = (-1.0, 1.0)) -> fl
     return float(h.edges[1:-1][top[top.size // 2]])
 
 
+def histogram_summary(hists: Mapping[str, IndexHistogram]) -> pd.DataFrame:
+    """One row per histogram: its two peaks, the valley and the Otsu threshold."""
+    rows = [{"scene": name, "lower_peak": h.peaks[0], "upper_peak": h.peaks[1],
+             "valley": h.valley, "otsu": otsu(h), "pixels": int(h.counts.sum())}
+            for name, h in hists.items()]
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- choosing
 def best_threshold(table: pd.DataFrame, metric: str = "KC") -> float:
     """The threshold that maximises ``metric`` in a sweep table (lowest one on ties).
@@ -544,6 +553,7 @@ def learned_vs_oracle(tables: Mapping[str, pd.DataFrame], train: Sequence[str],
         rows.append({"scene": name, "split": split, "kind": "oracle",
                      **_row_at(table, best_threshold(table, metric))})
     out = pd.DataFrame(rows)[["scene", "split", "kind", *COLUMNS]]
+    out = out.astype({k: "int64" for k in ("TP", "FP", "FN", "TN")})
     out.attrs.update({"learned_threshold": learned, "metric": metric, "learned_on": list(train)})
     return out
 
