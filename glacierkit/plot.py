@@ -207,9 +207,10 @@ def show_profiles(profiles, *, ax=None, title: str | None = None):
         ax.plot(x, part["mean"], "o-", color=colours.get(name), label=f"{name} (mean)")
         ax.fill_between(x, part["q10"], part["q90"], color=colours.get(name), alpha=0.2,
                         label=f"{name} (10-90 %)")
-        for xi, role in zip(x, part["role"], strict=True):
-            ax.annotate(role, (xi, 0), textcoords="offset points", xytext=(0, 2),
-                        fontsize=6, ha="center")
+    first = profiles.drop_duplicates("role").sort_values("wavelength")
+    for xi, role in zip(first["wavelength"], first["role"], strict=True):
+        ax.annotate(role, (xi, 0), textcoords="offset points", xytext=(2, 3), fontsize=6,
+                    rotation=90, ha="left", va="bottom")
     ax.set_xlabel("wavelength (µm)")
     ax.set_ylabel("reflectance")
     ax.set_ylim(bottom=0)

@@ -32,7 +32,7 @@ from .exceptions import AllNodataError, ParameterError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OLI_ROLES", "INDEX_FEATURES", "oli_numbers", "pixel_table", "auc",
+__all__ = ["OLI_ROLES", "INDEX_FEATURES", "oli_numbers", "pixel_table", "pooled_pixel_table", "auc",
            "jeffries_matusita", "lda_auc", "rank_features", "rank_combinations",
            "describe_rank", "spectral_profiles"]
 
@@ -78,6 +78,14 @@ def pixel_table(scene: xr.DataArray, labels, roles: Sequence[str] = OLI_ROLES,
     table = pd.DataFrame({k: v[keep] for k, v in cols.items()})
     table["glacier"] = (lab[keep] > 0).astype("int8")
     return table
+
+
+def pooled_pixel_table(pairs: Iterable[tuple[xr.DataArray, object]], **kwargs) -> pd.DataFrame:
+    """:func:`pixel_table` of several ``(scene, labels)`` pairs, stacked (same keywords)."""
+    parts = [pixel_table(scene, labels, **kwargs) for scene, labels in pairs]
+    if not parts:
+        raise ParameterError("No scenes given: pass at least one (scene, labels) pair.")
+    return pd.concat(parts, ignore_index=True)
 
 
 def _two_classes(y) -> tuple[np.ndarray, int, int]:

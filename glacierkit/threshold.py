@@ -346,6 +346,8 @@ def sweep_scenes(pairs: Mapping[str, tuple], thresholds=None, pooled: str | None
     all scenes before computing the metrics.
     """
     tables = {name: sweep(idx, lab, thresholds) for name, (idx, lab) in pairs.items()}
+    if not tables:
+        return pd.DataFrame(columns=["scene", *COLUMNS])
     if pooled and len(tables) > 1:
         tables[pooled] = pool(list(tables.values()))
     return pd.concat([t.assign(scene=name) for name, t in tables.items()],
