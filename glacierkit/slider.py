@@ -107,9 +107,8 @@ class ThresholdExplorer:
         flip = np.arange(256, dtype=np.uint8)
         flip[ERROR_CODES["TN"]], flip[ERROR_CODES["FN"]] = ERROR_CODES["FP"], ERROR_CODES["TP"]
         self._truth_pred = flip[self._truth]
-        # Colours for both outcomes, precomputed: a move is one comparison and one select.
-        lut = _rgba_lut().view(np.uint32).reshape(-1)
-        self._rgba_no, self._rgba_yes = lut[self._truth], lut[self._truth_pred]
+        # Codes of both outcomes, precomputed: a move is one comparison and one select.
+        self._lut = _rgba_lut().view(np.uint32).reshape(-1)
         if isinstance(index, xr.DataArray) and {"x", "y"} <= set(index.coords):
             xs, ys = index["x"].values, index["y"].values
         else:
@@ -121,11 +120,10 @@ class ThresholdExplorer:
         left, right = xs_d[0] - dx / 2, xs_d[0] + (xs_d.size * s - 0.5) * dx
         top, bottom = ys_d[0] - dy / 2, ys_d[0] + (ys_d.size * s - 0.5) * dy
         self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-        if dy > 0:  # HoloViews wants row 0 at the top
-            self._rgba_no, self._rgba_yes = self._rgba_no[::-1], self._rgba_yes[::-1]
-            self._display_index = self._index[::-1]
-        else:
-            self._display_index = self._index
+        flipped = dy > 0  # HoloViews wants row 0 at the top
+        self._top_no = self._truth[::-1] if flipped else self._truth
+        self._top_yes = self._truth_pred[::-1] if flipped else self._truth_pred
+        self._top_index = self._index[::-1] if flipped else self._index
         self._widget = None
         self._stream = None
         self.dmap = None
@@ -145,10 +143,14 @@ class ThresholdExplorer:
         t = self._dtype(self.snap(self.threshold if threshold is None else threshold))
         return np.where(self._index > t, self._truth_pred, self._truth)
 
+    def _top_codes(self, threshold: float) -> np.ndarray:
+        """:meth:`codes` with the northernmost row first (what the map draws)."""
+        t = self._dtype(self.snap(threshold))
+        return np.where(self._top_index > t, self._top_yes, self._top_no)
+
     def rgba(self, threshold: float | None = None) -> np.ndarray:
         """The display raster as ``(y, x, 4)`` uint8 colours (:data:`ERROR_COLOURS`)."""
-        t = self._dtype(self.snap(self.threshold if threshold is None else threshold))
-        out = np.where(self._display_index > t, self._rgba_yes, self._rgba_no)
+        out = self._lut[self.codes(threshold)]
         return out.view(np.uint8).reshape(out.shape + (4,))
 
     def metrics_html(self, threshold: float | None = None) -> str:
@@ -178,7 +180,9 @@ class ThresholdExplorer:
     def _image(self, threshold):
         import holoviews as hv
 
-        return hv.RGB(self.rgba(threshold), bounds=self.bounds, kdims=["x", "y"])
+        # One byte per pixel; the browser maps the four codes to the four colours.
+        return hv.Image(self._top_codes(threshold), bounds=self.bounds, kdims=["x", "y"],
+                        vdims=["error class"])
 
     def view(self):
         """The HoloViews DynamicMap of the error map, driven by a threshold stream."""
@@ -186,9 +190,12 @@ class ThresholdExplorer:
 
         if self.dmap is None:
             self._stream = hv.streams.Stream.define("Threshold", threshold=self.threshold)()
+            colours = [ERROR_COLOURS[k] for k in ("TN", "TP", "FP", "FN")]
             self.dmap = hv.DynamicMap(self._image, streams=[self._stream]).opts(
-                hv.opts.RGB(title=f"{self.title}  TP / FP / FN", data_aspect=1,
-                            frame_width=560, xformatter="%.0f", yformatter="%.0f"))
+                hv.opts.Image(cmap=colours, clim=(-0.5, 3.5), colorbar=False,
+                              clipping_colors={"max": "#00000000", "NaN": "#00000000"},
+                              title=f"{self.title}  TP / FP / FN", data_aspect=1,
+                              frame_width=560, xformatter="%.0f", yformatter="%.0f"))
         return self.dmap
 
     def set_threshold(self, value: float) -> None:

@@ -325,16 +325,15 @@ def sweep_scene(scene: xr.DataArray, labels, thresholds=None, index: str = "ndsi
     index
         ``"ndsi"`` (green, swir1) or ``"ndwi"`` (green, nir).
     """
-    from .bands import select_bands
+    from .indices import _band
 
     if index not in ND_INDICES:
         raise ParameterError(f"Unknown index {index!r}. Valid: {sorted(ND_INDICES)}.")
     if labels is None:
         raise ParameterError("sweep_scene needs labels; for the index alone use histogram().")
     first, second = ND_INDICES[index]
-    bands = select_bands(scene, (first, second))
     requested = _thresholds(thresholds, np.float32)[0]
-    hist = class_histogram_nd(bands.isel(band=0), bands.isel(band=1), labels, requested)
+    hist = class_histogram_nd(_band(scene, first), _band(scene, second), labels, requested)
     return hist.table(requested)
 
 
