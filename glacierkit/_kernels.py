@@ -195,7 +195,8 @@ def n_threads(n: int, parallel: bool) -> int:
     """How many threads share ``n`` pixels (the kernels release the GIL)."""
     if not parallel or n < 2_000_000:
         return 1
-    return max(1, min(8, os.cpu_count() or 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cpus or 1))
 
 
 def grid_of(t: np.ndarray, source: np.ndarray | None = None) -> tuple[float, float] | None:

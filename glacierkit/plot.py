@@ -16,7 +16,7 @@ import xarray as xr
 from .bands import PAPER_BANDS, composite
 
 __all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS",
-           "ERROR_CODES", "error_classes", "show_error_map", "show_histogram", "show_sweep",
+           "ERROR_CODES", "error_classes", "display_stride", "show_error_map", "show_histogram", "show_sweep",
            "show_profiles"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
@@ -81,6 +81,21 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
 
 
 # --------------------------------------------------------------------------- NDSI baseline
+def display_stride(shape: tuple[int, int], max_pixels: int) -> int:
+    """The smallest stride ``s`` such that ``shape[0]/s * shape[1]/s <= max_pixels``."""
+    import math
+
+    from .exceptions import ParameterError
+
+    if max_pixels < 1:
+        raise ParameterError(f"max_pixels must be positive; got {max_pixels}.")
+    h, w = shape
+    s = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
+    while math.ceil(h / s) * math.ceil(w / s) > max_pixels:
+        s += 1
+    return s
+
+
 #: Codes of :func:`error_classes`, in the order of :data:`ERROR_COLOURS`.
 ERROR_CODES = {"TN": 0, "TP": 1, "FP": 2, "FN": 3}
 NODATA_CODE = 255
@@ -114,14 +129,20 @@ def _error_cmap():
 
 
 def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, *, ax=None,
-                   title: str | None = None):
-    """Map of ``index > threshold`` against the labels: TP, FP, FN coloured, TN light grey."""
+                   title: str | None = None, max_pixels: int = 4_000_000):
+    """Map of ``index > threshold`` against the labels: TP, FP, FN coloured, TN light grey.
+
+    Scenes larger than ``max_pixels`` are drawn from every ``s``-th pixel (the legend then
+    counts the drawn pixels; exact counts come from :func:`glacierkit.threshold.sweep`).
+    """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
-    values = np.asarray(index.values)
+    s = display_stride((index.sizes["y"], index.sizes["x"]), max_pixels)
+    values = np.asarray(index.data[::s, ::s])
+    labels = np.asarray(getattr(labels, "data", labels)[::s, ::s])
     t = values.dtype.type(threshold) if values.dtype.kind == "f" else threshold
     with np.errstate(invalid="ignore"):
         pred = np.where(np.isnan(values), np.nan, values > t)
@@ -130,7 +151,8 @@ def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, 
     ax.imshow(shown, extent=extent(index), cmap=_error_cmap(), vmin=-0.5, vmax=3.5,
               interpolation="nearest")
     n = {k: int((codes == c).sum()) for k, c in ERROR_CODES.items()}
-    ax.legend(handles=[Patch(color=ERROR_COLOURS[k], label=f"{k} {n[k]:,}")
+    note = "" if s == 1 else f" (1 in {s}x{s})"
+    ax.legend(handles=[Patch(color=ERROR_COLOURS[k], label=f"{k} {n[k]:,}{note}")
                        for k in ("TP", "FP", "FN", "TN")], loc="lower right", fontsize=7,
               framealpha=0.85)
     ax.set_title(title or f"{index.attrs.get('scene_id', '')}  {index.name or 'index'} > "

@@ -21,31 +21,26 @@ from __future__ import annotations
 
 import html
 import logging
-import math
 
 import numpy as np
 import xarray as xr
 
 from . import threshold as _threshold
 from .exceptions import ParameterError
-from .plot import ERROR_CODES, ERROR_COLOURS, NODATA_CODE, error_classes, show_error_map
+from .plot import (
+    ERROR_CODES,
+    ERROR_COLOURS,
+    NODATA_CODE,
+    display_stride,
+    error_classes,
+    show_error_map,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ThresholdExplorer", "display_stride"]
 
 _CSS_CLASS = "gk-threshold-explorer"
-
-
-def display_stride(shape: tuple[int, int], max_pixels: int) -> int:
-    """The smallest stride ``s`` such that ``shape[0]/s * shape[1]/s <= max_pixels``."""
-    if max_pixels < 1:
-        raise ParameterError(f"max_pixels must be positive; got {max_pixels}.")
-    h, w = shape
-    s = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
-    while math.ceil(h / s) * math.ceil(w / s) > max_pixels:
-        s += 1
-    return s
 
 
 def _rgba_lut() -> np.ndarray:
@@ -89,15 +84,16 @@ class ThresholdExplorer:
         self.threshold = self.snap(start)
         self.title = title or (index.attrs.get("scene_id") if isinstance(index, xr.DataArray)
                                else "") or ""
-        values = index.values if isinstance(index, xr.DataArray) else np.asarray(index)
-        shape = values.shape
+        values = index.data if isinstance(index, xr.DataArray) else index
+        shape = tuple(values.shape)
         if len(shape) != 2:
             raise ParameterError(f"The index must be 2-D (y, x); got shape {shape}.")
         self.stride = display_stride(shape, max_pixels)
         s = self.stride
-        self._index = np.ascontiguousarray(values[::s, ::s])
-        lab = labels.values if isinstance(labels, xr.DataArray) else np.asarray(labels)
-        self._labels = np.ascontiguousarray(lab[::s, ::s])
+        # Only the display raster is loaded (dask inputs stay lazy until here).
+        self._index = np.ascontiguousarray(np.asarray(values[::s, ::s]))
+        lab = labels.data if isinstance(labels, xr.DataArray) else labels
+        self._labels = np.ascontiguousarray(np.asarray(lab[::s, ::s]))
         self._dtype = self._index.dtype.type if self._index.dtype.kind == "f" else np.float64
         self._nodata = np.isnan(self._index) if self._index.dtype.kind == "f" else None
         # Codes when not called glacier (TN 0 / FN 3) and when called glacier (FP 2 / TP 1).

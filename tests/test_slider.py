@@ -107,3 +107,25 @@ def test_static_figure(planted):
     explorer = ThresholdExplorer(ndsi, labels, threshold=0.4)
     fig = explorer.static_figure(ndsi, labels)
     assert "KC" in fig.axes[0].get_xlabel()
+
+
+def test_dask_index_gives_the_same_explorer(planted):
+    ndsi, labels = planted
+    grid = threshold.fine_grid()
+    lazy = ThresholdExplorer(ndsi.chunk({"y": 30, "x": 30}), labels.chunk({"y": 40}), grid,
+                             threshold=0.3, max_pixels=500)
+    eager = ThresholdExplorer(ndsi, labels, grid, threshold=0.3, max_pixels=500)
+    np.testing.assert_array_equal(lazy.codes(), eager.codes())
+    assert lazy.metrics() == eager.metrics()
+
+
+def test_static_error_map_of_a_large_scene_is_decimated(planted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from glacierkit.plot import show_error_map
+
+    ndsi, labels = planted
+    ax = show_error_map(ndsi, labels, 0.3, max_pixels=1000)
+    assert ax.images[0].get_array().size <= 1000
+    assert "1 in" in ax.get_legend().get_texts()[0].get_text()
