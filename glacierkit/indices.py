@@ -7,6 +7,7 @@ denominators and NaN inputs give NaN, silently, also on dask arrays.
 
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 from .bands import select_bands
@@ -15,22 +16,41 @@ __all__ = ["normalized_difference", "ndsi", "ndwi", "band_ratio", "red_swir_rati
 
 
 def _band(scene: xr.DataArray, role: str) -> xr.DataArray:
-    return select_bands(scene, (role,)).squeeze("band", drop=True).drop_vars(
-        [c for c in ("role", "wavelength") if c in scene.coords], errors="ignore")
+    """One band by role or name, as a view (no copy) without band coordinates."""
+    names = [str(b) for b in scene["band"].values]
+    roles = [str(r) for r in scene["role"].values] if "role" in scene.coords else []
+    if role in roles and role:
+        i = roles.index(role)
+    elif role in names:
+        i = names.index(role)
+    else:  # let select_bands raise its error, which names the valid roles (1-pixel crop)
+        select_bands(scene.isel(y=slice(0, 1), x=slice(0, 1)), (role,))
+        raise AssertionError("unreachable")  # pragma: no cover
+    return scene.isel(band=i).drop_vars(
+        [c for c in ("band", "role", "wavelength") if c in scene.coords], errors="ignore")
 
 
 def _finish(out: xr.DataArray, scene: xr.DataArray, name: str, formula: str) -> xr.DataArray:
-    out = out.astype("float32")
+    out = out.astype("float32", copy=False)
     out.name = name
     out.attrs = {**scene.attrs, "long_name": name.upper(), "formula": formula}
     crs = scene.rio.crs
     if crs is not None:
-        out = out.rio.write_crs(crs)
+        out = out.rio.write_crs(crs, inplace=True)  # a new array: no copy
     return out
 
 
 def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
-    """``(a - b) / (a + b)``, NaN where ``a + b == 0`` or an input is NaN (no warnings)."""
+    """``(a - b) / (a + b)``, NaN where ``a + b == 0`` or an input is NaN (no warnings).
+
+    Float32 inputs are computed in one compiled pass (per chunk for dask), bit for bit equal
+    to the xarray expression and without its temporaries; other dtypes use the expression.
+    """
+    if a.dtype == np.float32 and b.dtype == np.float32:
+        from ._kernels import nd_values
+
+        return xr.apply_ufunc(nd_values, a, b, dask="parallelized",
+                              output_dtypes=[np.float32], kwargs={"parallel": True})
     den = a + b
     return (a - b) / den.where(den != 0)
 

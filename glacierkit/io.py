@@ -50,6 +50,7 @@ __all__ = [
     "QA_BITS",
     "write_raster",
     "atomic_path",
+    "write_table",
     "check_grid",
 ]
 
@@ -701,6 +702,14 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_table(table, path: str | os.PathLike, index: bool = False) -> Path:
+    """Write a DataFrame as CSV atomically (folders created); return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=index)
+    return path
 
 
 def write_raster(

@@ -16,7 +16,9 @@ import xarray as xr
 from .bands import PAPER_BANDS, composite
 
 __all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS",
-           "show_split", "show_patches", "show_dihedral", "show_history"]
+           "show_split", "show_patches", "show_dihedral", "show_history", "leaflet_map",
+           "ERROR_CODES", "error_classes", "display_stride", "show_error_map", "show_histogram",
+           "show_sweep", "show_profiles"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
 ERROR_COLOURS = {"TN": "#f2f2f2", "TP": "#4a90d9", "FP": "#e8542f", "FN": "#f5c518"}
@@ -235,3 +237,164 @@ def leaflet_map(scene: xr.DataArray, layers: dict | None = None,
                   zoom_to_layer=False, info_mode=None)
     m.fit_bounds([[south, west], [north, east]])
     return m
+
+
+# --------------------------------------------------------------------------- NDSI baseline
+def display_stride(shape: tuple[int, int], max_pixels: int) -> int:
+    """The smallest stride ``s`` such that ``shape[0]/s * shape[1]/s <= max_pixels``."""
+    import math
+
+    from .exceptions import ParameterError
+
+    if max_pixels < 1:
+        raise ParameterError(f"max_pixels must be positive; got {max_pixels}.")
+    h, w = shape
+    s = max(1, math.ceil(math.sqrt(h * w / max_pixels)))
+    while math.ceil(h / s) * math.ceil(w / s) > max_pixels:
+        s += 1
+    return s
+
+
+#: Codes of :func:`error_classes`, in the order of :data:`ERROR_COLOURS`.
+ERROR_CODES = {"TN": 0, "TP": 1, "FP": 2, "FN": 3}
+NODATA_CODE = 255
+
+
+def error_classes(prediction, labels) -> np.ndarray:
+    """Per-pixel error class codes: 0 TN, 1 TP, 2 FP, 3 FN, 255 no data.
+
+    ``prediction`` is boolean or float (glacier where ``> 0``; NaN is no data, e.g. a NaN
+    index); ``labels`` is the reference (glacier where ``> 0``, NaN no data).
+    """
+    p = np.asarray(getattr(prediction, "values", prediction))
+    r = np.asarray(getattr(labels, "values", labels))
+    if p.shape != r.shape:
+        raise ValueError(f"Prediction shape {p.shape} differs from labels shape {r.shape}.")
+    with np.errstate(invalid="ignore"):
+        pg, rg = p > 0, r > 0
+    codes = np.where(pg, np.where(rg, 1, 2), np.where(rg, 3, 0)).astype("uint8")
+    bad = np.zeros(p.shape, dtype=bool)
+    for a in (p, r):
+        if a.dtype.kind == "f":
+            bad |= np.isnan(a)
+    codes[bad] = NODATA_CODE
+    return codes
+
+
+def _error_cmap():
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap([ERROR_COLOURS[k] for k in ("TN", "TP", "FP", "FN")])
+
+
+def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, *, ax=None,
+                   title: str | None = None, max_pixels: int = 4_000_000):
+    """Map of ``index > threshold`` against the labels: TP, FP, FN coloured, TN light grey.
+
+    Scenes larger than ``max_pixels`` are drawn from every ``s``-th pixel (the legend then
+    counts the drawn pixels; exact counts come from :func:`glacierkit.threshold.sweep`).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    s = display_stride((index.sizes["y"], index.sizes["x"]), max_pixels)
+    values = np.asarray(index.data[::s, ::s])
+    labels = np.asarray(getattr(labels, "data", labels)[::s, ::s])
+    t = values.dtype.type(threshold) if values.dtype.kind == "f" else threshold
+    with np.errstate(invalid="ignore"):
+        pred = np.where(np.isnan(values), np.nan, values > t)
+    codes = error_classes(pred, labels)
+    shown = np.ma.masked_equal(codes, NODATA_CODE)
+    ax.imshow(shown, extent=extent(index), cmap=_error_cmap(), vmin=-0.5, vmax=3.5,
+              interpolation="nearest")
+    n = {k: int((codes == c).sum()) for k, c in ERROR_CODES.items()}
+    note = "" if s == 1 else f" (1 in {s}x{s})"
+    ax.legend(handles=[Patch(color=ERROR_COLOURS[k], label=f"{k} {n[k]:,}{note}")
+                       for k in ("TP", "FP", "FN", "TN")], loc="lower right", fontsize=7,
+              framealpha=0.85)
+    ax.set_title(title or f"{index.attrs.get('scene_id', '')}  {index.name or 'index'} > "
+                 f"{threshold:g}", fontsize=9)
+    ax.ticklabel_format(style="plain", useOffset=False)
+    ax.tick_params(labelsize=7)
+    return ax
+
+
+def show_histogram(hist, *, ax=None, marks: dict[str, float] | None = None,
+                   title: str | None = None):
+    """An :class:`glacierkit.threshold.IndexHistogram`: per-class bars, peaks and valley.
+
+    ``marks`` adds labelled vertical lines (for example ``{"Otsu": 0.41}``).
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    centres, width = hist.centres, np.diff(hist.edges)
+    if hist.glacier is not None:
+        ax.bar(centres, hist.other, width=width, color="#8c6d4f", label="other (labels)")
+        ax.bar(centres, hist.glacier, width=width, bottom=hist.other, color="#4a90d9",
+               label="glacier (labels)")
+    else:
+        ax.bar(centres, hist.counts, width=width, color="#777777", label="all pixels")
+    ax.plot(centres, hist.smoothed, color="black", linewidth=1, label="smoothed")
+    if np.isfinite(hist.valley):
+        for p in hist.peaks:
+            ax.plot([p], [hist.smoothed[np.argmin(np.abs(centres - p))]], "v", color="red",
+                    markersize=8)
+        ax.axvline(hist.valley, color="red", linestyle="--", linewidth=1,
+                   label=f"valley {hist.valley:.2f} (peaks {hist.peaks[0]:.2f}, "
+                         f"{hist.peaks[1]:.2f})")
+    for (name, value), colour in zip((marks or {}).items(), ("green", "purple", "orange"),
+                                     strict=False):
+        ax.axvline(value, color=colour, linewidth=1.2, label=f"{name} {value:.2f}")
+    ax.set_xlabel("index value")
+    ax.set_ylabel("pixels")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "", fontsize=9)
+    return ax
+
+
+def show_sweep(table, metrics: Sequence[str] = ("MA", "FA", "OA", "KC"), *, ax=None,
+               mark: float | None = None, title: str | None = None):
+    """Metric curves of a sweep table against the threshold."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for m in metrics:
+        ax.plot(table["threshold"], table[m], label=m, linewidth=1.4)
+    if mark is not None:
+        ax.axvline(mark, color="black", linestyle=":", linewidth=1, label=f"{mark:g}")
+    ax.set_xlabel("threshold (glacier where index > threshold)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "", fontsize=9)
+    return ax
+
+
+def show_profiles(profiles, *, ax=None, title: str | None = None):
+    """Per-class spectral profiles from :func:`glacierkit.separability.spectral_profiles`."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    colours = {"glacier": "#4a90d9", "other": "#8c6d4f"}
+    for name, part in profiles.groupby("class"):
+        part = part.sort_values("wavelength")
+        x = part["wavelength"].to_numpy()
+        ax.plot(x, part["mean"], "o-", color=colours.get(name), label=f"{name} (mean)")
+        ax.fill_between(x, part["q10"], part["q90"], color=colours.get(name), alpha=0.2,
+                        label=f"{name} (10-90 %)")
+    first = profiles.drop_duplicates("role").sort_values("wavelength")
+    for xi, role in zip(first["wavelength"], first["role"], strict=True):
+        ax.annotate(role, (xi, 0), textcoords="offset points", xytext=(2, 3), fontsize=6,
+                    rotation=90, ha="left", va="bottom")
+    ax.set_xlabel("wavelength (µm)")
+    ax.set_ylabel("reflectance")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "", fontsize=9)
+    return ax

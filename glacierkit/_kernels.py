@@ -1,0 +1,276 @@
+"""Compiled (numba) per-class histogram kernels behind :mod:`glacierkit.threshold`.
+
+Private module. Each kernel makes **one pass** over the pixels and counts, per class
+(0 other, 1 glacier), how many pixels fall in each interval between sorted thresholds
+``t``: bin ``j`` holds the pixels with exactly ``j`` thresholds strictly below their value,
+that is ``t[j-1] < v <= t[j]`` (bin 0: ``v <= t[0]``, bin ``k``: ``v > t[k-1]``). A pixel
+is then glacier at threshold ``t[i]`` exactly when its bin is greater than ``i``. Pixels
+with a NaN index or a NaN label are not counted.
+
+Two implementations, equal count for count:
+
+- **fast** (float32 index on a regular grid, the common case): for each chunk of pixels
+  a branch-free, SIMD-vectorised loop guesses the bin from ``(v - t0) / step`` and
+  corrects it by one step after comparing ``v`` with the two neighbouring thresholds,
+  which it recomputes as ``float32(t0 + j * step)``. The grid is only used when that
+  formula reproduces every threshold bit for bit (checked with the same compiled code),
+  and when the guess cannot be off by more than one bin (grid spacing far above float32
+  resolution). A second scalar loop scatters the bin codes into 4 interleaved
+  histograms (to avoid store-to-load stalls on runs of equal bins).
+- **general** (any thresholds or index dtype): a binary search per pixel.
+
+The ``nd`` kernels compute the normalized difference ``(a - b) / (a + b)`` inside the same
+pass, bit for bit as :func:`glacierkit.indices.normalized_difference` followed by the
+float32 cast (a zero or NaN denominator gives NaN, which is skipped), so NDSI is never
+stored.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+__all__ = ["hist_index", "hist_nd", "nd_values", "n_threads", "grid_of", "grid_thresholds"]
+
+_CHUNK = 2048  # pixels per vectorised chunk (bin codes fit in L1)
+_SUB = 4  # interleaved sub-histograms
+_OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+# --------------------------------------------------------------------------- helpers
+@numba.njit(inline="always", **_OPTS)
+def _nd_value(x, y, f32):
+    # numba promotes float32 scalars to float64; rounding each step back to float32 gives
+    # the IEEE float32 result (53 >= 2 * 24 + 2 bits). Float64 bands are computed in
+    # float64 and only the quotient is rounded, as normalized_difference(...).astype does.
+    if f32:
+        s = np.float64(np.float32(x + y))
+        d = np.float64(np.float32(x - y))
+    else:
+        s = np.float64(x + y)
+        d = np.float64(x - y)
+    bad = not (s != 0)  # zero or NaN denominator: NaN index
+    s = s if not bad else 1.0
+    return np.float32(d / s), bad
+
+
+@numba.njit(inline="always", **_OPTS)
+def _grid_bin(v, t0, step, inv, k):
+    """Bin of a float32 ``v`` on the grid ``float32(t0 + j * step)`` (branch-free)."""
+    kf = np.float64(k)
+    q = (np.float64(v) - t0) * inv + 1.0
+    q = q if q > 0.0 else 0.0  # also maps NaN to 0 (NaN pixels are discarded anyway)
+    q = q if q < kf else kf
+    j = np.int64(q)
+    below = np.float32(t0 + (j - 1) * step)
+    above = np.float32(t0 + j * step)
+    j = j - np.int64((j > 0) & (v <= below)) + np.int64((j < k) & (v > above))
+    return j
+
+
+@numba.njit(**_OPTS)
+def grid_thresholds(t0, step, k):
+    """``float32(t0 + j * step)`` for ``j < k``, computed as the fast kernels do."""
+    out = np.empty(k, dtype=np.float32)
+    for j in range(k):
+        out[j] = np.float32(t0 + j * step)
+    return out
+
+
+# --------------------------------------------------------------------------- fast kernels
+@numba.njit(inline="always", **_OPTS)
+def _fast_block(a, b, nd, f32, labels, has_labels, t0, step, inv, k, start, stop, out, codes):
+    m = k + 1
+    for c0 in range(start, stop, _CHUNK):
+        c1 = min(stop, c0 + _CHUNK)
+        nn = c1 - c0
+        # Slices indexed from 0 let LLVM drop the negative-index handling and vectorise.
+        xa = a[c0:c1]
+        xb = b[c0:c1] if nd else b
+        xl = labels[c0:c1] if has_labels else labels
+        for i in range(nn):  # vectorised: no branch, no gather
+            if nd:
+                v, bad = _nd_value(xa[i], xb[i], f32)
+            else:
+                v = xa[i]
+                bad = False
+            lab = xl[i] if has_labels else 0
+            invalid = bad | (v != v) | (lab != lab)
+            code = np.int64(lab > 0) * m + _grid_bin(v, t0, step, inv, k)
+            codes[i] = 2 * m if invalid else code
+        for i in range(nn):
+            out[(i & (_SUB - 1)) * 3 * m + codes[i]] += 1
+
+
+@numba.njit(**_OPTS)
+def _fast(a, b, nd, f32, labels, has_labels, t0, step, inv, k):
+    m = k + 1
+    out = np.zeros(_SUB * 3 * m, dtype=np.int64)
+    codes = np.empty(_CHUNK, dtype=np.int64)
+    _fast_block(a, b, nd, f32, labels, has_labels, t0, step, inv, k, 0, a.size, out, codes)
+    return out.reshape((_SUB, 3, m)).sum(axis=0)[:2].copy()
+
+
+@numba.njit(**_OPTS)
+def _nd_array(a, b, f32, out):
+    for i in range(a.size):  # vectorised
+        v, bad = _nd_value(a[i], b[i], f32)
+        out[i] = np.float32(np.nan) if bad else v
+
+
+def nd_values(a: np.ndarray, b: np.ndarray, parallel: bool = True) -> np.ndarray:
+    """``float32((a - b) / (a + b))`` with NaN for zero or NaN denominators, in one pass.
+
+    Bit for bit what ``indices.normalized_difference`` computes with xarray for float32
+    bands, with one allocation instead of five.
+    """
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    fa = np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1)
+    fb = np.ascontiguousarray(np.broadcast_to(b, shape)).reshape(-1)
+    f32 = fa.dtype == np.float32 and fb.dtype == np.float32
+    if not f32:
+        fa, fb = fa.astype("float64", copy=False), fb.astype("float64", copy=False)
+    out = np.empty(fa.size, dtype=np.float32)
+    threads = n_threads(fa.size, parallel)
+    bounds = np.linspace(0, fa.size, threads + 1).astype(int)
+
+    def part(start: int, stop: int) -> None:
+        _nd_array(fa[start:stop], fb[start:stop], f32, out[start:stop])
+
+    if threads == 1:
+        part(0, fa.size)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(part, bounds[:-1], bounds[1:]))
+    return out.reshape(shape)
+
+
+# --------------------------------------------------------------------------- general kernels
+@numba.njit(inline="always", **_OPTS)
+def _count_below(t, v):
+    """The number of thresholds ``< v`` (binary search; ``t`` sorted)."""
+    lo = 0
+    hi = t.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if t[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(inline="always", **_OPTS)
+def _general_block(a, b, nd, f32, labels, has_labels, t, start, stop, out):
+    for i in range(start, stop):
+        if nd:
+            v, bad = _nd_value(a[i], b[i], f32)
+            if bad:
+                continue
+        else:
+            v = a[i]
+        if v != v:
+            continue
+        c = 0
+        if has_labels:
+            lab = labels[i]
+            if lab != lab:
+                continue
+            c = 1 if lab > 0 else 0
+        out[c, _count_below(t, v)] += 1
+
+
+@numba.njit(**_OPTS)
+def _general(a, b, nd, f32, labels, has_labels, t):
+    out = np.zeros((2, t.size + 1), dtype=np.int64)
+    _general_block(a, b, nd, f32, labels, has_labels, t, 0, a.size, out)
+    return out
+
+
+# --------------------------------------------------------------------------- dispatch
+def n_threads(n: int, parallel: bool) -> int:
+    """How many threads share ``n`` pixels (the kernels release the GIL)."""
+    if not parallel or n < 2_000_000:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cpus or 1))
+
+
+def grid_of(t: np.ndarray, source: np.ndarray | None = None) -> tuple[float, float] | None:
+    """``(t0, step)`` with ``float32(t0 + j * step) == t[j]`` for all ``j``, or None.
+
+    ``t`` are sorted unique float32 thresholds, ``source`` the float64 values they were
+    rounded from (tried first). The grid must also be far coarser than float32 resolution,
+    so that the kernel's guess is never more than one bin off.
+    """
+    k = t.size
+    if t.dtype != np.float32 or k < 2:
+        return None
+    candidates = []
+    if source is not None and source.size == k:
+        candidates.append((float(source[0]), (float(source[-1]) - float(source[0])) / (k - 1)))
+    candidates.append((float(t[0]), (float(t[-1]) - float(t[0])) / (k - 1)))
+    spacing = float(np.max(np.abs(t.astype("float64"))) + 1.0) * 2.0 ** -20
+    for t0, step in candidates:
+        if not (step > spacing and np.isfinite(t0) and np.isfinite(step)):
+            continue
+        if np.array_equal(grid_thresholds(t0, step, k), t):
+            return t0, step
+    return None
+
+
+def _labels_arg(labels: np.ndarray | None, n: int):
+    if labels is None:
+        return np.zeros(1, dtype=np.uint8), False
+    flat = labels.reshape(-1)
+    if flat.dtype == np.bool_:
+        flat = flat.view(np.uint8)
+    if flat.size != n:
+        raise ValueError("labels and index differ in size")
+    return flat, True
+
+
+def _run(a, b, nd, f32, labels, t, source, parallel):
+    lab, has = _labels_arg(labels, a.size)
+    grid = grid_of(t, source) if (f32 or nd) else None
+
+    def part(start: int, stop: int) -> np.ndarray:
+        pa, pb = a[start:stop], (b[start:stop] if nd else b)
+        pl = lab[start:stop] if has else lab
+        if grid is not None:
+            t0, step = grid
+            return _fast(pa, pb, nd, f32, pl, has, t0, step, 1.0 / step, t.size)
+        return _general(pa, pb, nd, f32, pl, has, t)
+
+    threads = n_threads(a.size, parallel)
+    if threads == 1:
+        return part(0, a.size)
+    bounds = np.linspace(0, a.size, threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(part, bounds[:-1], bounds[1:]))
+    return np.sum(parts, axis=0)
+
+
+def hist_index(values: np.ndarray, labels: np.ndarray | None, t: np.ndarray,
+               source: np.ndarray | None = None, parallel: bool = True) -> np.ndarray:
+    """``(2, k + 1)`` int64 class counts of an index on sorted unique thresholds ``t``.
+
+    ``t`` must have the dtype of ``values`` (float32 or float64); ``source`` optionally
+    gives the float64 values the thresholds were rounded from.
+    """
+    flat = values.reshape(-1)
+    f32 = flat.dtype == np.float32
+    return _run(flat, flat[:1], False, f32, labels, t, source, parallel)
+
+
+def hist_nd(a: np.ndarray, b: np.ndarray, labels: np.ndarray | None, t: np.ndarray,
+            source: np.ndarray | None = None, parallel: bool = True) -> np.ndarray:
+    """Like :func:`hist_index` for the float32 index ``(a - b) / (a + b)`` computed on the fly."""
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    f32 = fa.dtype == np.float32 and fb.dtype == np.float32
+    if not f32:
+        fa, fb = fa.astype("float64", copy=False), fb.astype("float64", copy=False)
+    return _run(fa, fb, True, f32, labels, t, source, parallel)

@@ -1,0 +1,111 @@
+"""Spectral indices: formulas on planted values, NaN safety, grid/CRS/attrs kept, dask."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import assert_same_grid, make_scene
+from glacierkit import indices
+from glacierkit.exceptions import UnknownBandError
+
+ROLES = ("blue", "green", "red", "nir", "swir1", "swir2")
+
+
+def planted(values: dict[str, list[float]]):
+    """A 1 x n scene whose bands hold the given values (other roles 0.1)."""
+    scene, _ = make_scene(height=1, width=len(next(iter(values.values()))))
+    data = np.full(scene.shape, 0.1, dtype="float32")
+    for role, vals in values.items():
+        data[ROLES.index(role), 0, :] = vals
+    return scene.copy(data=data)
+
+
+def test_ndsi_formula_on_planted_values():
+    scene = planted({"green": [0.8, 0.2, 0.5], "swir1": [0.2, 0.8, 0.5]})
+    out = indices.ndsi(scene)
+    np.testing.assert_allclose(out.values[0], [0.6, -0.6, 0.0], atol=1e-7)
+    assert out.dtype == np.float32 and out.dims == ("y", "x") and out.name == "ndsi"
+
+
+def test_ndwi_and_red_swir_ratio_on_planted_values():
+    scene = planted({"green": [0.6, 0.3], "nir": [0.2, 0.3], "red": [0.9, 0.2],
+                     "swir1": [0.3, 0.1]})
+    np.testing.assert_allclose(indices.ndwi(scene).values[0], [0.5, 0.0], atol=1e-7)
+    np.testing.assert_allclose(indices.red_swir_ratio(scene).values[0], [3.0, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(indices.band_ratio(scene, "nir", "green").values[0],
+                               [1 / 3, 1.0], rtol=1e-6)
+
+
+def test_zero_denominators_and_nan_inputs_give_nan_without_warnings():
+    scene = planted({"green": [0.0, np.nan, 0.3, -0.2], "swir1": [0.0, 0.2, np.nan, 0.2],
+                     "red": [0.1, 0.1, 0.1, 0.1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ndsi = indices.ndsi(scene).values[0]
+        ratio = indices.red_swir_ratio(scene).values[0]
+    assert np.isnan(ndsi).tolist() == [True, True, True, True]  # 0/0, NaN, NaN, x/0
+    assert np.isnan(ratio).tolist() == [True, False, True, False]
+
+
+def test_grid_crs_and_attrs_are_kept(synthetic_scene):
+    scene, _ = synthetic_scene
+    for func in (indices.ndsi, indices.ndwi, indices.red_swir_ratio):
+        out = func(scene)
+        assert_same_grid(out, scene)
+        assert out.attrs["sensor"] == scene.attrs["sensor"]
+        assert out.attrs["scene_id"] == "synthetic"
+        assert "formula" in out.attrs and out.attrs["long_name"]
+        assert "band" not in out.coords and "role" not in out.coords
+    assert scene.sizes["band"] == 6  # the input is not modified
+
+
+def test_planted_glacier_lake_and_rock(synthetic_scene):
+    scene, glacier = synthetic_scene
+    ndsi = indices.ndsi(scene).values
+    ndwi = indices.ndwi(scene).values
+    lake = ndwi > 0.3
+    assert lake.sum() == 36 and not (lake & glacier).any()
+    assert (ndsi[glacier] > 0.7).all() and (ndsi[~glacier & ~lake] < 0).all()
+    assert (ndsi[lake] > 0.4).all()  # water looks like snow to NDSI
+    assert np.median(indices.red_swir_ratio(scene).values[glacier]) > 2.0
+
+
+@pytest.mark.parametrize("sensor", ["landsat8", "landsat7", "sentinel2"])
+def test_indices_follow_roles_on_every_sensor(sensor):
+    scene, glacier = make_scene(sensor=sensor)
+    ndsi = indices.ndsi(scene).values
+    assert ndsi[glacier].mean() > 0.7 and ndsi[~glacier].mean() < 0.0
+
+
+def test_dask_stays_lazy_and_equals_numpy(synthetic_scene):
+    scene, _ = synthetic_scene
+    lazy = scene.chunk({"band": 1, "y": 16, "x": 16})
+    for func in (indices.ndsi, indices.ndwi, indices.red_swir_ratio):
+        out = func(lazy)
+        assert out.chunks is not None
+        np.testing.assert_array_equal(out.compute().values, func(scene).values)
+
+
+def test_missing_band_names_valid_roles():
+    scene, _ = make_scene()
+    with pytest.raises(UnknownBandError, match="swir1"):
+        indices.ndsi(scene.isel(band=[0, 1, 2, 3]))
+    with pytest.raises(UnknownBandError, match="Valid roles"):
+        indices.band_ratio(scene, "red", "thermal")
+
+
+def test_ndsi_on_real_aletsch_matches_the_definition(sample_data):
+    from glacierkit.io import open_scene
+
+    scene = open_scene("alps-s2/aletsch")
+    out = indices.ndsi(scene)
+    g = scene.sel(band="B03").values.astype("float64")
+    s = scene.sel(band="B11").values.astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = (g - s) / (g + s)
+    np.testing.assert_allclose(out.values, ref, atol=2e-7)
+    finite = out.values[np.isfinite(out.values)]
+    assert finite.min() >= -1 and finite.max() <= 1
