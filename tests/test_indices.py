@@ -109,3 +109,30 @@ def test_ndsi_on_real_aletsch_matches_the_definition(sample_data):
     np.testing.assert_allclose(out.values, ref, atol=2e-7)
     finite = out.values[np.isfinite(out.values)]
     assert finite.min() >= -1 and finite.max() <= 1
+
+
+def test_compiled_normalized_difference_is_bit_identical_to_the_expression():
+    import xarray as xr
+
+    from glacierkit import _kernels
+
+    rng = np.random.default_rng(0)
+    a = xr.DataArray(rng.uniform(-0.2, 1, (211, 190)).astype("float32"), dims=("y", "x"))
+    b = xr.DataArray(rng.uniform(-0.2, 1, (211, 190)).astype("float32"), dims=("y", "x"))
+    a[0, :10] = b[0, :10] = 0  # 0 / 0
+    a[1, :10] = np.nan
+    b[2, :10] = -a[2, :10]  # x / 0
+    a[3, :3] = np.inf
+    den = a + b
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected = ((a - b) / den.where(den != 0)).values
+        got = indices.normalized_difference(a, b)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.values, expected)  # NaN positions included
+    big = rng.uniform(0, 1, 3_000_000).astype("float32")  # the threaded path
+    np.testing.assert_array_equal(_kernels.nd_values(big, big[::-1]),
+                                  ((big - big[::-1]) / (big + big[::-1])).astype("float32"))
+    lazy = indices.normalized_difference(a.chunk(50), b.chunk(70))
+    assert lazy.chunks is not None
+    np.testing.assert_array_equal(lazy.values, expected)
