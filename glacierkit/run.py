@@ -109,6 +109,8 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
 
     notebook, output = Path(notebook), Path(output)
     check_parameters(notebook, parameters)
+    # Kernels inherit the environment: keep TensorFlow's C++ start-up chatter out of the log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.running.ipynb")
     failed = output.with_name(f"{output.stem}.failed.ipynb")
@@ -234,21 +236,21 @@ def _write_summary(run_dir: Path, state: Mapping) -> None:
              "|---|---|---|"]
     for step, s in state.items():
         lines.append(f"| {step} | {s.get('seconds')} | {s.get('finished')} |")
-    comparison = run_dir / "comparison.csv"
-    if comparison.is_file():
+    table = run_dir / "table4.csv"  # written by notebook 05 (glacierkit.evaluate)
+    if table.is_file():
         import pandas as pd
 
-        lines += ["", "## Comparison", "", pd.read_csv(comparison).to_markdown(index=False)
-                  if _has_tabulate() else pd.read_csv(comparison).to_string(index=False)]
+        df = pd.read_csv(table, keep_default_na=False)
+        lines += ["", "## U-Net against NDSI on the test scenes (pooled, %)", "",
+                  _markdown(df), "", "Per scene: comparison.csv; provenance: metrics.json."]
     tmp = run_dir / ".summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, run_dir / "summary.md")
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-
-        return True
-    except ImportError:
-        return False
+def _markdown(df) -> str:
+    """A pandas table as GitHub markdown (without needing the tabulate package)."""
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    rows = ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])

@@ -40,3 +40,12 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make run" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_every_module_is_reachable_from_the_package():
+    import glacierkit
+
+    modules = {p.stem for p in (ROOT / "glacierkit").glob("*.py") if not p.stem.startswith("_")}
+    for name in modules:
+        assert getattr(glacierkit, name).__name__ == f"glacierkit.{name}"
+    assert modules <= set(glacierkit.__all__)

@@ -99,7 +99,8 @@ save_figure(fig, figures / "05_error_maps.png")
 
 Pixels of each surface class (heuristic masks, documented in
 `glacierkit.evaluate.surface_classes`: water, cast shadow, cloud, and debris = labelled
-glacier with low NDSI) that each method gets wrong, in % of the class.
+glacier with NDSI below 0.2, so NDSI at any higher threshold misses all of it by
+construction) that each method gets wrong, in % of the class.
 """),
     code("""
 result.failures.pivot_table(index=["surface", "method"], values=["pixels", "FP % of class", "FN % of class"],
@@ -116,7 +117,7 @@ difference is real glacier change.
 result.areas.round(3)
 """),
     code("""
-result.glaciers.sort_values("reference_km2", ascending=False).head(12).round(3)
+result.glaciers.sort_values("ref_area_km2", ascending=False).head(12).round(3)
 """),
     md("""
 ## Map
@@ -145,16 +146,15 @@ of the pipeline has seen.
     code("""
 probabilities = gk.evaluate.predict_unlabelled(output_dir, model_path, unlabelled_scenes, tta=tta,
                                                overlap=overlap)
-n = len(probabilities)
-fig, axes = plt.subplots(n, 2, figsize=(10, 5 * n), squeeze=False)
-for (name, prob), row in zip(probabilities.items(), axes):
+for name, prob in probabilities.items():
     scene, _ = gk.prep.load_prepared(output_dir, name)
-    show_composite(scene, ax=row[0], title=f"{name}: 6-5-2")
-    im = row[1].imshow(prob.values, extent=gk.plot.extent(prob), cmap="Blues", vmin=0, vmax=1)
-    row[1].set_title("U-Net glacier probability", fontsize=9)
-    fig.colorbar(im, ax=row[1], shrink=0.7)
-fig.tight_layout()
-save_figure(fig, figures / "05_unlabelled.png")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    show_composite(scene, ax=axes[0], title=f"{name}: 6-5-2")
+    im = axes[1].imshow(prob.values, extent=gk.plot.extent(prob), cmap="Blues", vmin=0, vmax=1)
+    axes[1].set_title("U-Net glacier probability", fontsize=9)
+    fig.colorbar(im, ax=axes[1], shrink=0.7)
+    fig.tight_layout()
+    save_figure(fig, figures / f"05_unlabelled_{gk.prep.slug(name)}.png")
 """),
     md("""
 Every GeoTIFF and GeoPackage written here carries its CRS: drag `predictions/*/` into QGIS.
