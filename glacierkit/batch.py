@@ -204,8 +204,10 @@ def _client(cluster, n_workers: int | None):
                "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
                "OMP_NUM_THREADS": str(threads)}
         lc = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, env=env)
-        return Client(lc), lc
+                          dashboard_address=":0", env=env)  # a free port on 127.0.0.1
+        client = Client(lc)
+        log.info("Local Dask cluster: %d workers, dashboard %s", n, client.dashboard_link)
+        return client, lc
     if isinstance(cluster, Client):
         return cluster, None
     if n_workers:

@@ -222,7 +222,7 @@ def cluster():
 
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1"}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, env=env) as lc, Client(lc) as client:
+                      dashboard_address=":0", env=env) as lc, Client(lc) as client:
         yield lc, client
 
 
