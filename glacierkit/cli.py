@@ -51,6 +51,10 @@ def _cmd_run(args) -> int:
         )
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"--workers {args.workers}: give a positive number of processes.")
+    import distributed  # noqa: F401 - importing it sets its loggers to INFO; quieten them
+
+    if not args.verbose:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     scenes = list(args.scenes or [])
     if args.scenes_file:
         scenes += read_scene_list(args.scenes_file)
