@@ -109,11 +109,10 @@ def aligned_chunks(size: int, chunk: int, window: int, step: int) -> tuple[int, 
     edges stays inside the edge chunks); a short remainder joins the last full chunk.
     """
     least = window + step
-    c = max(least, int(round(chunk / step)) * step)
-    c = int(math.ceil(c / step) * step)
-    if size <= c + least:
-        return (size,) if size <= c else (c, size - c) if size - c >= least else (size,)
+    c = int(math.ceil(max(least, round(chunk / step) * step) / step) * step)
     n, rest = divmod(size, c)
+    if n == 0:
+        return (size,)
     sizes = [c] * n
     if rest >= least:
         sizes.append(rest)

@@ -264,6 +264,19 @@ def test_many_scenes_on_a_local_cluster_and_resume(model, scenes, cluster, tmp_p
     np.testing.assert_allclose(again["KC"], table["KC"])
 
 
+def test_chunked_prediction_on_the_cluster(model, scenes, cluster):
+    """The lazy prediction's chunks run on the worker processes, which load the model from
+    its path (only the path travels)."""
+    path, net, spec = model
+    client = cluster[1]
+    lazy = predict_scene_dask(path, scenes[0][3], chunks=48, window=WINDOW)
+    got = client.compute(lazy.data).result()
+    ref = predict_scene((net, spec), scenes[0][3], window=WINDOW, progress=False).values
+    # workers run TensorFlow with one thread: allow for other rounding than this process
+    assert lazy.data.npartitions >= 2
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
 def _pause_first_attempt(scene: str, staging: Path) -> None:
     """Runs in the worker: the first attempt at 'slow' records its pid and hangs with its
     outputs half-committed (all files in the staging folder); later attempts go through."""
