@@ -14,7 +14,8 @@ from .exceptions import GlacierKitError
 __version__ = "0.1.0"
 
 _LAZY = {"indices", "metrics", "threshold", "patches", "model", "train", "predict",
-         "vectorize", "evaluate", "plot", "prep", "run", "cli", "separability", "slider", "features", "batch"}
+         "vectorize", "evaluate", "plot", "prep", "run", "cli", "separability", "slider",
+         "features", "batch", "chunked"}
 
 __all__ = ["bands", "data", "exceptions", "io", "labels", "GlacierKitError", "__version__",
            *sorted(_LAZY)]

@@ -13,7 +13,13 @@ stopped.
 
 :func:`run_scenes` sends one task per scene to a ``dask.distributed`` scheduler (an
 address such as ``tcp://10.0.0.5:8786``, a ``Client``, or none for a ``LocalCluster`` on
-this machine). Tasks are retried on other workers when a worker dies.
+this machine, or a ``distributed`` cluster object such as dask-jobqueue's ``SLURMCluster``).
+When a worker dies mid-scene (killed, out of memory, node lost), the scheduler sends the
+scene to another worker; ``retries`` more attempts are made when a scene raises. A scene
+that still fails is recorded with its error in ``scenes.csv`` and the others go on.
+
+Workers are separate processes (``LocalCluster(processes=True)``), each loading the model
+once and running TensorFlow with ``cores / workers`` intra-op threads.
 """
 
 from __future__ import annotations
@@ -22,22 +28,27 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Sequence
-from functools import lru_cache
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .exceptions import DataNotFoundError, NoOverlapError, ParameterError
+from .metrics import Counts, scores
 
 log = logging.getLogger(__name__)
 
-__all__ = ["process_scene", "run_scenes", "scene_dir", "RESULT_FILE"]
+__all__ = ["process_scene", "run_scenes", "scene_dir", "pooled_scores", "RESULT_FILE",
+           "METRICS"]
 
 RESULT_FILE = "result.json"
+#: The per-scene metrics written to ``result.json`` and ``scenes.csv``.
+METRICS = ("MA", "FA", "OA", "KC", "IoU", "F1")
 
 
 def scene_dir(output_dir: str | os.PathLike, scene: str) -> Path:
@@ -45,14 +56,6 @@ def scene_dir(output_dir: str | os.PathLike, scene: str) -> Path:
     from .prep import slug
 
     return Path(output_dir) / "scenes" / slug(scene)
-
-
-@lru_cache(maxsize=4)
-def _cached_model(path: str):
-    """One loaded model per worker process (loading a Keras model takes seconds)."""
-    from .features import load_model
-
-    return load_model(path)
 
 
 def _json_safe(v):
@@ -67,6 +70,12 @@ def _json_safe(v):
     return v
 
 
+def _read_record(final: Path) -> dict:
+    record = json.loads((final / RESULT_FILE).read_text())
+    record["skipped"] = True
+    return record
+
+
 def process_scene(
     scene: str,
     model: str | os.PathLike,
@@ -78,24 +87,54 @@ def process_scene(
     overwrite: bool = False,
     min_area_km2: float = 0.01,
     predict_kwargs: dict | None = None,
+    before_commit: Callable[[str, Path], None] | None = None,
 ) -> dict:
     """Predict one scene and write its outputs (see the module docstring).
 
-    Returns the scene's result record (read back from ``result.json`` when it was done
-    before and ``overwrite`` is False; then ``"skipped": True``).
+    Parameters
+    ----------
+    scene
+        A scene name or path (anything :func:`glacierkit.io.open_scene` opens).
+    model
+        The ``.keras`` model path (sidecar beside it); loaded once per process.
+    output_dir
+        The run folder; outputs go to ``<output_dir>/scenes/<slug>/``.
+    threshold
+        Probability above which a pixel is glacier.
+    outlines
+        Reference outlines (path or GeoDataFrame) to evaluate against; ``None`` uses the
+        sample registry's outlines for sample scenes; ``False`` skips the evaluation.
+    sensor
+        Passed to :func:`~glacierkit.io.open_scene` when it cannot guess it.
+    overwrite
+        Process the scene again even when its outputs exist.
+    min_area_km2
+        Smallest polygon kept in ``outlines.gpkg``.
+    predict_kwargs
+        For :func:`glacierkit.predict.predict_scene` (``window``, ``overlap``, ``tta`` ...).
+    before_commit
+        Called as ``before_commit(scene, staging_folder)`` after every output is written
+        and before the folder is committed: a place to add files of your own (they are
+        committed atomically with the rest).
+
+    Returns
+    -------
+    dict
+        The scene's record, also in ``result.json``: area, polygon count, ``counts`` and
+        ``metrics`` (:data:`METRICS`) when outlines overlap the scene, ``seconds``, the
+        ``host`` and ``pid`` that did it, and ``skipped`` (True when it was done before).
     """
-    from .io import open_scene
+    from .chunked import cached_predictor
+    from .io import open_raster, open_scene
     from .labels import rasterize_outlines
-    from .metrics import confusion, scores
+    from .metrics import confusion
     from .predict import predict_to_file
     from .prep import _sample_outlines, slug
     from .vectorize import mask_to_polygons, write_outlines
 
     final = scene_dir(output_dir, scene)
-    if final.is_dir() and (final / RESULT_FILE).is_file() and not overwrite:
-        record = json.loads((final / RESULT_FILE).read_text())
-        record["skipped"] = True
-        return record
+    if (final / RESULT_FILE).is_file() and not overwrite:
+        return _read_record(final)
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(f".staging-{slug(scene)}-*"):  # left by a killed attempt
@@ -103,17 +142,15 @@ def process_scene(
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{slug(scene)}-"))
     t0 = time.perf_counter()
     try:
-        loaded = _cached_model(str(Path(model).resolve()))
+        pred = cached_predictor(str(Path(model).resolve()))
         da = open_scene(scene, sensor=sensor)
-        paths = predict_to_file(loaded, da, staging, threshold=threshold,
-                                progress=False, **(predict_kwargs or {}))
-        from .io import open_raster
-
+        paths = predict_to_file(pred, da, staging, threshold=threshold, progress=False,
+                                **(predict_kwargs or {}))
         mask = open_raster(paths["mask"]).squeeze("band", drop=True)
         polygons = mask_to_polygons(mask, min_area_km2=min_area_km2)
         write_outlines(polygons, staging / "outlines.gpkg")
         record = {
-            "scene": scene,
+            "scene": str(scene),
             "model": str(model),
             "threshold": threshold,
             "sensor": da.attrs.get("sensor"),
@@ -123,23 +160,27 @@ def process_scene(
             "n_polygons": int(len(polygons)),
             "files": ["probability.tif", "mask.tif", "outlines.gpkg"],
         }
-        source = outlines or _sample_outlines(scene)
+        source = None if outlines is False else (outlines or _sample_outlines(str(scene)))
         if source is not None:
             try:
                 labels = rasterize_outlines(source, like=da)
             except NoOverlapError:
                 labels = None
+                record["evaluation"] = "no reference outline overlaps the scene"
             if labels is not None:
                 m = mask.values
-                pred = np.where(m == 255, np.nan, m).astype("float32")
-                counts = confusion(pred, labels.values)
+                counts = confusion(np.where(m == 255, np.nan, m).astype("float32"),
+                                   labels.values)
                 s = scores(counts)
                 record["counts"] = counts.as_dict()
-                record["metrics"] = {k: s[k] for k in ("MA", "FA", "OA", "KC", "IoU", "F1")}
+                record["metrics"] = {k: s[k] for k in METRICS}
         record["seconds"] = round(time.perf_counter() - t0, 2)
+        record["host"], record["pid"] = socket.gethostname(), os.getpid()
         (staging / RESULT_FILE).write_text(json.dumps(_json_safe(record), indent=2))
+        if before_commit is not None:
+            before_commit(str(scene), staging)
         if final.exists():  # overwrite: replace the old folder as late as possible
-            old = root / f".old-{slug(scene)}-{os.getpid()}"
+            old = root / f".old-{slug(scene)}-{uuid.uuid4().hex[:8]}"
             final.rename(old)
             staging.rename(final)
             shutil.rmtree(old, ignore_errors=True)
@@ -153,16 +194,38 @@ def process_scene(
 
 
 def _client(cluster, n_workers: int | None):
+    """``(client, cluster we started or None)``."""
     from dask.distributed import Client, LocalCluster
 
     if cluster is None or cluster == "local":
-        lc = LocalCluster(n_workers=n_workers or min(2, os.cpu_count() or 1),
-                          threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None)
-        return Client(lc), lc
+        n = int(n_workers or min(2, os.cpu_count() or 1))
+        threads = max(1, (os.cpu_count() or 1) // n)
+        env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
+               "OMP_NUM_THREADS": str(threads)}
+        lc = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=":0", env=env)  # a free port on 127.0.0.1
+        client = Client(lc)
+        log.info("Local Dask cluster: %d workers, dashboard %s", n, client.dashboard_link)
+        return client, lc
     if isinstance(cluster, Client):
         return cluster, None
-    return Client(cluster), None
+    if n_workers:
+        log.warning("n_workers=%s is ignored with an existing cluster (%s).", n_workers, cluster)
+    return Client(cluster), None  # an address or a Cluster object (SLURMCluster, ...)
+
+
+def pooled_scores(table: pd.DataFrame) -> dict:
+    """Scores from the summed counts of every evaluated scene of a ``scenes.csv`` table."""
+    cols = ["TP", "FP", "FN", "TN"]
+    if not set(cols) <= set(table.columns):
+        return {}
+    done = table.dropna(subset=cols)
+    if done.empty:
+        return {}
+    total = Counts(*(int(done[c].sum()) for c in cols))
+    s = scores(total)
+    return {"scenes": int(len(done)), **total.as_dict(), **{k: s[k] for k in METRICS}}
 
 
 def run_scenes(
@@ -184,36 +247,67 @@ def run_scenes(
         Scene names or paths (anything :func:`glacierkit.io.open_scene` opens).
     model
         The ``.keras`` model (sidecar beside it).
+    output_dir
+        The run folder: ``scenes/<scene>/`` per scene and ``scenes.csv``.
     cluster
         ``None``/``"local"`` for a ``LocalCluster`` on 127.0.0.1 (``n_workers`` processes,
-        one thread each), a scheduler address (``"tcp://host:8786"``), or a ``Client``.
+        one thread each), a scheduler address (``"tcp://host:8786"``), a cluster object
+        (dask-jobqueue, dask-kubernetes ...) or a ``Client``.
+    n_workers
+        Worker processes of the local cluster (default: 2, or 1 on a one-core machine).
     retries
-        Extra attempts per scene (on top of Dask's rescheduling when a worker dies).
+        Extra attempts for a scene that raises (a worker dying is handled by the
+        scheduler, which moves the scene to another worker).
+    progress
+        Show a progress bar.
     kwargs
-        Passed to :func:`process_scene` (``threshold``, ``outlines``, ``overwrite`` ...).
+        Passed to :func:`process_scene` (``threshold``, ``outlines``, ``overwrite``,
+        ``predict_kwargs``, ``before_commit`` ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scene: ``scene``, ``skipped``, ``error``, ``glacier_area_km2``,
+        ``n_polygons``, ``seconds`` (the scene's own), ``finished_s`` (since the start of
+        the run), ``host``, ``pid``, the counts ``TP, FP, FN, TN`` and :data:`METRICS` when
+        evaluated.
     """
     from dask.distributed import as_completed
 
     from .io import atomic_path
+    from .prep import slug
 
-    scenes = list(scenes)
+    # Paths become absolute: workers may run elsewhere (a shared file system is assumed).
+    scenes = [str(Path(s).resolve()) if Path(str(s)).exists() else str(s) for s in scenes]
     if not scenes:
         raise ParameterError("No scenes given.")
+    seen: dict[str, str] = {}
+    for s in scenes:
+        other = seen.setdefault(slug(s), s)
+        if other != s:
+            raise ParameterError(
+                f"The scenes {other!r} and {s!r} would both write to scenes/{slug(s)}/. "
+                "Rename one of them or process them in separate runs."
+            )
+    if len(seen) != len(scenes):
+        raise ParameterError(f"Scenes listed twice: {sorted({s for s in scenes if scenes.count(s) > 1})}.")
     if not Path(model).is_file():
         raise DataNotFoundError(f"Model not found: {model}.")
     model = str(Path(model).resolve())
     output_dir = Path(output_dir).resolve()
+    t0 = time.perf_counter()
     todo = [s for s in scenes if kwargs.get("overwrite") or
             not (scene_dir(output_dir, s) / RESULT_FILE).is_file()]
-    records = {s: {**json.loads((scene_dir(output_dir, s) / RESULT_FILE).read_text()),
-                   "skipped": True} for s in scenes if s not in todo}
+    records = {s: _read_record(scene_dir(output_dir, s)) for s in scenes if s not in todo}
+    finished: dict[str, float] = {}
     if todo:
         client, local = _client(cluster, n_workers)
+        bar = None
         try:
             futures = {client.submit(process_scene, s, model, str(output_dir), pure=False,
-                                     retries=retries, key=f"scene-{i}-{os.getpid()}", **kwargs): s
-                       for i, s in enumerate(todo)}
-            bar = None
+                                     retries=retries, key=f"scene-{slug(s)}-{uuid.uuid4().hex[:8]}",
+                                     **kwargs): s
+                       for s in todo}
             if progress:
                 from tqdm.auto import tqdm
 
@@ -224,24 +318,32 @@ def run_scenes(
                 try:
                     records[s] = fut.result()
                 except Exception as exc:  # one bad scene must not stop the others
-                    log.error("Scene %s failed: %s", s, exc)
+                    log.error("Scene %s failed: %s: %s", s, type(exc).__name__, exc)
                     records[s] = {"scene": s, "error": f"{type(exc).__name__}: {exc}"}
+                finished[s] = round(time.perf_counter() - t0, 2)
                 if bar is not None:
                     bar.update(1)
+        finally:
             if bar is not None:
                 bar.close()
-        finally:
-            client.close()
             if local is not None:
+                client.close()
                 local.close()
+            elif client is not cluster:  # we opened it from an address or a cluster object
+                client.close()
     rows = []
     for s in scenes:
         r = records[s]
-        rows.append({"scene": s, "skipped": r.get("skipped", False), "error": r.get("error", ""),
+        rows.append({"scene": s, "skipped": bool(r.get("skipped", False)),
+                     "error": r.get("error", ""),
                      "glacier_area_km2": r.get("glacier_area_km2"),
                      "n_polygons": r.get("n_polygons"), "seconds": r.get("seconds"),
-                     **{k: v for k, v in (r.get("metrics") or {}).items()}})
+                     "finished_s": finished.get(s), "host": r.get("host"), "pid": r.get("pid"),
+                     **(r.get("counts") or {}), **(r.get("metrics") or {})})
     table = pd.DataFrame(rows)
     with atomic_path(output_dir / "scenes.csv") as tmp:
         table.to_csv(tmp, index=False)
+    n_err = int((table["error"] != "").sum())
+    log.info("%d scenes: %d processed, %d skipped, %d failed", len(scenes),
+             len(todo) - n_err, len(scenes) - len(todo), n_err)
     return table

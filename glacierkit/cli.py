@@ -1,6 +1,9 @@
 """The ``glacierkit`` command line.
 
     glacierkit run PIPELINE.yml [--name NAME] [--force] [--only STEP ...] [--set STEP.KEY=VALUE]
+    glacierkit run PIPELINE.yml --scenes [SCENE ...] [--scenes-file LIST] [--cluster ADDRESS]
+                                [--workers N] [--name NAME] [--force]
+                                     # predict + evaluate many scenes (the file's batch:)
     glacierkit fetch-data            # put every sample file in the cache (for offline use)
     glacierkit params NOTEBOOK       # list a notebook's parameters
     glacierkit predict MODEL SCENE OUTDIR [--threshold 0.5] [--tta] [--overlap 0.5]
@@ -32,11 +35,32 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, object]]:
 
 
 def _cmd_run(args) -> int:
-    from .run import run_pipeline
+    from .run import read_scene_list, run_batch, run_pipeline
 
-    run_pipeline(args.pipeline, name=args.name, force=args.force, only=args.only,
-                 overrides=_parse_sets(args.set))
-    return 0
+    batch = args.scenes is not None or args.scenes_file is not None
+    if not batch:
+        if args.cluster or args.workers is not None:
+            raise ParameterError("--cluster and --workers go with --scenes (the batch mode).")
+        run_pipeline(args.pipeline, name=args.name, force=args.force, only=args.only,
+                     overrides=_parse_sets(args.set))
+        return 0
+    if args.only or args.set:
+        raise ParameterError(
+            "--only and --set apply to the notebook steps; with --scenes the batch: section of "
+            "the pipeline file sets the options."
+        )
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers {args.workers}: give a positive number of processes.")
+    import distributed  # noqa: F401 - importing it sets its loggers to INFO; quieten them
+
+    if not args.verbose:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    scenes = list(args.scenes or [])
+    if args.scenes_file:
+        scenes += read_scene_list(args.scenes_file)
+    _, table = run_batch(args.pipeline, scenes or None, name=args.name, cluster=args.cluster,
+                         workers=args.workers, force=args.force, progress=not args.quiet)
+    return 1 if (table["error"].fillna("") != "").any() else 0
 
 
 def _cmd_fetch(args) -> int:
@@ -89,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps")
     p.add_argument("--set", action="append", metavar="STEP.KEY=VALUE",
                    help="override a parameter (STEP may be * for all steps)")
+    g = p.add_argument_group(
+        "many scenes", "Predict (and evaluate where reference outlines exist) many scenes with "
+        "the model of the file's batch: section, one Dask task per scene, instead of running "
+        "the notebooks. Outputs: runs/<name>/scenes/<scene>/, scenes.csv, scenes_summary.md. "
+        "Done scenes are skipped (--force redoes them); exit status 1 if a scene failed.")
+    g.add_argument("--scenes", nargs="*", metavar="SCENE",
+                   help="scene names or paths (none: the batch section's scenes:)")
+    g.add_argument("--scenes-file", metavar="LIST",
+                   help="text file with one scene per line (# comments allowed)")
+    g.add_argument("--cluster", metavar="ADDRESS",
+                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a local "
+                   "cluster on this machine)")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default 2)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("fetch-data", help="download every sample file into the cache")
     p.set_defaults(func=_cmd_fetch)

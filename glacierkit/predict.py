@@ -367,6 +367,21 @@ def _split(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
+def _forward(pred: _Predictor, x: np.ndarray, tta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities ``(N, h, w)`` of a batch of windows ``(N, h, w, C)``; with ``tta`` the
+    mean of the 8 flips/rotations and the fraction of them agreeing with its decision."""
+    if not tta:
+        return _to_probability(pred.model.predict_on_batch(x), pred.output), None
+    probs = []
+    for t in range(8):
+        y = pred.model.predict_on_batch(_tta_forward(x, t))
+        probs.append(_tta_inverse(_to_probability(y, pred.output), t))
+    probs = np.stack(probs)  # (8, N, h, w)
+    p = probs.mean(axis=0)
+    agree = ((probs > 0.5) == (p > 0.5)).mean(axis=0, dtype="float32")
+    return p, agree
+
+
 # --------------------------------------------------------------------------- core
 def _predict_rows(pred: _Predictor, scene: xr.DataArray, *, window: int, step: int,
                   batch_size: int, tta: bool, block_rows: int, progress: bool):
@@ -395,18 +410,8 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, *, window: int, step: i
             strip = np.ascontiguousarray(np.moveaxis(strip, 0, -1))  # (window, Wp, C)
             for a, b in batches:
                 x = np.stack([strip[:, k * step: k * step + window] for k in range(a, b)])
-                if tta:
-                    probs = []
-                    for t in range(8):
-                        y = pred.model.predict_on_batch(_tta_forward(x, t))
-                        probs.append(_tta_inverse(_to_probability(y, pred.output), t))
-                        bar.update(b - a)
-                    probs = np.stack(probs)  # (8, N, h, w)
-                    p = probs.mean(axis=0)
-                    agree = ((probs > 0.5) == (p > 0.5)).mean(axis=0, dtype="float32")
-                else:
-                    p = _to_probability(pred.model.predict_on_batch(x), pred.output)
-                    bar.update(b - a)
+                p, agree = _forward(pred, x, tta)
+                bar.update((b - a) * (8 if tta else 1))
                 for i, k in enumerate(range(a, b)):
                     sl = slice(k * step, k * step + window)
                     acc[:, sl] += p[i] * taper2

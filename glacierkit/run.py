@@ -10,6 +10,19 @@ A pipeline file looks like::
         scenes: [alps-s2/aletsch, alps-s2/fiescher]
       03_ndsi_threshold: {}
 
+An optional ``batch:`` section sets up ``glacierkit run PIPELINE.yml --scenes ...``, which
+predicts (and, where reference outlines exist, evaluates) many scenes with a trained model,
+one Dask task per scene (:func:`run_batch`, :mod:`glacierkit.batch`)::
+
+    batch:
+      model: models/unet_alps_s2.keras   # required; relative to the working directory
+      threshold: 0.5                     # or the pipeline file's folder
+      scenes: [alps-s2/morteratsch, alps-s2/gorner]   # default when --scenes has no names
+      outlines: null       # null: the sample outlines where known; a path; false: none
+      window: null         # predict_scene options: window, overlap, batch_size, tta
+      cluster: null        # null: a LocalCluster; or a scheduler address tcp://host:8786
+      workers: 2           # LocalCluster worker processes
+
 Every parameter name is checked against the notebook's ``parameters`` cell
 (``papermill.inspect_notebook``), so a typo is an error, not papermill's warning. A step
 that completed with the same parameters is skipped unless ``force=True``. A failed step
@@ -35,7 +48,8 @@ from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
 log = logging.getLogger(__name__)
 
 __all__ = ["load_pipeline", "notebook_parameters", "check_parameters", "execute_notebook",
-           "run_pipeline", "StepFailed", "NOTEBOOK_DIR"]
+           "run_pipeline", "run_batch", "read_scene_list", "StepFailed", "NOTEBOOK_DIR",
+           "BATCH_KEYS"]
 
 #: Where the notebooks live (the repository's ``notebooks/``).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -44,6 +58,81 @@ KERNEL_NAME = "python3"
 
 class StepFailed(GlacierKitError):
     """A notebook of the pipeline raised an error."""
+
+
+def _number(low=None, high=None, integer=False, high_open=False):
+    def check(value):
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return "an integer" if integer else "a number"
+        if low is not None and value < low:
+            return f">= {low}"
+        if high is not None and (value >= high if high_open else value > high):
+            return f"< {high}" if high_open else f"<= {high}"
+        return None
+    return check
+
+
+def _optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _is(kind, what):
+    return lambda value: None if isinstance(value, kind) else what
+
+
+def _scene_list(value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        return "a list of scene names or paths"
+    return None
+
+
+def _outlines(value):
+    return None if value is None or value is False or isinstance(value, str) else \
+        "null (sample outlines), false (no evaluation) or a path"
+
+
+#: The keys of a pipeline file's ``batch:`` section and what each must be.
+BATCH_KEYS = {
+    "model": _is(str, "the path of a .keras model"),
+    "threshold": _number(0, 1),
+    "scenes": _scene_list,
+    "outlines": _outlines,
+    "sensor": _optional(_is(str, "a sensor name")),
+    "window": _optional(_number(1, integer=True)),
+    "overlap": _number(0, 1, high_open=True),
+    "batch_size": _number(1, integer=True),
+    "tta": _is(bool, "true or false"),
+    "min_area_km2": _number(0),
+    "cluster": _optional(_is(str, "a scheduler address such as tcp://host:8786, or local")),
+    "workers": _optional(_number(1, integer=True)),
+    "retries": _number(0, integer=True),
+}
+
+
+def _check_batch(batch, path) -> dict:
+    if not isinstance(batch, Mapping):
+        raise ParameterError(
+            f"'batch:' in {path} must map keys to values, e.g. batch: {{model: "
+            "models/unet_alps_s2.keras}}."
+        )
+    for key, value in batch.items():
+        if key not in BATCH_KEYS:
+            close = difflib.get_close_matches(str(key), BATCH_KEYS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ParameterError(
+                f"Unknown key {key!r} in the batch section of {path}.{hint} Valid keys: "
+                f"{sorted(BATCH_KEYS)}."
+            )
+        problem = BATCH_KEYS[key](value)
+        if problem:
+            raise ParameterError(f"batch.{key} in {path} must be {problem}; got {value!r}.")
+    if "model" not in batch:
+        raise ParameterError(
+            f"The batch section of {path} needs 'model:', the path of the trained .keras "
+            "model (e.g. models/unet_alps_s2.keras)."
+        )
+    return dict(batch)
 
 
 def load_pipeline(path: str | os.PathLike) -> dict:
@@ -55,14 +144,23 @@ def load_pipeline(path: str | os.PathLike) -> dict:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParameterError(f"{path} is not valid YAML: {exc}") from exc
-    unknown = set(cfg) - {"name", "shared", "steps", "notebook_dir"}
+    if not isinstance(cfg, Mapping):
+        raise ParameterError(f"{path} must be a YAML mapping (name:, shared:, steps:, batch:).")
+    unknown = set(cfg) - {"name", "shared", "steps", "notebook_dir", "batch"}
     if unknown:
         raise ParameterError(
             f"Unknown top-level keys {sorted(unknown)} in {path}. Valid: name, shared, steps, "
-            "notebook_dir."
+            "batch, notebook_dir."
         )
-    if not isinstance(cfg.get("steps"), Mapping) or not cfg["steps"]:
-        raise ParameterError(f"{path} needs a 'steps:' mapping of notebook name -> parameters.")
+    if "batch" in cfg:
+        cfg["batch"] = _check_batch(cfg["batch"], path)
+    if "steps" in cfg or "batch" not in cfg:
+        if not isinstance(cfg.get("steps"), Mapping) or not cfg["steps"]:
+            raise ParameterError(
+                f"{path} needs a 'steps:' mapping of notebook name -> parameters (or only a "
+                "'batch:' section for glacierkit run --scenes)."
+            )
+    cfg.setdefault("steps", {})
     cfg.setdefault("shared", {})
     for step, params in list(cfg["steps"].items()):
         if params is None:
@@ -167,6 +265,11 @@ def run_pipeline(
         ``{step: {param: value}}`` on top of the file (``"*"`` applies to every step).
     """
     cfg = pipeline if isinstance(pipeline, Mapping) else load_pipeline(pipeline)
+    if not cfg.get("steps"):
+        raise ParameterError(
+            f"{cfg.get('_path', 'The pipeline')} has no notebook steps, only a batch section: "
+            "run it with --scenes."
+        )
     name = name or cfg.get("name") or "default"
     nb_dir = Path(cfg.get("notebook_dir") or NOTEBOOK_DIR)
     shared = dict(cfg.get("shared", {}))
@@ -229,6 +332,153 @@ def run_pipeline(
     _write_summary(run_dir, state)
     echo(f"[glacierkit run] finished: {run_dir}")
     return run_dir
+
+
+def read_scene_list(path: str | os.PathLike) -> list[str]:
+    """Scenes from a text file: one per line; blank lines and ``#`` comments ignored.
+
+    A relative path that exists next to the list file is taken from there; anything else
+    (sample names, absolute or working-directory paths) is kept as written.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"Scene list not found: {path}.")
+    scenes = []
+    for line in path.read_text().splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        beside = path.parent / entry
+        scenes.append(str(beside) if not Path(entry).is_absolute() and beside.exists()
+                      else entry)
+    if not scenes:
+        raise ParameterError(f"{path} lists no scenes (one scene name or path per line).")
+    return scenes
+
+
+def _candidates(path: str, cfg: Mapping) -> list[Path]:
+    """``path`` as given, then beside the pipeline file and in its parent folder."""
+    candidates = [Path(path).expanduser()]
+    if not candidates[0].is_absolute() and cfg.get("_path"):
+        here = Path(cfg["_path"]).parent
+        candidates += [here / path, here.parent / path]
+    return candidates
+
+
+def _model_path(model: str, cfg: Mapping) -> Path:
+    candidates = _candidates(model, cfg)
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    raise DataNotFoundError(
+        f"The batch model {model!r} was not found (looked in: "
+        f"{', '.join(str(c) for c in dict.fromkeys(candidates))}). Train one with notebook 04 "
+        "or point batch.model at a .keras file with its .json sidecar."
+    )
+
+
+def run_batch(
+    pipeline: str | os.PathLike | Mapping,
+    scenes: list[str] | None = None,
+    name: str | None = None,
+    *,
+    cluster: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+):
+    """Predict (and evaluate) many scenes as set up in the pipeline's ``batch:`` section.
+
+    One :mod:`dask.distributed` task per scene (:func:`glacierkit.batch.run_scenes`);
+    outputs go to ``<run folder>/scenes/<scene>/`` with ``scenes.csv`` and
+    ``scenes_summary.md`` beside them. Scenes done before are skipped unless ``force``.
+
+    Parameters
+    ----------
+    pipeline
+        Path to the YAML file (or its loaded dict) with a ``batch:`` section.
+    scenes
+        Scene names or paths; default the section's ``scenes:``.
+    name
+        Run name (default the file's ``name``); the run folder is ``shared.output_dir``
+        or ``runs/<name>``.
+    cluster, workers
+        Override the section's ``cluster`` (scheduler address) and ``workers``.
+    force
+        Process every scene again.
+
+    Returns
+    -------
+    tuple
+        ``(run folder, scenes table)``.
+    """
+    from .batch import pooled_scores, run_scenes
+
+    cfg = pipeline if isinstance(pipeline, Mapping) else load_pipeline(pipeline)
+    where = cfg.get("_path", "the pipeline")
+    if "batch" not in cfg:
+        raise ParameterError(
+            f"{where} has no 'batch:' section, so --scenes does not know which model to use. "
+            "Add one, e.g.\nbatch:\n  model: models/unet_alps_s2.keras\n  threshold: 0.5"
+        )
+    batch = _check_batch(cfg["batch"], where)
+    scenes = list(scenes or batch.get("scenes") or [])
+    if not scenes:
+        raise ParameterError(
+            "No scenes: give them after --scenes, in a file with --scenes-file, or as "
+            f"batch.scenes in {where}."
+        )
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise ParameterError(f"workers={workers} must be a positive number of processes.")
+    model = _model_path(batch["model"], cfg)
+    name = name or cfg.get("name") or "default"
+    run_dir = Path(cfg.get("shared", {}).get("output_dir") or Path("runs") / name).resolve()
+    predict_kwargs = {k: batch[k] for k in ("window", "overlap", "batch_size", "tta")
+                      if batch.get(k) is not None}
+    outlines = batch.get("outlines")
+    if isinstance(outlines, str):  # a file (made absolute for the workers) or a sample name
+        outlines = next((str(c.resolve()) for c in _candidates(outlines, cfg) if c.exists()),
+                        outlines)
+    cluster = cluster or batch.get("cluster")
+    workers = workers or batch.get("workers")
+    echo(f"[glacierkit run] {len(scenes)} scenes with {model.name} on "
+         f"{cluster or f'a local cluster ({workers or 2} workers)'} -> {run_dir / 'scenes'}")
+    t0 = time.perf_counter()
+    table = run_scenes(
+        scenes, model, run_dir, cluster=cluster, n_workers=workers,
+        retries=batch.get("retries", 2), progress=progress,
+        threshold=batch.get("threshold", 0.5), outlines=outlines,
+        sensor=batch.get("sensor"), overwrite=force,
+        min_area_km2=batch.get("min_area_km2", 0.01), predict_kwargs=predict_kwargs,
+    )
+    dt = time.perf_counter() - t0
+    _write_batch_summary(run_dir, table, pooled_scores(table), model, dt)
+    failed = table[table["error"].fillna("") != ""]
+    echo(f"[glacierkit run] {len(table) - len(failed)} of {len(table)} scenes done "
+         f"({int(table['skipped'].sum())} skipped as done before) in {dt:.0f} s -> "
+         f"{run_dir / 'scenes.csv'}")
+    for _, row in failed.iterrows():
+        echo(f"[glacierkit run] FAILED {row['scene']}: {row['error']}")
+    return run_dir, table
+
+
+def _write_batch_summary(run_dir: Path, table, pooled: Mapping, model: Path,
+                         seconds: float) -> None:
+    cols = [c for c in ("scene", "skipped", "error", "glacier_area_km2", "n_polygons",
+                        "seconds", "KC", "IoU", "F1") if c in table.columns]
+    shown = table[cols].fillna("")
+    lines = [f"# glacierkit batch run `{run_dir.name}`", "", f"- model: `{model}`",
+             f"- scenes: {len(table)}; wall time {seconds:.1f} s", ""]
+    lines.append(_markdown(shown))
+    if pooled:
+        lines += ["", f"## Pooled over the {pooled['scenes']} evaluated scenes "
+                      "(from summed counts)", ""]
+        lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}"
+                  for k, v in pooled.items() if k != "scenes"]
+    tmp = run_dir / ".scenes_summary.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, run_dir / "scenes_summary.md")
 
 
 def _write_summary(run_dir: Path, state: Mapping) -> None:
