@@ -37,7 +37,7 @@ lint: setup
 	$(BIN)/ruff check glacierkit tests bench
 
 bench: setup
-	$(BIN)/python bench/ndsi_sweep.py
+	for b in ndsi_sweep train_input predict scale; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean-runs:
 	rm -rf runs/

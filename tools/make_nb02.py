@@ -43,6 +43,7 @@ pd.set_option("display.precision", 3)
 output_dir = Path(output_dir)
 figures, tables = output_dir / "figures", output_dir / "bands"
 scenes = list(dict.fromkeys([*train_scenes, *test_scenes]))
+gk.prep.ensure_prepared(output_dir, scenes)  # notebook 01 prepares them; this makes the notebook run alone
 data = {name: gk.prep.load_prepared(output_dir, name) for name in scenes}
 """),
     md("""

@@ -54,6 +54,7 @@ output_dir = Path(output_dir)
 figures, tables = output_dir / "figures", output_dir / "ndsi"
 fine, paper = th.fine_grid(grid_start, grid_stop, grid_step), th.paper_grid()
 scenes = list(dict.fromkeys([*train_scenes, *test_scenes]))
+gk.prep.ensure_prepared(output_dir, [*scenes, slider_scene])  # notebook 01 prepares them; this makes the notebook run alone
 data = {name: gk.prep.load_prepared(output_dir, name) for name in scenes}
 ndsi = {name: gk.indices.ndsi(scene) for name, (scene, _) in data.items()}
 labels = {name: lab for name, (_, lab) in data.items()}

@@ -51,7 +51,7 @@ learning_rate: float = 0.0  # 0 means the default, 0.001 for adam and 1.0 for ad
 lr_schedule: str = "cosine"  # cosine decays to 0 over the epochs; constant as in the paper
 loss: str = "bce"  # bce as in the paper, dice or focal
 seed: int = 42  # seeds the weights, tile order and augmentation
-strategy: str = "auto"  # auto uses MirroredStrategy with several GPUs; none or mirrored
+strategy: str = "auto"  # auto uses MirroredStrategy with several GPUs; none, mirrored or multiworker
 output_dir: str = "../runs/interactive"  # notebook 01 output folder; the model goes to model/ in it
 """),
     code("""
@@ -92,6 +92,7 @@ Training tiles come only from the part of each scene away from its validation bl
 Normalization statistics come from the training tiles alone.
 """),
     code("""
+gk.prep.ensure_prepared(output_dir, scenes)  # notebook 01 prepares them; this makes the notebook run alone
 patches = gk.train.prepare_patches(config, scenes, prepared_dir=output_dir)
 summary = patches.summary()
 model_dir.mkdir(parents=True, exist_ok=True)
