@@ -59,6 +59,7 @@ from .predict import (
     _split,
     _step_size,
     _window_size,
+    probability_array,
     window_weights,
 )
 
@@ -302,26 +303,5 @@ def predict_scene_dask(
     )
     log.info("Lazy prediction of %dx%d px in %dx%d chunks (window %d, step %d, overlap depth "
              "%d)", height, width, len(cy), len(cx), win, step, depth)
-    prob = xr.DataArray(out[0], dims=("y", "x"), coords={"y": da["y"].values,
-                                                         "x": da["x"].values},
-                        name="glacier_probability")
-    if tta:
-        prob = prob.assign_coords(confidence=(("y", "x"), out[1]))
-    crs = da.rio.crs
-    if crs is not None:
-        prob = prob.rio.write_crs(crs)
-    prob = prob.rio.write_transform(da.rio.transform())
-    ay, ax = _Axis(height, win, step), _Axis(width, win, step)
-    prob.attrs = {
-        **{k: v for k, v in da.attrs.items() if k in ("sensor", "date", "scene_id", "product")},
-        "long_name": "glacier probability",
-        "model": pred.name,
-        "inputs": ",".join(pred.spec.channels),
-        "window": win,
-        "step": step,
-        "overlap": float(overlap),
-        "n_windows": ay.count * ax.count,
-        "tta": int(tta),
-        "chunks": f"{cy[0]}x{cx[0]}",
-    }
-    return prob
+    return probability_array(out[0], out[1] if tta else None, da, pred, win, step, overlap, tta,
+                             chunks=f"{cy[0]}x{cx[0]}")

@@ -520,14 +520,21 @@ def predict_scene(
                 conf[r0: r0 + c.shape[0]] = c
     if np.isnan(prob).all():
         log.warning("Every pixel of the scene is nodata; the prediction is all NaN.")
+    return probability_array(prob, conf if tta else None, da, pred, win, step, overlap, tta)
+
+
+def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, overlap: float,
+                      tta: bool, **extra_attrs) -> xr.DataArray:
+    """Wrap a probability array (numpy or dask) on the grid of ``da``, CRS and attrs kept."""
     out = xr.DataArray(prob, dims=("y", "x"), coords={"y": da["y"].values, "x": da["x"].values},
                        name="glacier_probability")
-    if tta:
+    if conf is not None:
         out = out.assign_coords(confidence=(("y", "x"), conf))
     crs = da.rio.crs
     if crs is not None:
         out = out.rio.write_crs(crs)
     out = out.rio.write_transform(da.rio.transform())
+    ay, ax = _Axis(da.sizes["y"], win, step), _Axis(da.sizes["x"], win, step)
     out.attrs = {
         **{k: v for k, v in da.attrs.items() if k in ("sensor", "date", "scene_id", "product")},
         "long_name": "glacier probability",
@@ -538,6 +545,7 @@ def predict_scene(
         "overlap": float(overlap),
         "n_windows": ay.count * ax.count,
         "tta": int(tta),
+        **extra_attrs,
     }
     return out
 

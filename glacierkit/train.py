@@ -199,7 +199,7 @@ class TrainConfig:
     # derived values -------------------------------------------------------------------------
     @property
     def channels(self) -> tuple[str, ...]:
-        return self.bands + self.extra
+        return self.input_spec.channels
 
     @property
     def n_channels(self) -> int:

@@ -111,3 +111,42 @@ def prepared_alps(tmp_path_factory, sample_data):
     prepare_scenes(["alps-s2/aletsch", "alps-s2/fiescher", "alps-s2/morteratsch",
                     "alps-s2/gorner", "alps-s2/merdeglace"], out)
     return out
+
+
+def tiny_unet(channels: int, base: int = 8):
+    """A two-pool U-Net-like fully convolutional Keras model (spatial dims None)."""
+    import keras
+    from keras import layers
+
+    conv = {"padding": "same", "activation": "relu"}
+    inp = keras.Input((None, None, channels))
+    a = layers.Conv2D(base, 3, **conv)(inp)
+    b = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(a))
+    c = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(b))
+    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(c), b]))
+    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(u), a]))
+    return keras.Model(inp, layers.Conv2D(1, 1, activation="sigmoid")(u))
+
+
+def fit_tiny_model(folder: Path, *, size: tuple[int, int], window: int, n_tiles: int,
+                   epochs: int, seed: int, optimizer="adam", name: str = "tiny"):
+    """A tiny U-Net fitted for a few seconds on a planted synthetic scene, saved with its
+    sidecar; returns ``(path, model, spec)``."""
+    import keras
+
+    from glacierkit.features import InputSpec, feature_stack, normalize, save_model
+
+    keras.utils.set_random_seed(seed)
+    scene, glacier = make_scene(*size, seed=3)
+    spec = InputSpec(("green", "swir1", "nir"), ("ndsi",), patch_size=window)
+    raw = feature_stack(scene, spec).values
+    spec = spec.with_stats(np.nanmean(raw, axis=(1, 2)), np.nanstd(raw, axis=(1, 2)))
+    x = normalize(raw, spec, axis=0).transpose(1, 2, 0)
+    corners = np.random.default_rng(0).integers(0, min(size) - window, size=(n_tiles, 2))
+    xs = np.stack([x[r: r + window, c: c + window] for r, c in corners])
+    ys = np.stack([glacier[r: r + window, c: c + window, None] for r, c in corners])
+    model = tiny_unet(spec.n_channels)
+    model.compile(optimizer, "binary_crossentropy")
+    model.fit(xs, ys.astype("float32"), epochs=epochs, batch_size=16, verbose=0)
+    path = save_model(model, Path(folder) / f"{name}.keras", spec, name=name)
+    return path, model, spec

@@ -9,7 +9,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from conftest import assert_same_grid, make_scene
+from conftest import assert_same_grid, fit_tiny_model, make_scene
 
 keras = pytest.importorskip("keras")
 
@@ -19,7 +19,7 @@ from glacierkit.exceptions import (  # noqa: E402
     ParameterError,
     UnknownBandError,
 )
-from glacierkit.features import InputSpec, feature_stack, normalize, save_model  # noqa: E402
+from glacierkit.features import InputSpec  # noqa: E402
 from glacierkit.io import open_scene, write_raster  # noqa: E402
 from glacierkit.predict import (  # noqa: E402
     PROBABILITY_SCALE,
@@ -32,39 +32,11 @@ from glacierkit.predict import (  # noqa: E402
 WINDOW = 64  # small windows keep the tests fast
 
 
-def tiny_unet(channels: int, base: int = 8) -> keras.Model:
-    """A two-pool U-Net-like fully convolutional model (spatial dims None)."""
-    from keras import layers
-
-    conv = {"padding": "same", "activation": "relu"}
-    inp = keras.Input((None, None, channels))
-    a = layers.Conv2D(base, 3, **conv)(inp)
-    b = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(a))
-    c = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(b))
-    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(c), b]))
-    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(u), a]))
-    return keras.Model(inp, layers.Conv2D(1, 1, activation="sigmoid")(u))
-
-
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A tiny U-Net fitted for a few seconds on a synthetic scene, saved with its sidecar."""
-    keras.utils.set_random_seed(1)
-    scene, glacier = make_scene(256, 240, seed=3)
-    spec = InputSpec(("green", "swir1", "nir"), ("ndsi",), patch_size=WINDOW)
-    raw = feature_stack(scene, spec).values
-    spec = spec.with_stats(np.nanmean(raw, axis=(1, 2)), np.nanstd(raw, axis=(1, 2)))
-    x = normalize(raw, spec, axis=0).transpose(1, 2, 0)
-    rng = np.random.default_rng(0)
-    corners = rng.integers(0, 240 - WINDOW, size=(64, 2))
-    xs = np.stack([x[r: r + WINDOW, c: c + WINDOW] for r, c in corners])
-    ys = np.stack([glacier[r: r + WINDOW, c: c + WINDOW, None] for r, c in corners])
-    model = tiny_unet(spec.n_channels)
-    model.compile("adam", "binary_crossentropy")
-    model.fit(xs, ys.astype("float32"), epochs=3, batch_size=16, verbose=0)
-    path = save_model(model, tmp_path_factory.mktemp("model") / "tiny.keras", spec,
-                      name="tiny-test-unet")
-    return path, model, spec
+    return fit_tiny_model(tmp_path_factory.mktemp("model"), size=(256, 240), window=WINDOW,
+                          n_tiles=64, epochs=3, seed=1, name="tiny-test-unet")
 
 
 def _predict(trained, scene, **kw):

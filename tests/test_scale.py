@@ -16,7 +16,7 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import make_scene
+from conftest import fit_tiny_model, make_scene, tiny_unet
 
 keras = pytest.importorskip("keras")
 distributed = pytest.importorskip("distributed")
@@ -27,7 +27,6 @@ import cloudpickle  # noqa: E402
 from glacierkit.batch import RESULT_FILE, pooled_scores, run_scenes  # noqa: E402
 from glacierkit.chunked import aligned_chunks, predict_scene_dask  # noqa: E402
 from glacierkit.exceptions import DataNotFoundError, ParameterError  # noqa: E402
-from glacierkit.features import InputSpec, feature_stack, normalize, save_model  # noqa: E402
 from glacierkit.indices import ndsi  # noqa: E402
 from glacierkit.io import open_scene, write_raster  # noqa: E402
 from glacierkit.labels import rasterize_outlines  # noqa: E402
@@ -40,38 +39,12 @@ WINDOW = 32
 OUTPUT_FILES = {"probability.tif", "mask.tif", "outlines.gpkg", RESULT_FILE}
 
 
-def tiny_unet(channels: int, base: int = 8) -> keras.Model:
-    """A two-pool fully convolutional U-Net-like model (spatial dims None)."""
-    from keras import layers
-
-    conv = {"padding": "same", "activation": "relu"}
-    inp = keras.Input((None, None, channels))
-    a = layers.Conv2D(base, 3, **conv)(inp)
-    b = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(a))
-    c = layers.Conv2D(base * 2, 3, **conv)(layers.MaxPooling2D()(b))
-    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(c), b]))
-    u = layers.Conv2D(base, 3, **conv)(layers.Concatenate()([layers.UpSampling2D()(u), a]))
-    return keras.Model(inp, layers.Conv2D(1, 1, activation="sigmoid")(u))
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A tiny U-Net fitted for a few seconds on the planted glacier; saved with its sidecar."""
-    keras.utils.set_random_seed(2)
-    scene, glacier = make_scene(160, 160, seed=3)
-    spec = InputSpec(("green", "swir1", "nir"), ("ndsi",), patch_size=WINDOW)
-    raw = feature_stack(scene, spec).values
-    spec = spec.with_stats(np.nanmean(raw, axis=(1, 2)), np.nanstd(raw, axis=(1, 2)))
-    x = normalize(raw, spec, axis=0).transpose(1, 2, 0)
-    corners = np.random.default_rng(0).integers(0, 160 - WINDOW, size=(96, 2))
-    xs = np.stack([x[r: r + WINDOW, c: c + WINDOW] for r, c in corners])
-    ys = np.stack([glacier[r: r + WINDOW, c: c + WINDOW, None] for r, c in corners])
-    net = tiny_unet(spec.n_channels)
-    net.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
-    net.fit(xs, ys.astype("float32"), epochs=4, batch_size=16, verbose=0)
-    path = save_model(net, tmp_path_factory.mktemp("model") / "tiny.keras", spec,
-                      name="tiny-scale-test")
-    return path, net, spec
+    return fit_tiny_model(tmp_path_factory.mktemp("model"), size=(160, 160), window=WINDOW,
+                          n_tiles=96, epochs=4, seed=2, optimizer=keras.optimizers.Adam(0.01),
+                          name="tiny-scale-test")
 
 
 @pytest.fixture(scope="module")
