@@ -37,7 +37,7 @@ lint: setup
 	$(BIN)/ruff check glacierkit tests bench
 
 bench: setup
-	for b in ndsi_sweep train_input predict scale; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in ndsi_sweep train_input predict scale runner; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean-runs:
 	rm -rf runs/

@@ -1,0 +1,45 @@
+"""Runner overhead per notebook: kernel start + papermill, measured on a trivial notebook.
+
+    python bench/runner.py [--repeats 5]
+
+Target (issue 5): under 10 s per notebook. Last line: ``runner_overhead_s: <median>``.
+The same trivial cell run in this process takes microseconds, so the whole wall time of
+executing the notebook is overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from glacierkit.run import execute_notebook  # noqa: E402
+from tools.nb import code, params, write_notebook  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        nb = Path(tmp) / "trivial.ipynb"
+        write_notebook(str(nb), [params('output_dir: str = "."  # where to write'),
+                                 code("x = 1 + 1")])
+        times = []
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            execute_notebook(nb, Path(tmp) / f"out{i}.ipynb", {"output_dir": tmp})
+            times.append(time.perf_counter() - t0)
+            print(f"run {i}: {times[-1]:.2f} s", flush=True)
+    print(f"median of {args.repeats}: {statistics.median(times):.2f} s "
+          f"(min {min(times):.2f}, max {max(times):.2f})")
+    print(f"runner_overhead_s: {statistics.median(times):.2f}")
+
+
+if __name__ == "__main__":
+    main()
