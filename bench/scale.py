@@ -16,8 +16,7 @@ time, scenes per minute (median of ``--repeats``), and the scaling ratio. The pl
 * ``ndsi``: open the scene, compute NDSI over every pixel (reduced to its mean so that
   nothing large travels back);
 * ``sweep``: NDSI, rasterized reference outlines and the threshold sweep
-  (``glacierkit.threshold.sweep`` when it exists, else per-class ``dask.array.histogram``
-  / ``numpy.histogram``, said in the output),
+  (``glacierkit.threshold.sweep``, a dask reduction of per-chunk class histograms),
 
 once **in memory** (``open_scene(path, chunks=False)``, numpy; on a worker without a memory
 limit) and once **chunked** (``open_scene(path, chunks=2048)``, dask; on a worker with
@@ -202,36 +201,6 @@ def plot(result: dict, path: Path, size: int) -> None:
 
 
 # --------------------------------------------------------------------------- B: one big scene
-def _sweep_impl():
-    try:
-        from glacierkit.threshold import sweep
-
-        return sweep, "glacierkit.threshold.sweep"
-    except ImportError:
-        return None, "per-class histograms (dask.array.histogram / numpy.histogram; " \
-                     "glacierkit.threshold is not in this tree)"
-
-
-def _histogram_sweep(index, labels, chunked: bool):
-    """Fallback sweep: per-class histograms on 0.01 bins from -1 to 1, cumulated."""
-    bins = np.linspace(-1, 1, 201)
-    if chunked:
-        import dask.array as dsa
-
-        idx = index.data
-        lab = labels.data.rechunk(idx.chunks)
-        glacier, _ = dsa.histogram(idx, bins=bins, weights=(lab > 0).astype("int64"))
-        other, _ = dsa.histogram(idx, bins=bins, weights=(lab == 0).astype("int64"))
-        glacier, other = dsa.compute(glacier, other)
-    else:
-        idx, lab = index.values, labels.values
-        glacier, _ = np.histogram(idx, bins=bins, weights=(lab > 0).astype("int64"))
-        other, _ = np.histogram(idx, bins=bins, weights=(lab == 0).astype("int64"))
-    tp = np.cumsum(glacier[::-1])[::-1]
-    fp = np.cumsum(other[::-1])[::-1]
-    return {"threshold": bins[:-1], "TP": tp, "FP": fp}
-
-
 def _outline(scene_path: str):
     """Outlines of the big scene's 'glaciers' (a coarse polygon of the field > 0.3)."""
     import geopandas as gpd
@@ -266,18 +235,17 @@ def task_sweep(scene_path: str, chunks, outlines) -> int:
     scene = open_scene(scene_path, chunks=chunks)
     index = ndsi(scene)
     labels = rasterize_outlines(outlines, like=scene)
-    sweep, _ = _sweep_impl()
-    if sweep is not None:
-        table = sweep(index, labels)
-        return int(table["TP"].iloc[0] + table["FN"].iloc[0])
-    return int(_histogram_sweep(index, labels, chunked=bool(chunks))["TP"][0])
+    from glacierkit.threshold import sweep
+
+    table = sweep(index, labels)
+    return int(table["TP"].iloc[0] + table["FN"].iloc[0])
 
 
 def bench_big(args, tmp: Path, bp) -> dict:
     import dask
     import distributed  # noqa: F401 - its config must exist before dask.config.set below
 
-    _, impl = _sweep_impl()
+    impl = "glacierkit.threshold.sweep"
     path = tmp / "big.tif"
     t = time.perf_counter()
     bp.write_scene(path, args.big_size, args.big_size)
