@@ -22,7 +22,7 @@ from .bands import select_bands
 from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
 
 __all__ = ["EXTRA_CHANNELS", "InputSpec", "feature_stack", "normalize", "sidecar_path",
-           "save_model", "load_model", "resolve_model_path", "PRETRAINED", "SIDECAR_FORMAT"]
+           "save_model", "save_keras", "load_model", "resolve_model_path", "PRETRAINED", "SIDECAR_FORMAT"]
 
 SIDECAR_FORMAT = "glacierkit-model/1"
 
@@ -155,16 +155,25 @@ def save_model(model, path: str | os.PathLike, spec: InputSpec, **info) -> Path:
         raise ParameterError(f"Model files end in .keras; got {path}.")
     sidecar = {"format": SIDECAR_FORMAT, "inputs": spec.to_dict(), **info}
     text = json.dumps(sidecar, indent=2, default=str)
+    save_keras(model, path)
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def save_keras(model, path: str | os.PathLike) -> Path:
+    """``model.save`` atomically (Keras insists on the .keras suffix of its target)."""
+    from .io import atomic_path
+
+    path = Path(path)
     with atomic_path(path) as tmp:
-        keras_tmp = tmp.with_suffix(".keras")  # Keras insists on the suffix
+        keras_tmp = tmp.with_suffix(".keras")
         try:
             model.save(keras_tmp)
             os.replace(keras_tmp, tmp)
         finally:
             if keras_tmp.exists():
                 keras_tmp.unlink()
-    with atomic_path(sidecar_path(path)) as tmp:
-        tmp.write_text(text)
     return path
 
 

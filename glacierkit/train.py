@@ -44,7 +44,7 @@ import pandas as pd
 from . import metrics as gk_metrics
 from .bands import PAPER_BANDS
 from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
-from .features import EXTRA_CHANNELS, InputSpec, save_model
+from .features import EXTRA_CHANNELS, InputSpec, save_keras, save_model
 from .io import atomic_path
 from .model import PRESETS, build_unet, check_input_size
 from .patches import SIDES, SPLITS, Patches, make_patches, pad_to_multiple, training_dataset
@@ -366,18 +366,6 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs.update(values)
 
 
-def _save_keras(model, path: Path) -> None:
-    """``model.save`` atomically (Keras insists on the .keras suffix of the target)."""
-    with atomic_path(path) as tmp:
-        keras_tmp = tmp.with_suffix(".keras")
-        try:
-            model.save(keras_tmp)
-            os.replace(keras_tmp, tmp)
-        finally:
-            if keras_tmp.exists():
-                keras_tmp.unlink()
-
-
 def _write_json(path: Path, data: dict) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -398,12 +386,12 @@ class _Checkpoints(keras.callbacks.Callback):
         value = logs.get(self.monitor)
         best = self.state.get("best")
         if value is not None and np.isfinite(value) and (best is None or value > best["value"]):
-            _save_keras(self.model, self.folder / "best.keras")
+            save_keras(self.model, self.folder / "best.keras")
             self.state["best"] = {"monitor": self.monitor, "value": float(value),
                                   "epoch": epoch, **{k: float(v) for k, v in logs.items()
                                                      if k.startswith("val_")}}
         name = f"last-{epoch + 1:04d}.keras"
-        _save_keras(self.model, self.folder / name)
+        save_keras(self.model, self.folder / name)
         self.state.update({"epochs_done": epoch + 1, "checkpoint": name,
                            "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
         _write_json(self.folder / "last.json", self.state)  # the commit point
