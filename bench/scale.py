@@ -192,7 +192,7 @@ def plot(result: dict, path: Path, size: int) -> None:
     ax.set_xlabel("scenes done")
     ax.set_ylabel("time since start (s)")
     ax.set_title(f"run_scenes on a LocalCluster: {size} px scenes, U-Net 4/16\n"
-                 "(faint: other repeats; 2 cores shared with other jobs)", fontsize=9)
+                 "(faint: other repeats; 2 cores)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
