@@ -45,10 +45,7 @@ PAPER_TABLE = pd.DataFrame.from_records([
 
 def _binary(a) -> np.ndarray:
     """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded)."""
-    v = np.asarray(getattr(a, "values", a))
-    if v.dtype.kind == "f":
-        return v.astype("float32")
-    return v.astype("float32")
+    return np.asarray(getattr(a, "values", a)).astype("float32")
 
 
 def block_counts(pred, ref, block: int = 32) -> np.ndarray:
@@ -255,15 +252,14 @@ def failure_table(scene_name: str, classes: Mapping[str, np.ndarray], labels,
 
 
 def error_map(pred, labels) -> xr.DataArray:
-    """Categorical map: 0 TN, 1 TP, 2 FP, 3 FN, NaN where either is missing."""
-    p, r = _binary(pred), _binary(labels)
-    out = np.full(p.shape, np.nan, dtype="float32")
-    ok = np.isfinite(p) & np.isfinite(r)
-    pg, rg = np.nan_to_num(p) > 0, np.nan_to_num(r) > 0
-    out[ok & ~pg & ~rg] = 0
-    out[ok & pg & rg] = 1
-    out[ok & pg & ~rg] = 2
-    out[ok & ~pg & rg] = 3
+    """Categorical map: 0 TN, 1 TP, 2 FP, 3 FN, NaN where either is missing.
+
+    The codes of :func:`glacierkit.plot.error_classes`, as a georeferenced float layer.
+    """
+    from .plot import NODATA_CODE, error_classes
+
+    codes = error_classes(_binary(pred), _binary(labels))
+    out = np.where(codes == NODATA_CODE, np.nan, codes).astype("float32")
     like = labels if isinstance(labels, xr.DataArray) else None
     if like is None:
         return xr.DataArray(out, dims=("y", "x"), name="errors")

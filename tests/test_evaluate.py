@@ -73,6 +73,8 @@ def test_error_map_codes():
     pred = np.array([[0, 1], [1, 0]], "float32")
     em = error_map(pred, ref)
     assert em.values.tolist() == [[0, 1], [2, 3]]
+    pred[0, 0] = np.nan
+    assert np.isnan(error_map(pred, ref).values[0, 0])
 
 
 def test_surface_classes_find_the_planted_lake_and_ndsi_water_errors():
