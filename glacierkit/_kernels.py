@@ -4,25 +4,28 @@ Private module. Each kernel makes **one pass** over the pixels and counts, per c
 (0 other, 1 glacier), how many pixels fall in each interval between sorted thresholds
 ``t``: bin ``j`` holds the pixels with exactly ``j`` thresholds strictly below their value,
 that is ``t[j-1] < v <= t[j]`` (bin 0: ``v <= t[0]``, bin ``k``: ``v > t[k-1]``). A pixel
-is then glacier at threshold ``t[i]`` exactly when its bin is greater than ``i``. Pixels
-with a NaN index or a NaN label are not counted.
+is then glacier at threshold ``t[i]`` exactly when its bin is greater than ``i``. Labels
+are 1 (glacier) or 0 (other); a pixel with any other label (NaN, the 255 "unknown" code,
+or anything else) or a NaN index is not counted.
 
 Two implementations, equal count for count:
 
 - **fast** (float32 index on a regular grid, the common case): for each chunk of pixels
-  a branch-free, SIMD-vectorised loop guesses the bin from ``(v - t0) / step`` and
+  a branch-free loop in 16 float32 SIMD lanes computes the index (for the ``nd``
+  kernels), reads the label, guesses the bin from ``(v - t0) / step`` in float32 and
   corrects it by one step after comparing ``v`` with the two neighbouring thresholds,
-  which it recomputes as ``float32(t0 + j * step)``. The grid is only used when that
-  formula reproduces every threshold bit for bit (checked with the same compiled code),
-  and when the guess cannot be off by more than one bin (grid spacing far above float32
-  resolution). A second scalar loop scatters the bin codes into 4 interleaved
-  histograms (to avoid store-to-load stalls on runs of equal bins).
+  which it recomputes as ``float32(t0 + j * step)`` in float64. The grid is only used
+  when that formula reproduces every threshold bit for bit (checked with the same compiled
+  code), and when the guess cannot be off by more than one bin (grid spacing far above
+  float32 resolution, at most 65,536 thresholds). A second, unrolled scalar loop scatters
+  the class-and-bin codes into 4 interleaved histograms (to avoid store-to-load stalls on
+  runs of equal codes).
 - **general** (any thresholds or index dtype): a binary search per pixel.
 
 The ``nd`` kernels compute the normalized difference ``(a - b) / (a + b)`` inside the same
-pass, bit for bit as :func:`glacierkit.indices.normalized_difference` followed by the
-float32 cast (a zero or NaN denominator gives NaN, which is skipped), so NDSI is never
-stored.
+pass, bit for bit as :func:`glacierkit.indices.normalized_difference` (float32 bands:
+float32 arithmetic, as NumPy; float64 bands: float64, then the cast to float32; a zero or
+NaN denominator gives NaN, which is skipped), so NDSI is never stored.
 """
 
 from __future__ import annotations
@@ -37,38 +40,56 @@ __all__ = ["hist_index", "hist_nd", "nd_values", "n_threads", "grid_of", "grid_t
 
 _CHUNK = 2048  # pixels per vectorised chunk (bin codes fit in L1)
 _SUB = 4  # interleaved sub-histograms
+_MAX_GRID = 1 << 16  # more thresholds than this: the general kernel (keeps the guess exact)
 _OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 # --------------------------------------------------------------------------- helpers
 @numba.njit(inline="always", **_OPTS)
 def _nd_value(x, y, f32):
-    # numba promotes float32 scalars to float64; rounding each step back to float32 gives
-    # the IEEE float32 result (53 >= 2 * 24 + 2 bits). Float64 bands are computed in
-    # float64 and only the quotient is rounded, as normalized_difference(...).astype does.
+    # Float32 bands: float32 arithmetic, each operation correctly rounded (IEEE), which is
+    # what NumPy computes. Float64 bands are computed in float64 and only the quotient is
+    # rounded, as normalized_difference(...).astype("float32") does.
     if f32:
-        s = np.float64(np.float32(x + y))
-        d = np.float64(np.float32(x - y))
-    else:
-        s = np.float64(x + y)
-        d = np.float64(x - y)
-    bad = not (s != 0)  # zero or NaN denominator: NaN index
+        s = x + y
+        d = x - y
+        bad = not (s != 0)  # zero or NaN denominator: NaN index
+        s = s if not bad else np.float32(1.0)
+        return d / s, bad
+    s = np.float64(x + y)
+    d = np.float64(x - y)
+    bad = not (s != 0)
     s = s if not bad else 1.0
     return np.float32(d / s), bad
 
 
 @numba.njit(inline="always", **_OPTS)
-def _grid_bin(v, t0, step, inv, k):
-    """Bin of a float32 ``v`` on the grid ``float32(t0 + j * step)`` (branch-free)."""
-    kf = np.float64(k)
-    q = (np.float64(v) - t0) * inv + 1.0
-    q = q if q > 0.0 else 0.0  # also maps NaN to 0 (NaN pixels are discarded anyway)
+def _label_class(lab):
+    """``(counted, glacier)``: 1 is glacier, 0 is other; any other value (NaN, the 255
+    "unknown" code, 2, -1, 0.5 ...) is not counted."""
+    return (lab == 0) | (lab == 1), lab == 1
+
+
+@numba.njit(inline="always", **_OPTS)
+def _grid_bin(v, t0, step, t0f, invf, kf):
+    """Bin of a float32 ``v`` on the grid ``float32(t0 + j * step)``, ``j < k``, as a float.
+
+    Branch-free and in float32 lanes: the guess ``(v - t0) / step + 1`` (clamped to
+    ``[0, k]``, NaN to 0) is within one bin of the answer (:func:`grid_of` only accepts
+    grids for which it is), and is corrected by comparing ``v`` with its two neighbouring
+    thresholds, recomputed exactly as :func:`grid_thresholds` does (in float64).
+    """
+    q = (v - t0f) * invf + np.float32(1.0)
+    q = q if q > np.float32(0.0) else np.float32(0.0)  # also maps NaN to 0
     q = q if q < kf else kf
-    j = np.int64(q)
-    below = np.float32(t0 + (j - 1) * step)
-    above = np.float32(t0 + j * step)
-    j = j - np.int64((j > 0) & (v <= below)) + np.int64((j < k) & (v > above))
-    return j
+    jf = np.float32(np.trunc(q))
+    jd = np.float64(jf)
+    below = np.float32(t0 + (jd - 1.0) * step)
+    above = np.float32(t0 + jd * step)
+    down = (jf > np.float32(0.0)) & (v <= below)
+    up = (jf < kf) & (v > above)
+    return jf - (np.float32(1.0) if down else np.float32(0.0)) + \
+        (np.float32(1.0) if up else np.float32(0.0))
 
 
 @numba.njit(**_OPTS)
@@ -76,14 +97,25 @@ def grid_thresholds(t0, step, k):
     """``float32(t0 + j * step)`` for ``j < k``, computed as the fast kernels do."""
     out = np.empty(k, dtype=np.float32)
     for j in range(k):
-        out[j] = np.float32(t0 + j * step)
+        out[j] = np.float32(t0 + np.float64(j) * step)
     return out
 
 
 # --------------------------------------------------------------------------- fast kernels
 @numba.njit(inline="always", **_OPTS)
-def _fast_block(a, b, nd, f32, labels, has_labels, t0, step, inv, k, start, stop, out, codes):
+def _fast_block(a, b, nd, f32, labels, has_labels, t0, step, k, start, stop, out, codes):
     m = k + 1
+    t0f = np.float32(t0)
+    invf = np.float32(1.0 / step)
+    kf = np.float32(k)
+    mf = np.float32(m)
+    skip = np.float32(2 * m)  # the code of pixels that are not counted
+    # The 4 interleaved sub-histograms (to avoid store-to-load stalls on runs of equal
+    # codes), as separate views so the scatter loop needs no index arithmetic.
+    h0 = out[0: 3 * m]
+    h1 = out[3 * m: 6 * m]
+    h2 = out[6 * m: 9 * m]
+    h3 = out[9 * m: 12 * m]
     for c0 in range(start, stop, _CHUNK):
         c1 = min(stop, c0 + _CHUNK)
         nn = c1 - c0
@@ -91,26 +123,35 @@ def _fast_block(a, b, nd, f32, labels, has_labels, t0, step, inv, k, start, stop
         xa = a[c0:c1]
         xb = b[c0:c1] if nd else b
         xl = labels[c0:c1] if has_labels else labels
-        for i in range(nn):  # vectorised: no branch, no gather
+        for i in range(nn):  # vectorised: no branch, no gather, float32 lanes
             if nd:
                 v, bad = _nd_value(xa[i], xb[i], f32)
             else:
                 v = xa[i]
                 bad = False
-            lab = xl[i] if has_labels else 0
-            invalid = bad | (v != v) | (lab != lab)
-            code = np.int64(lab > 0) * m + _grid_bin(v, t0, step, inv, k)
-            codes[i] = 2 * m if invalid else code
-        for i in range(nn):
-            out[(i & (_SUB - 1)) * 3 * m + codes[i]] += 1
+            if has_labels:
+                counted, glacier = _label_class(xl[i])
+            else:
+                counted, glacier = True, False
+            code = _grid_bin(v, t0, step, t0f, invf, kf) + (mf if glacier else np.float32(0.0))
+            keep = counted & (not bad) & (v == v)
+            codes[i] = np.uint32(code if keep else skip)
+        q4 = nn - (nn & 3)
+        for i in range(0, q4, 4):
+            h0[codes[i]] += 1
+            h1[codes[i + 1]] += 1
+            h2[codes[i + 2]] += 1
+            h3[codes[i + 3]] += 1
+        for i in range(q4, nn):
+            h0[codes[i]] += 1
 
 
 @numba.njit(**_OPTS)
-def _fast(a, b, nd, f32, labels, has_labels, t0, step, inv, k):
+def _fast(a, b, nd, f32, labels, has_labels, t0, step, k):
     m = k + 1
     out = np.zeros(_SUB * 3 * m, dtype=np.int64)
-    codes = np.empty(_CHUNK, dtype=np.int64)
-    _fast_block(a, b, nd, f32, labels, has_labels, t0, step, inv, k, 0, a.size, out, codes)
+    codes = np.empty(_CHUNK, dtype=np.uint32)
+    _fast_block(a, b, nd, f32, labels, has_labels, t0, step, k, 0, a.size, out, codes)
     return out.reshape((_SUB, 3, m)).sum(axis=0)[:2].copy()
 
 
@@ -176,10 +217,10 @@ def _general_block(a, b, nd, f32, labels, has_labels, t, start, stop, out):
             continue
         c = 0
         if has_labels:
-            lab = labels[i]
-            if lab != lab:
+            counted, glacier = _label_class(labels[i])
+            if not counted:
                 continue
-            c = 1 if lab > 0 else 0
+            c = 1 if glacier else 0
         out[c, _count_below(t, v)] += 1
 
 
@@ -207,7 +248,7 @@ def grid_of(t: np.ndarray, source: np.ndarray | None = None) -> tuple[float, flo
     so that the kernel's guess is never more than one bin off.
     """
     k = t.size
-    if t.dtype != np.float32 or k < 2:
+    if t.dtype != np.float32 or k < 2 or k > _MAX_GRID:
         return None
     candidates = []
     if source is not None and source.size == k:
@@ -242,7 +283,7 @@ def _run(a, b, nd, f32, labels, t, source, parallel):
         pl = lab[start:stop] if has else lab
         if grid is not None:
             t0, step = grid
-            return _fast(pa, pb, nd, f32, pl, has, t0, step, 1.0 / step, t.size)
+            return _fast(pa, pb, nd, f32, pl, has, t0, step, t.size)
         return _general(pa, pb, nd, f32, pl, has, t)
 
     threads = n_threads(a.size, parallel)

@@ -1,8 +1,9 @@
 """Exact one-pass threshold sweeps, the NDSI histogram, Otsu, and picking a threshold.
 
 The convention everywhere: a pixel is **glacier where the index is strictly greater than
-the threshold**. Pixels whose index or label is NaN are left out of every count. Labels
-are glacier where ``> 0`` (as in :func:`glacierkit.metrics.confusion`).
+the threshold**. Labels are 1 (glacier) or 0 (not glacier); a pixel whose index is NaN or
+whose label is anything else (NaN, the 255 "unknown" code of uint8 label rasters, ...) is
+left out of every count.
 
 Thresholds are compared in the index's own precision: for a float32 index (what
 :func:`glacierkit.indices.ndsi` returns) each threshold is first rounded to float32, so
@@ -238,8 +239,8 @@ def class_histogram(index, labels, thresholds=None, parallel: bool = True) -> Cl
     index
         ``(y, x)`` index values (DataArray, numpy or dask array). NaN is excluded.
     labels
-        Same shape: glacier where ``> 0``, NaN excluded. ``None`` counts every valid
-        pixel as class 0.
+        Same shape: 1 glacier, 0 other; any other value (NaN, 255) is excluded. ``None``
+        counts every valid pixel as class 0.
     thresholds
         Any finite thresholds (default :func:`fine_grid`).
     parallel
@@ -294,7 +295,8 @@ def sweep(index, labels, thresholds=None) -> pd.DataFrame:
     index
         ``(y, x)`` index, e.g. :func:`glacierkit.indices.ndsi` (numpy, xarray or dask).
     labels
-        Reference on the same grid: glacier where ``> 0``; NaN pixels are excluded.
+        Reference on the same grid: 1 glacier, 0 other; pixels with any other label
+        (NaN, 255 = unknown) are excluded.
     thresholds
         Thresholds in any order (default :func:`fine_grid`: 0 to 0.7 by 0.01).
 

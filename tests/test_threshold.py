@@ -21,7 +21,7 @@ def naive(index, labels, thresholds):
     index = np.asarray(index)
     labels = np.asarray(labels, dtype="float64")
     ok = ~np.isnan(index) & ~np.isnan(labels)
-    glacier, other = ok & (labels > 0), ok & (labels == 0)
+    glacier, other = ok & (labels == 1), ok & (labels == 0)  # other label values: ignored
     rows = []
     for t in thresholds:
         pred = index > index.dtype.type(t)
@@ -101,6 +101,39 @@ def test_nan_in_index_or_labels_is_excluded():
     labels = np.array([1, 1, np.nan, 0, 1], dtype="float32")
     row = threshold.sweep(x, labels, [0.5]).iloc[0]
     assert (row.TP, row.FP, row.FN, row.TN) == (1, 0, 1, 1)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64", "int16"])
+def test_labels_other_than_0_and_1_are_not_counted(dtype):
+    """255 ("unknown"), 2, -1, 0.5 and NaN count in no class, in every kernel."""
+    x, labels = adversarial(n=60_000, seed=4)
+    rng = np.random.default_rng(5)
+    odd = {"uint8": [255, 2, 7], "int16": [255, 2, -1],
+           "float32": [255, 2, -1, 0.5, np.nan], "float64": [255, 2, -1, 0.5, np.nan]}[dtype]
+    labels = np.nan_to_num(labels)
+    pick = rng.random(labels.size) < 0.3
+    labels[pick] = rng.choice(np.asarray(odd, dtype="float64"), pick.sum())
+    labels = labels.astype(dtype)
+    counted = (labels == 0) | (labels == 1)
+    for t in (threshold.fine_grid(), np.array([0.7, -0.35, 0.123456])):  # fast, general
+        table = threshold.sweep(x, labels, t)
+        np.testing.assert_array_equal(counts_of(table), naive(x, labels, t))
+        assert counts_of(table)[0].sum() == np.count_nonzero(counted & ~np.isnan(x))
+        # the same as dropping those pixels
+        np.testing.assert_array_equal(counts_of(table),
+                                      counts_of(threshold.sweep(x[counted], labels[counted], t)))
+    # the fused NDSI kernel and the dask path skip them too
+    scene, glacier = make_scene(height=60, width=50, seed=3)
+    lab = glacier.astype(dtype)
+    lab[::7, ::3] = 255
+    lab[1::9, ::2] = 2
+    ref = threshold.sweep(indices.ndsi(scene), lab, threshold.fine_grid())
+    ok = (lab == 0) | (lab == 1)
+    assert ref[["TP", "FP", "FN", "TN"]].to_numpy()[0].sum() == np.count_nonzero(ok)
+    pd.testing.assert_frame_equal(threshold.sweep_scene(scene, lab), ref)
+    lazy = scene.chunk({"band": 1, "y": 17, "x": 31})
+    pd.testing.assert_frame_equal(threshold.sweep_scene(lazy, da.from_array(lab, chunks=20)),
+                                  ref)
 
 
 def test_label_dtypes_bool_uint8_float_agree():
