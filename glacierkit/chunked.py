@@ -54,13 +54,11 @@ from .predict import (
     _check_roles,
     _fold,
     _forward,
+    _plan,
     _Predictor,
     _resolve_model,
     _split,
-    _step_size,
-    _window_size,
     probability_array,
-    window_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -76,40 +74,49 @@ _MODEL_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4)
-def cached_predictor(path: str) -> _Predictor:
+def cached_predictor(path: str, precision: str | None = None) -> _Predictor:
     """A model file loaded once per process (loading a Keras model takes seconds)."""
-    return _resolve_model(path)
+    return _resolve_model(path, precision)
 
 
 class _ModelRef:
     """The model as a task sees it: a path (pickled as the path; loaded once per worker
     process) or an in-memory model (fine with dask's threaded scheduler)."""
 
-    def __init__(self, model):
+    def __init__(self, model, precision: str | None = None):
         if isinstance(model, (str, os.PathLike)):
             self.path: str | None = str(Path(model).expanduser().resolve())
-            self.pred = cached_predictor(self.path)
+            self.pred = cached_predictor(self.path, precision)
+            # Workers use the precision decided here, not their own "auto".
+            self.precision = self.pred.precision
         else:
-            self.path, self.pred = None, _resolve_model(model)
+            self.path, self.pred = None, _resolve_model(model, precision)
+            self.precision = self.pred.precision
 
     def get(self) -> _Predictor:
-        return cached_predictor(self.path) if self.path is not None else self.pred
+        if self.path is not None:
+            return cached_predictor(self.path, self.precision)
+        return self.pred
 
     def __getstate__(self):
-        return {"path": self.path, "pred": None if self.path is not None else self.pred}
+        return {"path": self.path, "precision": self.precision,
+                "pred": None if self.path is not None else self.pred}
 
     def __setstate__(self, state):
         self.path, self.pred = state["path"], state["pred"]
+        self.precision = state.get("precision", "float32")
 
 
-def aligned_chunks(size: int, chunk: int, window: int, step: int) -> tuple[int, ...]:
+def aligned_chunks(size: int, chunk: int, window: int, step: int,
+                   least: int | None = None) -> tuple[int, ...]:
     """Chunk sizes along one axis for :func:`predict_scene_dask`.
 
     Every chunk but the last is a multiple of ``step`` (so chunk edges sit on the window
-    grid) and none is smaller than ``window + step`` (so the reflection at the scene's
-    edges stays inside the edge chunks); a short remainder joins the last full chunk.
+    grid) and none is smaller than ``least`` (default ``window + step``; so the reflection
+    at the scene's edges stays inside the edge chunks); a short remainder joins the last
+    full chunk.
     """
-    least = window + step
+    least = window + step if least is None else int(least)
     c = int(math.ceil(max(least, round(chunk / step) * step) / step) * step)
     n, rest = divmod(size, c)
     if n == 0:
@@ -155,18 +162,38 @@ def _starts(sizes: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(int)
 
 
-def _predict_block(block: np.ndarray, *, model: _ModelRef, n_bands: int, window: int,
-                   step: int, reach: tuple[int, int], shape: tuple[int, int], grid, batch_size: int,
-                   tta: bool, block_id=None) -> np.ndarray:
+def _window_range(ax: _Axis, c0: int, c1: int) -> tuple[int, int]:
+    """The first and last window whose weighted part (beyond its context) meets
+    ``[c0, c1)``."""
+    j0 = max(0, (c0 - ax.start - ax.window + ax.context) // ax.step + 1)
+    j1 = min(ax.count - 1, (c1 - ax.start - ax.context - 1) // ax.step)
+    return j0, j1
+
+
+def _halo(ax: _Axis, sizes: tuple[int, ...]) -> int:
+    """How far beyond its chunk the windows of any chunk reach (the map_overlap depth)."""
+    starts = _starts(sizes)
+    reach = 0
+    for i in range(len(sizes)):
+        c0, c1 = int(starts[i]), int(starts[i + 1])
+        j0, j1 = _window_range(ax, c0, c1)
+        if i > 0:
+            reach = max(reach, c0 - (ax.start + j0 * ax.step))
+        if i < len(sizes) - 1:
+            reach = max(reach, ax.start + j1 * ax.step + ax.window - c1)
+    return reach
+
+
+def _predict_block(block: np.ndarray, *, model: _ModelRef, n_bands: int, axes: tuple,
+                   reach: tuple[int, int], grid, batch_size: int, tta: bool,
+                   block_id=None) -> np.ndarray:
     """Predict one chunk from its overlapped block of raw features ``(C, rows, cols)``.
 
     Returns ``(1 or 2, chunk rows, chunk cols)``: probability (and TTA agreement).
     """
     pred = model.get()
-    taper = window_weights(window)
-    taper2 = np.outer(taper, taper)
-    axes, local = [], []
-    for a, (size, sizes) in enumerate(zip(shape, grid, strict=True)):
+    spans, local = [], []
+    for a, (ax, sizes) in enumerate(zip(axes, grid, strict=True)):
         i = block_id[a + 1]
         starts = _starts(sizes)
         c0, c1 = int(starts[i]), int(starts[i + 1])
@@ -177,39 +204,40 @@ def _predict_block(block: np.ndarray, *, model: _ModelRef, n_bands: int, window:
                 f"Internal error: the overlapped block is {block.shape[a + 1]} px along axis "
                 f"{a}, expected {c1 - c0 + lo + hi}."
             )
-        ax = _Axis(size, window, step)
-        j0 = max(0, (c0 - window + ax.margin) // step + 1)  # first window ending after c0
-        j1 = min(ax.count - 1, (c1 + ax.margin - 1) // step)  # last window starting before c1
-        s0 = ax.start + j0 * step  # scene position of the first window's first pixel
-        span = (j1 - j0) * step + window
-        idx = _fold(np.arange(s0, s0 + span), size) - (c0 - lo)  # rows of this block
+        j0, j1 = _window_range(ax, c0, c1)
+        s0 = ax.start + j0 * ax.step  # scene position of the first window's first pixel
+        span = (j1 - j0) * ax.step + ax.window
+        idx = _fold(np.arange(s0, s0 + span), ax.size) - (c0 - lo)  # rows of this block
         if idx.min() < 0 or idx.max() >= block.shape[a + 1]:
             raise GlacierKitError(
                 "Internal error: a window reaches beyond its chunk's overlap "
                 f"(axis {a}, chunk {c0}:{c1}). Use larger chunks."
             )
-        axes.append((ax, c0, c1, j0, j1, s0, span))
+        spans.append((c0, c1, j0, j1, s0, span))
         local.append(idx)
-    (ay, y0, y1, jy0, jy1, sy0, spy), (ax_, x0, x1, jx0, jx1, sx0, spx) = axes
+    ay, ax_ = axes
+    (y0, y1, jy0, jy1, sy0, spy), (x0, x1, jx0, jx1, sx0, spx) = spans
     raw = block[:, local[0]][:, :, local[1]]  # (C, spy, spx) on the windows' own grid
     feats = np.ascontiguousarray(np.moveaxis(normalize(raw, pred.spec, axis=0), 0, -1))
     del raw
+    taper2 = np.outer(ay.taper(), ax_.taper())
+    wy, wx = ay.window, ax_.window
     acc = np.zeros((spy, spx), dtype="float32")
     acc_c = np.zeros_like(acc) if tta else None
     ks = list(range(jx1 - jx0 + 1))
     for j in range(jy1 - jy0 + 1):
-        rows = slice(j * step, j * step + window)
+        rows = slice(j * ay.step, j * ay.step + wy)
         for a, b in _split(len(ks), batch_size):
-            x = np.stack([feats[rows, k * step: k * step + window] for k in ks[a:b]])
+            x = np.stack([feats[rows, k * ax_.step: k * ax_.step + wx] for k in ks[a:b]])
             with _MODEL_LOCK:
                 p, agree = _forward(pred, x, tta)
             for i, k in enumerate(ks[a:b]):
-                cols = slice(k * step, k * step + window)
+                cols = slice(k * ax_.step, k * ax_.step + wx)
                 acc[rows, cols] += p[i] * taper2
                 if tta:
                     acc_c[rows, cols] += agree[i] * taper2
     # The chunk's own pixels, normalized by the accumulated weight of the global grid.
-    norm_y, norm_x = ay.norm(taper), ax_.norm(taper)
+    norm_y, norm_x = ay.norm(), ax_.norm()
     norm = norm_y[y0 - ay.start: y1 - ay.start, None] * norm_x[None, x0 - ax_.start:
                                                                 x1 - ax_.start]
     sel = (slice(y0 - sy0, y1 - sy0), slice(x0 - sx0, x1 - sx0))
@@ -231,9 +259,11 @@ def predict_scene_dask(
     *,
     chunks=None,
     window: int | None = None,
-    overlap: float = 0.5,
-    batch_size: int = 4,
+    overlap: float | None = None,
+    batch_size: int | None = None,
     tta: bool = False,
+    context: int | None = None,
+    precision: str | None = None,
 ) -> xr.DataArray:
     """Glacier probability as a lazy (dask) DataArray, computed chunk by chunk.
 
@@ -250,9 +280,10 @@ def predict_scene_dask(
     chunks
         Chunk side in pixels: an int, ``(rows, cols)`` or ``{"y": rows, "x": cols}``.
         Default: the scene's own dask chunks, else 1024. Rounded to multiples of the
-        window step and to at least ``window + step`` (see :func:`aligned_chunks`).
-    window, overlap, batch_size, tta
-        As in :func:`glacierkit.predict.predict_scene`.
+        window step and to at least one window plus one step (see :func:`aligned_chunks`).
+    window, overlap, batch_size, tta, context, precision
+        As in :func:`glacierkit.predict.predict_scene` (the precision is decided once, here,
+        and used by every worker).
 
     Returns
     -------
@@ -271,22 +302,19 @@ def predict_scene_dask(
 
     from .features import feature_stack
 
-    ref = _ModelRef(model)
+    ref = _ModelRef(model, precision)
     pred = ref.get()
-    if int(batch_size) < 1:
-        raise ParameterError(f"batch_size={batch_size} must be at least 1.")
     request = _chunk_request(chunks, scene if isinstance(scene, xr.DataArray) else None)
     da = _open_lazy(scene, request)
     _check_roles(da, pred)
-    win = _window_size(window, pred)
-    step = _step_size(win, overlap, pred.multiple)
     height, width = da.sizes["y"], da.sizes["x"]
-    cy = aligned_chunks(height, request[0], win, step)
-    cx = aligned_chunks(width, request[1], win, step)
-    margin = win - step
-    depth = int(math.ceil(margin / step)) * step if margin else 0
+    plan = _plan(pred, height, width, window=window, overlap=overlap, context=context,
+                 batch_size=batch_size)
+    ay, ax = plan.ay, plan.ax
+    cy = aligned_chunks(height, request[0], ay.window, ay.step)
+    cx = aligned_chunks(width, request[1], ax.window, ax.step)
     # No neighbours, no overlap (and dask refuses a depth larger than a lone chunk).
-    reach = (depth if len(cy) > 1 else 0, depth if len(cx) > 1 else 0)
+    reach = (_halo(ay, cy) if len(cy) > 1 else 0, _halo(ax, cx) if len(cx) > 1 else 0)
     feats = feature_stack(da, pred.spec).data
     if not isinstance(feats, dsa.Array):
         feats = dsa.from_array(feats, chunks=(-1, cy, cx))
@@ -296,12 +324,15 @@ def predict_scene_dask(
         _predict_block, feats, depth={0: 0, 1: reach[0], 2: reach[1]}, boundary="none",
         trim=False,
         dtype="float32", chunks=((n_out,), cy, cx), meta=np.empty((0, 0, 0), dtype="float32"),
-        name="predict-" + tokenize(feats.name, ref.path or id(ref.pred), win, step, tta,
-                                   batch_size),
-        model=ref, n_bands=len(pred.spec.bands), window=win, step=step, reach=reach,
-        shape=(height, width), grid=(cy, cx), batch_size=int(batch_size), tta=tta,
+        name="predict-" + tokenize(feats.name, ref.path or id(ref.pred), ay, ax, tta,
+                                   plan.batch_size, pred.precision),
+        model=ref, n_bands=len(pred.spec.bands), axes=(ay, ax), reach=reach,
+        grid=(cy, cx), batch_size=plan.batch_size, tta=tta,
     )
-    log.info("Lazy prediction of %dx%d px in %dx%d chunks (window %d, step %d, overlap depth "
-             "%d)", height, width, len(cy), len(cx), win, step, depth)
-    return probability_array(out[0], out[1] if tta else None, da, pred, win, step, overlap, tta,
-                             chunks=f"{cy[0]}x{cx[0]}")
+    log.info("Lazy prediction of %dx%d px in %dx%d chunks (windows %dx%d, steps %d/%d, "
+             "context %d, overlap depth %d/%d, %s)", height, width, len(cy), len(cx),
+             ay.window, ax.window, ay.step, ax.step, plan.context, reach[0], reach[1],
+             pred.precision)
+    return probability_array(out[0], out[1] if tta else None, da, pred, plan.window,
+                             plan.step, plan.overlap, tta, chunks=f"{cy[0]}x{cx[0]}",
+                             **plan.attrs(), precision=pred.precision)

@@ -35,6 +35,7 @@ does both. The console command is ``glacierkit predict MODEL SCENE OUTDIR``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -70,21 +71,62 @@ BLOCK_ROWS = 512
 GDAL_CACHE_MB = 128
 #: The smallest default window; larger than a typical training patch gives more context.
 MIN_DEFAULT_WINDOW = 256
+#: The largest default window (pixels). Larger windows waste less work on context.
+MAX_DEFAULT_WINDOW = 1280
+#: Memory (bytes) the activations of one default window may take, estimated as
+#: ``ACTIVATION_BYTES_PER_FILTER`` bytes per pixel per filter of the first convolution.
+WINDOW_MEMORY = 640 * 2**20
+#: Measured: the committed U-Net (16 first filters) took about 340 bytes per window pixel.
+ACTIVATION_BYTES_PER_FILTER = 24
+#: Pixels per forward pass when ``batch_size`` is not given.
+BATCH_PIXELS = 2**20
+#: Default context (pixels at each window edge given zero weight) as a fraction of the
+#: model's receptive-field radius. For the committed U-Net (radius about 107 px) the window
+#: edge changed the output by more than 0.01 up to 72 px inside the window and by less than
+#: 0.007 from 76 px on (the three Alps training/unlabelled scenes, every 16-px offset).
+CONTEXT_FRACTION = 0.7
+#: Width (pixels) of the sine-squared ramp between neighbouring windows when ``overlap`` is
+#: not given, beyond the context (rounded up to the pooling factor; 0: a hard crop).
+BLEND_RAMP = 16
 
 
 # --------------------------------------------------------------------------- model
 @dataclass
 class _Predictor:
-    model: object
+    model: object  # the model that runs: ``source`` cast to ``precision``
     spec: InputSpec
     sidecar: dict
     multiple: int  # window sizes must be multiples of this (the model's pooling factor)
     fixed: int | None  # the model's fixed input size, if any
     output: str  # "sigmoid", "logits" or "softmax"
+    radius: int = 0  # receptive-field radius (pixels), from the layers
+    first_filters: int = 16  # channels of the first convolution (for the memory estimate)
+    precision: str = "float32"
+    source: object = None  # the model as loaded
 
     @property
     def name(self) -> str:
         return str(self.sidecar.get("name") or self.sidecar.get("path") or "model")
+
+    @property
+    def context(self) -> int:
+        """The default context: :data:`CONTEXT_FRACTION` of the receptive-field radius,
+        rounded up to the pooling factor (0 for a model without spatial reach)."""
+        m = self.multiple
+        return int(math.ceil(CONTEXT_FRACTION * self.radius / m)) * m if self.radius else 0
+
+    def with_precision(self, precision: str | None) -> _Predictor:
+        """This predictor computing in ``precision`` (None: unchanged)."""
+        if precision is None:
+            return self
+        from . import precision as gk_precision
+
+        value = gk_precision.resolve(precision, "predict")
+        if value == self.precision:
+            return self
+        source = self.source if self.source is not None else self.model
+        return dataclasses.replace(self, model=gk_precision.cast_model(source, value),
+                                   precision=value, source=source)
 
 
 def _walk_layers(layer) -> Iterator:
@@ -107,6 +149,47 @@ def _pool_factor(model) -> int:
     return 2 ** min(n, 8)
 
 
+def _pair(value, default: int = 1) -> int:
+    if value is None:
+        return default
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return int(max(value))
+
+
+def _reach(model) -> tuple[int, int]:
+    """``(receptive-field radius in pixels, filters of the first convolution)``.
+
+    The radius adds up every layer's reach at its scale, walking the layers in order:
+    exact (up to a pixel of alignment) for a chain of layers such as a U-Net, whose
+    longest path visits every layer, and an overestimate for parallel branches.
+    """
+    scale, radius, first = 1.0, 0.0, None
+    for layer in _walk_layers(model):
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Conv2DTranspose"):
+            k = _pair(getattr(layer, "kernel_size", 1))
+            d = _pair(getattr(layer, "dilation_rate", 1))
+            st = _pair(getattr(layer, "strides", 1))
+            if first is None:
+                first = getattr(layer, "filters", None) or None
+            if kind == "Conv2DTranspose":
+                scale /= st
+                radius += (k - 1) / 2 * d * scale
+            else:
+                radius += (k - 1) / 2 * d * scale
+                scale *= st
+        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+            p = _pair(getattr(layer, "pool_size", 2), 2)
+            radius += (p - 1) / 2 * scale
+            scale *= _pair(getattr(layer, "strides", None), p)
+        elif kind == "UpSampling2D":
+            u = _pair(getattr(layer, "size", 2), 2)
+            scale /= u
+            radius += (u - 1) / 2 * scale
+    return int(math.ceil(radius)), int(first or 16)
+
+
 def _output_kind(model, sidecar: Mapping) -> str:
     declared = sidecar.get("output")
     if declared in ("sigmoid", "logits", "softmax", "probability"):
@@ -120,14 +203,16 @@ def _output_kind(model, sidecar: Mapping) -> str:
     return "sigmoid"
 
 
-def _resolve_model(model) -> _Predictor:
+def _resolve_model(model, precision: str | None = None) -> _Predictor:
     """A model path (``.keras`` with its ``.json`` sidecar), or ``(keras_model, sidecar)``.
 
     The sidecar may be the dict from :func:`glacierkit.features.load_model` or an
-    :class:`~glacierkit.features.InputSpec`.
+    :class:`~glacierkit.features.InputSpec`. ``precision`` (``"auto"``, ``"float32"``,
+    ``"bfloat16"``; None: ``"auto"``, or a given predictor's own) is applied with
+    :func:`glacierkit.precision.cast_model`.
     """
     if isinstance(model, _Predictor):
-        return model
+        return model.with_precision(precision)
     if isinstance(model, (str, os.PathLike)):
         keras_model, sidecar = load_model(model)
         sidecar = {**sidecar, "path": str(model)}
@@ -175,8 +260,11 @@ def _resolve_model(model) -> _Predictor:
             "this model: save them together with glacierkit.features.save_model."
         )
     fixed = shape[1] if len(shape) == 4 and shape[1] is not None else None
-    return _Predictor(keras_model, spec, sidecar, _pool_factor(keras_model), fixed,
-                      _output_kind(keras_model, sidecar))
+    radius, first = _reach(keras_model)
+    pred = _Predictor(keras_model, spec, sidecar, _pool_factor(keras_model), fixed,
+                      _output_kind(keras_model, sidecar), radius=radius, first_filters=first,
+                      precision="float32", source=keras_model)
+    return pred.with_precision("auto" if precision is None else precision)
 
 
 def _to_probability(y: np.ndarray, kind: str) -> np.ndarray:
@@ -203,10 +291,44 @@ def window_weights(window: int) -> np.ndarray:
     """The 1-D blending taper ``sin^2(pi (t + 0.5) / window)``, ``t = 0 .. window - 1``.
 
     Never zero (the smallest value is ``sin^2(pi / (2 window))``), and at 50% overlap two
-    neighbouring tapers sum to exactly 1.
+    neighbouring tapers sum to exactly 1. It is ``blend_weights(window, window // 2)``.
     """
     t = np.arange(window, dtype="float64")
     return (np.sin(np.pi * (t + 0.5) / window) ** 2).astype("float32")
+
+
+def blend_weights(window: int, step: int, context: int = 0) -> np.ndarray:
+    """The 1-D weight of a window's pixels when windows ``step`` apart are blended.
+
+    Zero on the ``context`` pixels at each edge (predicted only to give the others
+    context), then a sine-squared ramp ``sin^2(pi (t + 0.5) / (2 ramp))`` over the
+    ``ramp = window - step - 2 context`` pixels shared with the neighbour, then 1. The
+    ramps of neighbours sum to exactly 1. With ``context=0`` and ``step = window / 2`` it is
+    :func:`window_weights`; with ``ramp = 0`` it is a plain crop (each pixel comes from the
+    one window that sees it with at least ``context`` pixels of context). If the ramps
+    would overlap each other (overlap above 50%), the part between the contexts is one
+    sine-squared bump.
+    """
+    if not 0 <= 2 * context <= window - step:
+        raise ParameterError(
+            f"context={context} must be at most half the overlap of the windows "
+            f"(window {window} - step {step} = {window - step}) / 2."
+        )
+    w = np.zeros(window, dtype="float64")
+    inner = window - 2 * context
+    ramp = window - step - 2 * context
+    if ramp == 0:
+        w[context: window - context] = 1
+    elif 2 * ramp > inner:
+        t = np.arange(inner, dtype="float64")
+        w[context: window - context] = np.sin(np.pi * (t + 0.5) / inner) ** 2
+    else:
+        t = np.arange(ramp, dtype="float64")
+        r = np.sin(np.pi * (t + 0.5) / (2 * ramp)) ** 2
+        w[context: context + ramp] = r
+        w[context + ramp: window - context - ramp] = 1
+        w[window - context - ramp: window - context] = r[::-1]
+    return w.astype("float32")
 
 
 def _fold(index: np.ndarray, size: int) -> np.ndarray:
@@ -220,15 +342,22 @@ def _fold(index: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Axis:
-    """Window positions along one axis: window ``j`` covers ``[start + j*step, ... + window)``."""
+    """Window positions along one axis: window ``j`` covers ``[start + j*step, ... + window)``.
+
+    ``context`` pixels at each end of a window get zero weight. The scene is reflected by
+    ``margin = window - step - context`` pixels before the first window, so the first
+    scene pixel already has the full weight of one window and at least ``context`` pixels
+    of (reflected) context; the last window reaches at least as far beyond the scene.
+    """
 
     size: int
     window: int
     step: int
+    context: int = 0
 
     @property
     def margin(self) -> int:
-        return self.window - self.step
+        return self.window - self.step - self.context
 
     @property
     def start(self) -> int:
@@ -242,12 +371,62 @@ class _Axis:
     def padded(self) -> int:
         return (self.count - 1) * self.step + self.window
 
-    def norm(self, taper: np.ndarray) -> np.ndarray:
+    def taper(self) -> np.ndarray:
+        return blend_weights(self.window, self.step, self.context)
+
+    def norm(self, taper: np.ndarray | None = None) -> np.ndarray:
         """Accumulated taper weight per padded position."""
+        taper = self.taper() if taper is None else taper
         acc = np.zeros(self.padded, dtype="float64")
         for j in range(self.count):
             acc[j * self.step: j * self.step + self.window] += taper
         return acc.astype("float32")
+
+
+def _fit_axis(size: int, window: int, step: int, context: int, multiple: int,
+              fixed: bool) -> _Axis:
+    """The fewest windows of at most ``window`` pixels that cover ``size`` pixels, each as
+    small as possible (a multiple of ``multiple``), with the same overlap, context and
+    margin: no more pixels are predicted beyond the scene than needed."""
+    ax = _Axis(size, window, step, context)
+    if fixed:
+        return ax
+    n, overlap = ax.count, window - step
+    need = size + 2 * ax.margin
+    w = int(math.ceil((need + (n - 1) * overlap) / n / multiple)) * multiple
+    if w >= window or w - overlap < 1:
+        return ax
+    fitted = _Axis(size, w, w - overlap, context)
+    if fitted.count != n or fitted.margin != ax.margin:  # pragma: no cover - by construction
+        raise GlacierKitError(f"Internal error: window fit {fitted} differs from {ax}.")
+    return fitted
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where the windows go: the nominal window, step, context and overlap, and the fitted
+    windows along y and x."""
+
+    window: int
+    step: int
+    context: int
+    overlap: float
+    ay: _Axis
+    ax: _Axis
+    batch_size: int
+
+    @property
+    def n_windows(self) -> int:
+        return self.ay.count * self.ax.count
+
+    @property
+    def pixel_factor(self) -> float:
+        """Predicted pixels per scene pixel."""
+        return (self.ay.padded * self.ax.padded) / max(1, self.ay.size * self.ax.size)
+
+    def attrs(self) -> dict:
+        return {"context": self.context, "window_shape": f"{self.ay.window}x{self.ax.window}",
+                "n_windows": self.n_windows}
 
 
 def _window_size(window: int | None, pred: _Predictor) -> int:
@@ -260,7 +439,10 @@ def _window_size(window: int | None, pred: _Predictor) -> int:
             )
         return pred.fixed
     if window is None:
-        window = max(MIN_DEFAULT_WINDOW, pred.spec.patch_size)
+        # As large as the activation memory allows, up to MAX_DEFAULT_WINDOW.
+        per_px = ACTIVATION_BYTES_PER_FILTER * max(1, pred.first_filters)
+        side = int(math.sqrt(WINDOW_MEMORY / per_px)) // m * m
+        window = max(MIN_DEFAULT_WINDOW, pred.spec.patch_size, min(MAX_DEFAULT_WINDOW, side))
         return int(math.ceil(window / m) * m)
     window = int(window)
     if window <= 0 or window % m:
@@ -276,6 +458,54 @@ def _step_size(window: int, overlap: float, multiple: int) -> int:
         raise ParameterError(f"overlap={overlap} must be in [0, 1); 0.5 is the usual choice.")
     step = int(round(window * (1 - overlap) / multiple)) * multiple
     return min(window, max(multiple, step))
+
+
+def _plan(pred: _Predictor, height: int, width: int, *, window: int | None,
+          overlap: float | None, context: int | None, batch_size: int | None) -> _Plan:
+    """Window size, step and context for a scene (see :func:`predict_scene`)."""
+    m = pred.multiple
+    win = _window_size(window, pred)
+    if context is not None:
+        if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or \
+                context < 0:
+            raise ParameterError(f"context={context!r} must be an integer >= 0 (pixels).")
+        ctx = int(context)
+    else:
+        ctx = pred.context
+    if overlap is None:
+        ramp = int(math.ceil(BLEND_RAMP / m)) * m if BLEND_RAMP else 0
+        step = (win - 2 * ctx - ramp) // m * m
+        if step < m:
+            if context is not None:
+                raise ParameterError(
+                    f"window={win} is too small for context={ctx}: it needs at least "
+                    f"{2 * ctx + ramp + m} px. Use a larger window or a smaller context."
+                )
+            ctx = max(0, (win - ramp - m) // 2)
+            step = max(m, (win - 2 * ctx - ramp) // m * m)
+            log.warning("window=%d is small for this model (receptive radius %d px): only %d "
+                        "px of context per window edge; predictions near window edges may "
+                        "differ. Use a larger window.", win, pred.radius, ctx)
+        ovl = (win - step) / win
+    else:
+        step = _step_size(win, float(overlap), m)
+        ovl = float(overlap)
+        if context is not None and 2 * ctx > win - step:
+            raise ParameterError(
+                f"context={ctx} needs an overlap of at least {2 * ctx} px, but window={win} "
+                f"with overlap={overlap} overlaps by {win - step} px. Leave overlap unset."
+            )
+        ctx = min(ctx, (win - step) // 2)
+    fixed = pred.fixed is not None
+    ay = _fit_axis(height, win, step, ctx, m, fixed)
+    ax = _fit_axis(width, win, step, ctx, m, fixed)
+    if batch_size is None:
+        batch = max(1, BATCH_PIXELS // (ay.window * ax.window))
+    else:
+        batch = int(batch_size)
+        if batch < 1:
+            raise ParameterError(f"batch_size={batch_size} must be at least 1.")
+    return _Plan(win, step, ctx, ovl, ay, ax, batch)
 
 
 # --------------------------------------------------------------------------- reading
@@ -383,61 +613,62 @@ def _forward(pred: _Predictor, x: np.ndarray, tta: bool) -> tuple[np.ndarray, np
 
 
 # --------------------------------------------------------------------------- core
-def _predict_rows(pred: _Predictor, scene: xr.DataArray, *, window: int, step: int,
-                  batch_size: int, tta: bool, block_rows: int, progress: bool):
+def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bool,
+                  block_rows: int, progress: bool):
     """Yield ``(row0, probability rows, confidence rows or None)`` top to bottom."""
     from tqdm.auto import tqdm
 
     height, width = scene.sizes["y"], scene.sizes["x"]
-    ay, ax = _Axis(height, window, step), _Axis(width, window, step)
-    taper = window_weights(window)
-    taper2 = np.outer(taper, taper)
-    norm_y, norm_x = ay.norm(taper), ax.norm(taper)
+    ay, ax = plan.ay, plan.ax
+    wy, wx = ay.window, ax.window
+    taper2 = np.outer(ay.taper(), ax.taper())
+    norm_y, norm_x = ay.norm(), ax.norm()
     cols = _fold(np.arange(ax.start, ax.start + ax.padded), width)
     rows_src = _Rows(scene, pred.spec, block_rows)
-    acc = np.zeros((window, ax.padded), dtype="float32")
+    acc = np.zeros((wy, ax.padded), dtype="float32")
     acc_c = np.zeros_like(acc) if tta else None
-    batches = _split(ax.count, batch_size)
+    batches = _split(ax.count, plan.batch_size)
     bar = tqdm(total=ay.count * ax.count * (8 if tta else 1), unit="window",
                desc="predict", disable=not progress, leave=False)
     try:
         for j in range(ay.count):
-            top = ay.start + j * step  # scene row of the strip's first row
-            rows = _fold(np.arange(top, top + window), height)
+            top = ay.start + j * ay.step  # scene row of the strip's first row
+            rows = _fold(np.arange(top, top + wy), height)
             lo, hi = int(rows.min()), int(rows.max()) + 1
             feats, _ = rows_src.get(lo, hi)
-            strip = feats[:, rows - lo][:, :, cols]  # (C, window, padded width)
-            strip = np.ascontiguousarray(np.moveaxis(strip, 0, -1))  # (window, Wp, C)
+            strip = feats[:, rows - lo][:, :, cols]  # (C, wy, padded width)
+            strip = np.ascontiguousarray(np.moveaxis(strip, 0, -1))  # (wy, Wp, C)
             for a, b in batches:
-                x = np.stack([strip[:, k * step: k * step + window] for k in range(a, b)])
+                x = np.stack([strip[:, k * ax.step: k * ax.step + wx] for k in range(a, b)])
                 p, agree = _forward(pred, x, tta)
                 bar.update((b - a) * (8 if tta else 1))
                 for i, k in enumerate(range(a, b)):
-                    sl = slice(k * step, k * step + window)
+                    sl = slice(k * ax.step, k * ax.step + wx)
                     acc[:, sl] += p[i] * taper2
                     if tta:
                         acc_c[:, sl] += agree[i] * taper2
             last = j == ay.count - 1
-            n_final = window if last else step
+            n_final = wy if last else ay.step
             r0, r1 = max(top, 0), min(top + n_final, height)
             if r1 > r0:
                 _, nodata = rows_src.get(r0, r1)
                 sel = slice(r0 - top, r1 - top)
-                norm = norm_y[r0 - ay.start: r1 - ay.start, None] * norm_x[None]
                 keep = slice(ax.margin, ax.margin + width)
-                out = np.clip((acc[sel] / norm)[:, keep], 0, 1)  # float rounding
+                norm = norm_y[r0 - ay.start: r1 - ay.start, None] * norm_x[None, keep]
+                out = np.clip(acc[sel, keep] / norm, 0, 1)  # float rounding
                 out[nodata] = np.nan
                 conf = None
                 if tta:
-                    conf = np.clip((acc_c[sel] / norm)[:, keep], 0, 1)
+                    conf = np.clip(acc_c[sel, keep] / norm, 0, 1)
                     conf[nodata] = np.nan
                 yield r0, out, conf
             if not last:
-                acc[:-step] = acc[step:]
-                acc[-step:] = 0
+                s = ay.step
+                acc[:-s] = acc[s:]
+                acc[-s:] = 0
                 if tta:
-                    acc_c[:-step] = acc_c[step:]
-                    acc_c[-step:] = 0
+                    acc_c[:-s] = acc_c[s:]
+                    acc_c[-s:] = 0
     finally:
         bar.close()
 
@@ -447,11 +678,13 @@ def predict_scene(
     scene,
     *,
     window: int | None = None,
-    overlap: float = 0.5,
-    batch_size: int = 4,
+    overlap: float | None = None,
+    batch_size: int | None = None,
     tta: bool = False,
     block_rows: int = BLOCK_ROWS,
     progress: bool = True,
+    context: int | None = None,
+    precision: str | None = None,
 ) -> xr.DataArray:
     """Glacier probability over a whole scene, on the scene's exact grid.
 
@@ -467,13 +700,18 @@ def predict_scene(
         sidecar names, by role; other bands are ignored. Paths are read lazily, a block of
         rows at a time.
     window
-        Window size in pixels, a multiple of the model's pooling factor. Default: the
-        training patch size, at least 256.
+        Largest window size in pixels, a multiple of the model's pooling factor. Default:
+        as large as about 640 MB of activations allow (1280 px for the ``cpu`` preset), at
+        least 256 and the training patch size. Windows are shrunk to cover the scene with
+        the fewest pixels (small scenes get one window).
     overlap
-        Fraction by which neighbouring windows overlap, in ``[0, 1)``. 0.5 (default) makes
-        the blend seam-free at 4x the windows of a plain tiling; 0 is a plain tiling.
+        Fraction of a window shared with each neighbour, in ``[0, 1)``. Default (None):
+        twice the context plus a 16-px blending ramp, which is all a seam-free result
+        needs (about 1.3-1.5x the pixels of a plain tiling on a full scene). 0.5 with
+        ``context=0`` is the sine-squared (Hann) blend of earlier versions (4x the pixels);
+        0 is a plain tiling with seams.
     batch_size
-        Windows per forward pass.
+        Windows per forward pass. Default: about 1 Mpx per batch.
     tta
         Average the 8 flips/rotations (8x the compute) and attach a ``confidence``
         coordinate: the blended fraction of the 8 whose decision (> 0.5) agrees with the
@@ -483,44 +721,55 @@ def predict_scene(
         Dask-backed scenes are read by their own y chunks.
     progress
         Show a progress bar (``tqdm.auto``).
+    context
+        Pixels at each window edge that are predicted only as context for the others
+        (weight 0). Default: 0.7 of the model's receptive-field radius, rounded up to the
+        pooling factor (80 px for the ``cpu`` preset), where the window edge no longer
+        changes the output by more than about 0.01. With ``overlap`` given, at most half
+        the overlap.
+    precision
+        ``"float32"``, ``"bfloat16"`` (compute in bfloat16, float32 outputs) or ``"auto"``
+        (default: bfloat16 on CPUs with native bfloat16, where it was measured to help;
+        see :mod:`glacierkit.precision`).
 
     Returns
     -------
     xarray.DataArray
         ``(y, x)`` float32 glacier probability in ``[0, 1]`` named ``glacier_probability``,
         NaN where any input band is NaN, with the scene's coordinates, CRS and transform.
-        With ``tta=True`` it carries a ``confidence`` coordinate on ``(y, x)``.
+        With ``tta=True`` it carries a ``confidence`` coordinate on ``(y, x)``. Its attrs
+        record the window plan (``window``, ``step``, ``overlap``, ``context``,
+        ``window_shape``, ``n_windows``) and the ``precision``.
 
     Examples
     --------
     >>> prob = predict_scene("models/unet.keras", "alps-s2/merdeglace")  # doctest: +SKIP
     >>> mask = prob > 0.5  # doctest: +SKIP
     """
-    pred = _resolve_model(model)
+    pred = _resolve_model(model, precision)
     da = _open(scene, block_rows)
     _check_roles(da, pred)
-    if int(batch_size) < 1:
-        raise ParameterError(f"batch_size={batch_size} must be at least 1.")
-    win = _window_size(window, pred)
-    step = _step_size(win, overlap, pred.multiple)
-    block = _block_rows(da, block_rows)
     height, width = da.sizes["y"], da.sizes["x"]
+    plan = _plan(pred, height, width, window=window, overlap=overlap, context=context,
+                 batch_size=batch_size)
+    block = _block_rows(da, block_rows)
     prob = np.empty((height, width), dtype="float32")
     conf = np.empty((height, width), dtype="float32") if tta else None
-    ay, ax = _Axis(height, win, step), _Axis(width, win, step)
-    log.info("Predicting %dx%d px with %d windows of %d px (step %d, batch %d, tta %s)",
-             height, width, ay.count * ax.count, win, step, batch_size, tta)
+    log.info("Predicting %dx%d px with %d windows of %dx%d px (steps %d/%d, context %d, "
+             "%.2fx the pixels, batch %d, %s, tta %s)", height, width, plan.n_windows,
+             plan.ay.window, plan.ax.window, plan.ay.step, plan.ax.step, plan.context,
+             plan.pixel_factor, plan.batch_size, pred.precision, tta)
     # GDAL's block cache would otherwise grow to 5% of RAM while the file streams through.
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        for r0, p, c in _predict_rows(pred, da, window=win, step=step,
-                                      batch_size=int(batch_size), tta=tta, block_rows=block,
+        for r0, p, c in _predict_rows(pred, da, plan, tta=tta, block_rows=block,
                                       progress=progress):
             prob[r0: r0 + p.shape[0]] = p
             if tta:
                 conf[r0: r0 + c.shape[0]] = c
     if np.isnan(prob).all():
         log.warning("Every pixel of the scene is nodata; the prediction is all NaN.")
-    return probability_array(prob, conf if tta else None, da, pred, win, step, overlap, tta)
+    return probability_array(prob, conf if tta else None, da, pred, plan.window, plan.step,
+                             plan.overlap, tta, **plan.attrs(), precision=pred.precision)
 
 
 def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, overlap: float,
