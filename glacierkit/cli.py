@@ -6,7 +6,7 @@
                                      # predict + evaluate many scenes (the file's batch:)
     glacierkit fetch-data            # put every sample file in the cache (for offline use)
     glacierkit params NOTEBOOK       # list a notebook's parameters
-    glacierkit predict MODEL SCENE OUTDIR [--threshold 0.5] [--tta] [--overlap 0.5]
+    glacierkit predict MODEL SCENE OUTDIR [--threshold 0.5] [--tta] [--precision P]
                                           [--batch-size 4] [--window N] [--outlines]
 """
 
@@ -86,7 +86,8 @@ def _cmd_predict(args) -> int:
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
     prob = predict_scene(args.model, args.scene, window=args.window, overlap=args.overlap,
-                         batch_size=args.batch_size, tta=args.tta, progress=not args.quiet)
+                         batch_size=args.batch_size, tta=args.tta, progress=not args.quiet,
+                         context=args.context, precision=args.precision)
     paths = write_prediction(prob, args.outdir, threshold=args.threshold, prefix=args.prefix,
                              probability_dtype="float32" if args.float32 else "uint8")
     if args.outlines:
@@ -146,11 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability above which a pixel is glacier (default 0.5)")
     p.add_argument("--tta", action="store_true",
                    help="average the 8 flips/rotations and write confidence.tif (8x slower)")
-    p.add_argument("--overlap", type=float, default=0.5,
-                   help="window overlap in [0, 1) (default 0.5: seam-free)")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    p.add_argument("--overlap", type=float, default=None,
+                   help="window overlap in [0, 1) (default: twice the context plus a 16-px "
+                   "blend: seam-free)")
+    p.add_argument("--context", type=int, default=None,
+                   help="pixels of context cut from each window edge (default: from the "
+                   "model's receptive field)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per forward pass (default: about 1 Mpx)")
     p.add_argument("--window", type=int, default=None,
-                   help="window size in pixels (default: training patch size, at least 256)")
+                   help="largest window size in pixels (default: 1280 for the cpu preset)")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="compute precision (default auto: bfloat16 on CPUs with native "
+                   "bfloat16, else float32)")
     p.add_argument("--prefix", default="", help="prefix for the output file names")
     p.add_argument("--float32", action="store_true",
                    help="write the probability as float32 instead of uint8")

@@ -366,7 +366,7 @@ def compare_methods(
     grid=None,
     unet_threshold: float | None = None,
     tta: bool = False,
-    overlap: float = 0.5,
+    overlap: float | None = None,
     n_boot: int = 1000,
     block: int = 32,
     write: bool = True,
@@ -469,7 +469,7 @@ def compare_methods(
 
 def predict_unlabelled(output_dir: str | os.PathLike, model, scenes: Sequence[str], *,
                        threshold: float | None = None, tta: bool = False,
-                       overlap: float = 0.5) -> dict[str, xr.DataArray]:
+                       overlap: float | None = None) -> dict[str, xr.DataArray]:
     """Predict scenes without labels (e.g. MerDeGlace); write COGs and outlines."""
     from .features import load_model
     from .predict import predict_scene, write_prediction

@@ -422,7 +422,8 @@ class _Plan:
     @property
     def pixel_factor(self) -> float:
         """Predicted pixels per scene pixel."""
-        return (self.ay.padded * self.ax.padded) / max(1, self.ay.size * self.ax.size)
+        return (self.ay.count * self.ay.window * self.ax.count * self.ax.window
+                / max(1, self.ay.size * self.ax.size))
 
     def attrs(self) -> dict:
         return {"context": self.context, "window_shape": f"{self.ay.window}x{self.ax.window}",

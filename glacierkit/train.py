@@ -17,8 +17,9 @@ network (:mod:`glacierkit.model`) and trains it with Keras. It writes into ``out
 
 Data order and augmentation are functions of ``(seed, epoch)``, and the weights start from
 ``keras.utils.set_random_seed(seed)``, so a CPU run is repeatable. On a GPU the model
-computes in mixed precision (its output stays float32); with several GPUs it trains under
-``tf.distribute.MirroredStrategy``.
+computes in float16 mixed precision (its output stays float32); with several GPUs it trains
+under ``tf.distribute.MirroredStrategy``. ``TrainConfig(precision="bfloat16")`` trains in
+bfloat16 (see :mod:`glacierkit.precision`).
 
 Optimizers: the paper used Keras 2's Adadelta with its default learning rate of 1.0.
 Keras 3's Adadelta defaults to 0.001, which barely moves the weights, so
@@ -58,6 +59,8 @@ __all__ = ["TrainConfig", "TrainResult", "fit", "prepare_patches", "load_scenes"
 OPTIMIZERS = ("adam", "adadelta")
 LOSSES = ("bce", "dice", "focal")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+#: ``auto``: float16 mixed precision on a GPU, else :func:`glacierkit.precision.resolve`.
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 SCHEDULES = ("constant", "cosine")
 #: Used when ``learning_rate`` is not given: Adadelta 1.0 as in the paper (Keras 2 default).
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adadelta": 1.0}
@@ -112,6 +115,12 @@ class TrainConfig:
         ``{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type":
         "worker", "index": 0}}``; ``batch_size`` is the global batch). With
         ``"multiworker"`` create the config before any other TensorFlow work in the process.
+    precision
+        ``"auto"`` (float16 mixed precision on a GPU, float32 on CPUs; see
+        :mod:`glacierkit.precision`), ``"float32"``, ``"bfloat16"`` (mixed: bfloat16
+        compute, float32 weights and output; fast on CPUs with ``avx512_bf16``/AMX and on
+        recent GPUs, no loss scaling) or ``"float16"`` (mixed, with loss scaling; GPUs).
+        The saved model is float32 either way for ``"bfloat16"``, so it predicts anywhere.
     """
 
     bands: tuple[str, ...] = PAPER_BANDS
@@ -136,6 +145,7 @@ class TrainConfig:
     jitter: float = 0.0
     seed: int = 42
     strategy: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self):
         def setf(name, value):
@@ -162,6 +172,7 @@ class TrainConfig:
         self._choice("optimizer", OPTIMIZERS)
         self._choice("loss", LOSSES)
         self._choice("strategy", STRATEGIES)
+        self._choice("precision", PRECISIONS)
         self._choice("lr_schedule", SCHEDULES)
         self._choice("split", SPLITS)
         self._choice("val_side", SIDES)
@@ -315,7 +326,8 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
 
 
 def _compile(model, config: TrainConfig, steps_per_epoch: int, mixed: bool = False) -> None:
-    """Compile with the config's optimizer and loss; loss scaling under mixed precision."""
+    """Compile with the config's optimizer and loss; loss scaling under float16 mixed
+    precision (``mixed``; bfloat16 has float32's range and needs none)."""
     optimizer = _optimizer(config, steps_per_epoch)
     if mixed:  # the functional model's own policy is float32, so Keras would not wrap it
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -494,7 +506,19 @@ def _verbose(verbose):
 # --- fit ---------------------------------------------------------------------------------------
 
 def _comparable(config_dict: dict) -> dict:
-    return {k: v for k, v in config_dict.items() if k != "epochs"}
+    # Checkpoints from before the precision field trained with its default.
+    return {"precision": "auto", **{k: v for k, v in config_dict.items() if k != "epochs"}}
+
+
+def _precision(config: TrainConfig, mixed_precision: bool | None, on_gpu: bool) -> str:
+    """The compute precision of a training run: float32, bfloat16 or float16."""
+    from . import precision as gk_precision
+
+    if mixed_precision is not None:  # the older switch: float16 or float32
+        return "float16" if mixed_precision else "float32"
+    if config.precision == "float16" or (config.precision == "auto" and on_gpu):
+        return "float16"
+    return gk_precision.resolve(config.precision, "train")
 
 
 def _trim_log(csv_path: Path, epochs_done: int) -> None:
@@ -538,8 +562,9 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     allow_test_scenes
         Allow training on a benchmark's test scenes (never for benchmark numbers).
     mixed_precision
-        None (default): float16 compute on a GPU, float32 on a CPU (where float16 is 3-7x
-        slower). The output layer is float32 either way.
+        None (default): ``config.precision`` decides. True: float16 compute (with loss
+        scaling), False: float32, whatever ``config.precision`` says (the switch of earlier
+        versions). The output layer is float32 either way.
     """
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig; got {type(config).__name__}.")
@@ -573,7 +598,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
 
     keras.utils.set_random_seed(config.seed)
     strategy, on_gpu, n_gpus = _devices(config)
-    mixed = on_gpu if mixed_precision is None else bool(mixed_precision)
+    precision = _precision(config, mixed_precision, on_gpu)
+    mixed = precision == "float16"
     with strategy.scope():
         if initial_epoch and (ckpt / state.get("checkpoint", "")).is_file():
             log.info("resuming from %s: %d epochs done", state["checkpoint"], initial_epoch)
@@ -583,6 +609,10 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             state.update({"epochs_done": 0, "best": None})
             model = build_unet(config.n_channels, config.model_depth, config.model_filters,
                                mixed_precision=mixed)
+            if precision == "bfloat16":
+                from .precision import cast_model
+
+                model = cast_model(model, "bfloat16")  # same initial weights as float32
             _compile(model, config, patches.n_train // config.batch_size, mixed)
     _trim_log(csv_path, initial_epoch)
 
@@ -609,6 +639,10 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             "no best checkpoint. Check that the validation blocks hold labelled pixels."
         )
     best = keras.saving.load_model(ckpt / "best.keras", compile=False)
+    if precision == "bfloat16":  # saved (and scored) in float32; prediction picks its own
+        from .precision import cast_model
+
+        best = cast_model(best, "float32")
     values, per_scene = validation.evaluate(best)
     pooled = None
     for c in per_scene.values():
@@ -621,7 +655,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     info = {
         "architecture": {"name": "unet", "preset": config.preset, "depth": config.model_depth,
                   "base_filters": config.model_filters, "params": int(best.count_params()),
-                  "mixed_precision": mixed, "threshold": THRESHOLD},
+                  "mixed_precision": mixed, "precision": precision,
+                  "threshold": THRESHOLD},
         "config": config.to_dict(),
         "training_scenes": scene_names,
         "validation": {"split": patches.split, "selection": "best val_accuracy (paper)",

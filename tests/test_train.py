@@ -376,3 +376,29 @@ def test_mirrored_strategy_on_one_device_gives_the_same_loss(tmp_path):
     assert len(tf.config.list_logical_devices("CPU")) >= 1
     np.testing.assert_allclose(logs["mirrored"]["loss"], logs["none"]["loss"], rtol=1e-4)
     np.testing.assert_allclose(logs["mirrored"]["val_loss"], logs["none"]["val_loss"], rtol=1e-4)
+
+
+def test_bfloat16_training_saves_a_float32_model(tmp_path):
+    """precision="bfloat16": the layers compute in bfloat16 (output float32, no loss
+    scaling), it resumes, and the saved model is float32 so it predicts anywhere."""
+    import keras
+
+    from glacierkit.train import TrainConfig, fit
+
+    config = TrainConfig(epochs=1, precision="bfloat16",
+                         **{**TINY, "depth": 1, "base_filters": 2, "stride": 32})
+    result = fit(config, _scenes(1), tmp_path, verbose=0)
+    assert result.sidecar["architecture"]["precision"] == "bfloat16"
+    assert result.sidecar["config"]["precision"] == "bfloat16"
+    last = keras.saving.load_model(tmp_path / "checkpoints" / "last-0001.keras")
+    assert not isinstance(last.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert last.layers[1].compute_dtype == "bfloat16"
+    assert last.layers[-1].compute_dtype == "float32"
+    saved, _ = load_model(result.model_path)
+    assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
+    more = fit(config.replace(epochs=2), _scenes(1), tmp_path, verbose=0)
+    assert more.initial_epoch == 1
+    with pytest.raises(ParameterError, match="different training"):
+        fit(config.replace(epochs=3, precision="float32"), _scenes(1), tmp_path, verbose=0)
+    with pytest.raises(ParameterError, match="precision"):
+        TrainConfig(precision="half")
