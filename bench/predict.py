@@ -1,37 +1,51 @@
 """Benchmark full-scene prediction against the model's raw forward pass.
 
 A synthetic full-size Landsat 8 scene (default 7,700 x 7,800 pixels, 7 bands, uint16,
-band-interleaved, tiled, deflate) is written to a temporary GeoTIFF. In one process:
+band-interleaved, tiled, deflate) is written to a temporary GeoTIFF, and a model is loaded
+(default: the committed ``models/unet_alps_s2.keras``; ``--model`` for another one with its
+sidecar). In one process:
 
-1. the raw forward pass: ``model.predict_on_batch`` on random windows of the same shape
-   (timed on a subset of batches before and after step 2, median per window);
-2. ``predict_scene(model, path)``: streaming reads, features, normalization, windows,
-   blending, NaN handling, all included;
-3. ``write_prediction``: the probability and mask COGs.
+1. the raw forward pass: ``model.predict_on_batch`` on random batches of the windows that
+   ``predict_scene`` uses and of 4 windows of 256 x 256 (the earlier default), timed
+   before, during (every 8th call of the prediction also times one probe batch of each) and
+   after step 2;
+2. ``predict_scene(model, path)`` with its defaults: streaming reads, features,
+   normalization, windows, blending, NaN handling, all included;
+3. unless ``--no-compare``: ``predict_scene`` again in the other precision (float32 if the
+   first run used bfloat16, and the other way round), for the speed ratio and the largest
+   probability difference;
+4. ``write_prediction``: the probability and mask COGs.
 
-Reported: time, megapixels/s, peak RSS (sampled every 20 ms) above the baseline after the
-model was loaded and warmed up, and the overhead of ``predict_scene`` over the raw forward:
+Reported: times, megapixels/s, peak RSS (sampled every 20 ms) above the RSS once the model
+was loaded (so the activations of the windows count), the achieved FLOP/s of the forward
+passes as a fraction of the same run's ``tf.matmul`` peak in the same precision
+(``bench/_roofline.py``), and:
 
-* ``overhead_vs_raw_forward`` (the last line) = predict time / time of the forward passes
-  of the windows it predicted, measured in the same run by timing the model's
-  ``predict_on_batch`` calls: the cost of everything except the forward passes (reading,
-  features, windows, blending, NaN). Target <= 1.3. Robust to other processes sharing the
-  cores, since both sides see the same load.
-* ``raw_ratio`` = the same over the forward pass of just the scene's pixels: it also counts
-  the extra windows of the overlap (about 4.2x at 50% overlap).
-* The same two ratios against a separately timed raw forward pass on a fixed random batch
-  (median of batches before, after and interleaved with the prediction) are printed too;
-  on shared cores they are noisier.
+* ``scene_vs_raw_forward_throughput`` (the last line) = megapixels of scene per second of
+  ``predict_scene`` / megapixels per second of the raw forward pass, the faster of the two
+  window shapes of step 1 (medians). 1.0 would be a prediction that costs no more than
+  pushing each scene pixel through the network once. Target >= 0.6.
+* ``overhead_vs_raw_forward`` = predict time / time of the forward passes it made (timed
+  inside): the cost of everything but the network (reading, features, windows, blending).
+* ``pixel_factor``: window pixels predicted per scene pixel (50% overlap of 256-px
+  windows, the earlier default: 4.2).
+* ``forward_vs_matmul_peak``: FLOP/s of the forward passes inside ``predict_scene`` / the
+  matmul peak of the precision in use.
+
+The ratios compare rates measured under the same load, so other processes sharing the
+cores change them less than the absolute numbers.
 
 Usage::
 
     python bench/predict.py                   # full size: several minutes on 2 cores
     python bench/predict.py --size 2048 2048  # quick check
+    python bench/predict.py --model runs/x/model/unet.keras --precision float32
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import threading
@@ -43,6 +57,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def rss_mb() -> float:
@@ -106,41 +122,20 @@ def write_scene(path: Path, height: int, width: int, block: int = 512) -> None:
         dst.update_tags(sensor="landsat8", product="l2sp")
 
 
-def build_unet(channels: int, depth: int = 4, base: int = 16):
-    """The CPU preset's shape: ``depth`` levels including the bottleneck, 2 convs each."""
-    import keras
-    from keras import layers
-
-    conv = {"padding": "same", "activation": "relu"}
-    inp = keras.Input((None, None, channels))
-    x, skips = inp, []
-    for d in range(depth - 1):
-        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
-        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
-        skips.append(x)
-        x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(base * 2 ** (depth - 1), 3, **conv)(x)
-    x = layers.Conv2D(base * 2 ** (depth - 1), 3, **conv)(x)
-    for d in reversed(range(depth - 1)):
-        x = layers.Conv2DTranspose(base * 2**d, 2, strides=2, padding="same")(x)
-        x = layers.Concatenate()([x, skips[d]])
-        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
-        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
-    return keras.Model(inp, layers.Conv2D(1, 1, activation="sigmoid")(x))
-
 
 class TimedModel:
     """Delegates to a Keras model, adds up the time spent in ``predict_on_batch``, and every
-    ``probe_every`` calls also times one raw forward pass on a fixed random batch (a probe
-    of the raw speed under the same load; its time is reported separately)."""
+    ``probe_every`` calls also times one raw forward pass of each probe batch (the raw speed
+    under the same load; reported separately and taken out of the prediction's time)."""
 
-    def __init__(self, model, probe: np.ndarray, probe_every: int = 8):
+    def __init__(self, model, probes: dict[str, np.ndarray], probe_every: int = 8):
         self._model = model
         self.seconds = 0.0
         self.calls = 0
-        self.probe = probe
+        self.probes = probes
         self.probe_every = probe_every
-        self.probe_times: list[float] = []  # seconds per window
+        self.probe_times: dict[str, list[float]] = {k: [] for k in probes}  # s per Mpx
+        self.probe_seconds = 0.0
 
     def predict_on_batch(self, x):
         t = time.perf_counter()
@@ -148,24 +143,29 @@ class TimedModel:
         self.seconds += time.perf_counter() - t
         self.calls += 1
         if self.calls % self.probe_every == 0:
-            t = time.perf_counter()
-            self._model.predict_on_batch(self.probe)
-            self.probe_times.append((time.perf_counter() - t) / len(self.probe))
+            for name, probe in self.probes.items():
+                t = time.perf_counter()
+                self._model.predict_on_batch(probe)
+                dt = time.perf_counter() - t
+                self.probe_seconds += dt
+                self.probe_times[name].append(dt / _mpx(probe))
         return y
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
 
-def time_raw(model, batch: int, window: int, channels: int, n: int) -> list[float]:
-    """Seconds per window of ``n`` raw forward passes on random batches."""
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(batch, window, window, channels)).astype("float32")
+def _mpx(x: np.ndarray) -> float:
+    return x.shape[0] * x.shape[1] * x.shape[2] / 1e6
+
+
+def time_raw(model, x: np.ndarray, n: int) -> list[float]:
+    """Seconds per megapixel of ``n`` raw forward passes on the batch ``x``."""
     out = []
     for _ in range(n):
         t = time.perf_counter()
         model.predict_on_batch(x)
-        out.append((time.perf_counter() - t) / batch)
+        out.append((time.perf_counter() - t) / _mpx(x))
     return out
 
 
@@ -173,24 +173,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=2, default=(7700, 7800),
                         metavar=("HEIGHT", "WIDTH"))
-    parser.add_argument("--window", type=int, default=256)
-    parser.add_argument("--overlap", type=float, default=0.5)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--raw-batches", type=int, default=12,
-                        help="raw forward batches timed before and after the prediction")
+    parser.add_argument("--model", default=str(ROOT / "models" / "unet_alps_s2.keras"),
+                        help="a .keras model with its .json sidecar (default: the committed one)")
+    parser.add_argument("--window", type=int, default=None)
+    parser.add_argument("--overlap", type=float, default=None)
+    parser.add_argument("--context", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the second prediction in the other precision")
+    parser.add_argument("--raw-batches", type=int, default=4,
+                        help="raw forward batches of each shape timed before and after")
     parser.add_argument("--tmp", default=None, help="folder for the synthetic scene")
     parser.add_argument("--no-write", action="store_true", help="skip write_prediction")
     args = parser.parse_args()
 
-    from glacierkit.features import InputSpec, load_model, save_model
-    from glacierkit.predict import (
-        _Axis,
-        _resolve_model,
-        _split,
-        _step_size,
-        predict_scene,
-        write_prediction,
-    )
+    from _roofline import forward_flops, matmul_peak
+
+    from glacierkit.features import load_model
+    from glacierkit.predict import _plan, _resolve_model, predict_scene, write_prediction
 
     height, width = args.size
     tmp = Path(tempfile.mkdtemp(prefix="gk-bench-", dir=args.tmp))
@@ -201,60 +202,96 @@ def main() -> None:
           f"on disk, {height * width * 7 * 4 / 1e9:.2f} GB as float32), written in "
           f"{time.perf_counter() - t:.1f} s")
 
-    import keras
-
-    keras.utils.set_random_seed(0)
-    spec = InputSpec(("swir1", "nir", "blue"), ("ndsi",), mean=(0.15, 0.3, 0.3, 0.1),
-                     std=(0.1, 0.2, 0.3, 0.5), patch_size=args.window)
-    model_path = save_model(build_unet(spec.n_channels), tmp / "unet.keras", spec,
-                            name="bench-unet-4-16")
-    model, sidecar = load_model(model_path)
-    print(f"model: U-Net depth 4 base 16, {model.count_params() / 1e6:.2f} M params, "
-          f"{spec.n_channels} channels {list(spec.channels)}")
-
-    step = _step_size(args.window, args.overlap, _resolve_model((model, sidecar)).multiple)
-    ax = _Axis(width, args.window, step)
-    ay = _Axis(height, args.window, step)
-    n_windows = ax.count * ay.count
-    for b in {b - a for a, b in _split(ax.count, args.batch_size)}:  # warm up both shapes
-        model.predict_on_batch(np.zeros((b, args.window, args.window, spec.n_channels),
-                                        "float32"))
-    raw = time_raw(model, args.batch_size, args.window, spec.n_channels, args.raw_batches)
+    model, sidecar = load_model(args.model)
+    spec = sidecar["inputs"]
+    pred = _resolve_model((model, {**sidecar, "name": Path(args.model).stem}), args.precision)
+    channels = spec.n_channels
+    for m in {id(model): model, id(pred.model): pred.model}.values():
+        m.predict_on_batch(np.zeros((1, 64, 64, channels), "float32"))
     base_rss = rss_mb()
-    print(f"baseline RSS after loading and warming up the model: {base_rss:.0f} MB")
+    print(f"model: {args.model}, {model.count_params() / 1e6:.2f} M params, {channels} channels "
+          f"{list(spec.channels)}, pooling factor {pred.multiple}, receptive radius "
+          f"{pred.radius} px; precision {pred.precision} (asked: {args.precision}); RSS once "
+          f"loaded: {base_rss:.0f} MB")
 
-    probe = np.random.default_rng(2).normal(
-        size=(args.batch_size, args.window, args.window, spec.n_channels)).astype("float32")
-    timed = TimedModel(model, probe)
+    plan = _plan(pred, height, width, window=args.window, overlap=args.overlap,
+                 context=args.context, batch_size=args.batch_size)
+    wy, wx = plan.ay.window, plan.ax.window
+    print(f"plan: {plan.n_windows} windows of {wy} x {wx} px (nominal {plan.window}, steps "
+          f"{plan.ay.step}/{plan.ax.step}, context {plan.context}, batch {plan.batch_size}): "
+          f"pixel_factor {plan.pixel_factor:.3f} (50% overlap of 256-px windows: 4.2)")
+    rng = np.random.default_rng(2)
+    probes = {
+        "plan": rng.normal(size=(plan.batch_size, wy, wx, channels)).astype("float32"),
+        "256": rng.normal(size=(4, 256, 256, channels)).astype("float32"),
+    }
+    flops = {k: forward_flops(pred.model, p.shape[1], p.shape[2]) / (p.shape[1] * p.shape[2])
+             for k, p in probes.items()}  # per pixel
+    other = "float32" if pred.precision == "bfloat16" else "bfloat16"
+    peaks = {pred.precision: matmul_peak(pred.precision)}
+    if not args.no_compare:
+        peaks[other] = matmul_peak(other)
+    print("matmul peak (tf.matmul 4096^2, best of 5): " + ", ".join(
+        f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+          + f"; the model: {flops['plan'] * 65536 / 1e9:.2f} GFLOP per 256 x 256 px")
+    raw = {}
+    for k, p in probes.items():
+        time_raw(pred.model, p, 1)  # the first call of a shape compiles
+        raw[k] = time_raw(pred.model, p, args.raw_batches)
+
+    timed = TimedModel(pred.model, probes)
+    timed_pred = dataclasses.replace(pred, model=timed)
+    kwargs = {"window": args.window, "overlap": args.overlap, "context": args.context,
+              "batch_size": args.batch_size, "progress": False}
     with PeakRSS() as peak:
         t = time.perf_counter()
-        prob = predict_scene((timed, sidecar), scene_path, window=args.window,
-                             overlap=args.overlap, batch_size=args.batch_size, progress=False)
+        prob = predict_scene(timed_pred, scene_path, **kwargs)
         t_pred = time.perf_counter() - t
-    t_probes = sum(timed.probe_times) * args.batch_size
+    t_probes = timed.probe_seconds
     t_pred -= t_probes  # the probes ran inside predict_scene: take them out
-    assert prob.attrs["n_windows"] == n_windows, (prob.attrs["n_windows"], n_windows)
-    raw += time_raw(model, args.batch_size, args.window, spec.n_channels, args.raw_batches)
-    raw += timed.probe_times
-    t_win = float(np.median(raw))
+    assert prob.attrs["n_windows"] == plan.n_windows, (prob.attrs["n_windows"], plan.n_windows)
+    for k, p in probes.items():
+        raw[k] += time_raw(pred.model, p, args.raw_batches) + timed.probe_times[k]
     mpx = height * width / 1e6
-    raw_windows = t_win * n_windows
-    raw_pixels = t_win * height * width / args.window**2
-    print(f"windows: {n_windows} of {args.window} px (step {step}), "
-          f"{n_windows * args.window**2 / (height * width):.2f}x the scene's pixels")
-    print(f"raw forward: {t_win * 1e3:.1f} ms per window (median of {len(raw)} batches of "
-          f"{args.batch_size}, {len(timed.probe_times)} of them interleaved with the "
-          f"prediction (median {np.median(timed.probe_times or [np.nan]) * 1e3:.1f} ms); IQR {np.percentile(raw, 25) * 1e3:.1f}-"
-          f"{np.percentile(raw, 75) * 1e3:.1f} ms), {args.window**2 / t_win / 1e6:.2f} Mpx/s")
-    print(f"predict_scene: {t_pred:.1f} s (without the {t_probes:.1f} s of probes), {mpx / t_pred:.2f} Mpx/s of scene; "
-          f"peak RSS {peak.peak:.0f} MB = baseline + {peak.peak - base_rss:.0f} MB")
+    raw_rate = {k: 1 / float(np.median(v)) for k, v in raw.items()}  # Mpx/s
+    for k, v in raw.items():
+        b, h, w = probes[k].shape[:3]
+        gflops = raw_rate[k] * 1e6 * flops[k]
+        print(f"raw forward, batches of {b} x {h} x {w}: {raw_rate[k]:.2f} Mpx/s (median of "
+              f"{len(v)} batches, {len(timed.probe_times[k])} during the prediction; IQR "
+              f"{1 / np.percentile(v, 75):.2f}-{1 / np.percentile(v, 25):.2f}), "
+              f"{gflops / 1e9:.0f} GFLOP/s = {gflops / peaks[pred.precision]:.2f} of the "
+              f"{pred.precision} matmul peak")
+    best = max(raw_rate, key=raw_rate.get)
+    scene_rate = mpx / t_pred
+    fwd_rate = plan.n_windows * wy * wx / 1e6 / timed.seconds  # Mpx/s inside predict_scene
+    achieved = fwd_rate * 1e6 * flops["plan"]
+    print(f"predict_scene: {t_pred:.1f} s (without the {t_probes:.1f} s of probes), "
+          f"{scene_rate:.2f} Mpx/s of scene; peak RSS {peak.peak:.0f} MB = model + "
+          f"{peak.peak - base_rss:.0f} MB")
     print(f"forward passes inside predict_scene: {timed.seconds:.1f} s in {timed.calls} "
-          f"batches ({timed.seconds / n_windows * 1e3:.1f} ms per window); everything else "
-          f"{t_pred - timed.seconds:.1f} s")
-    print(f"raw forward estimate from the separate timing: {raw_pixels:.1f} s over the "
-          f"scene's pixels, {raw_windows:.1f} s over the windows predicted")
+          f"batches ({fwd_rate:.2f} Mpx/s of windows, {achieved / 1e9:.0f} GFLOP/s); "
+          f"everything else {t_pred - timed.seconds:.1f} s")
     valid = np.isfinite(prob.values)
-    print(f"output: {valid.mean():.4f} valid, glacier fraction {(prob.values[valid] > 0.5).mean():.3f}")
+    print(f"output: {valid.mean():.4f} valid, glacier fraction "
+          f"{(prob.values[valid] > 0.5).mean():.3f}")
+
+    if not args.no_compare:
+        other_pred = pred.with_precision(other)
+        time_raw(other_pred.model, probes["plan"], 1)  # compile before timing
+        t = time.perf_counter()
+        prob2 = predict_scene(other_pred, scene_path, **kwargs)
+        t_other = time.perf_counter() - t
+        both = valid & np.isfinite(prob2.values)
+        diff = np.abs(prob.values[both] - prob2.values[both])
+        flips = ((prob.values[both] > 0.5) != (prob2.values[both] > 0.5)).mean()
+        times = {pred.precision: t_pred, other: t_other}
+        print(f"precision: predict_scene {times['float32']:.1f} s in float32, "
+              f"{times['bfloat16']:.1f} s in bfloat16 (run after each other): bfloat16 "
+              f"speedup {times['float32'] / times['bfloat16']:.2f}x; probability difference "
+              f"max {diff.max():.4f}, 99.9th percentile {np.percentile(diff, 99.9):.4f}; "
+              f"mask pixels flipped {flips:.1e}")
+        del prob2
 
     if not args.no_write:
         before = rss_mb()
@@ -264,18 +301,16 @@ def main() -> None:
             t_write = time.perf_counter() - t
         sizes = ", ".join(f"{k} {p.stat().st_size / 1e6:.1f} MB" for k, p in paths.items())
         print(f"write_prediction: {t_write:.1f} s ({sizes}); peak RSS {wpeak.peak:.0f} MB = "
-              f"baseline + {wpeak.peak - base_rss:.0f} MB ({wpeak.peak - before:+.0f} MB over "
+              f"model + {wpeak.peak - base_rss:.0f} MB ({wpeak.peak - before:+.0f} MB over "
               f"the {before:.0f} MB before writing)")
     for p in sorted(tmp.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     tmp.rmdir()
-    factor = n_windows * args.window**2 / (height * width)
-    print(f"overhead vs the separately timed raw forward (noisy on shared cores): "
-          f"{t_pred / raw_windows:.3f} per window, {t_pred / raw_pixels:.3f} per scene pixel")
-    print(f"raw_ratio (predict_scene / in-run forward over the scene's pixels, incl. the "
-          f"{factor:.2f}x windows of {args.overlap:.0%} overlap): "
-          f"{t_pred / (timed.seconds / factor):.3f}")
+    print(f"pixel_factor: {plan.pixel_factor:.3f}")
+    print(f"forward_vs_matmul_peak: {achieved / peaks[pred.precision]:.3f} ({pred.precision})")
     print(f"overhead_vs_raw_forward: {t_pred / timed.seconds:.3f}")
+    print(f"scene_vs_raw_forward_throughput: {scene_rate / raw_rate[best]:.3f}")
+
 
 if __name__ == "__main__":
     main()

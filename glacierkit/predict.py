@@ -40,6 +40,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -538,41 +539,87 @@ def _check_roles(scene: xr.DataArray, pred: _Predictor) -> None:
 
 
 class _Rows:
-    """Normalized features and the nodata mask of a scene, served by rows from a cache.
+    """Normalized features (channel last) and the nodata mask of a scene, by blocks of rows.
 
     Blocks of ``block`` rows are computed once each (aligned to the dask chunks of a
-    lazily opened scene) and dropped once no later request needs them.
+    lazily opened scene), by a background thread ahead of need when ``prefetch`` (reading
+    and feature computation then overlap the forward passes), and dropped once no later
+    request needs them.
     """
 
-    def __init__(self, scene: xr.DataArray, spec: InputSpec, block: int):
+    def __init__(self, scene: xr.DataArray, spec: InputSpec, block: int, prefetch: bool = True):
         self.scene = scene
         self.spec = spec
         self.block = block
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.height = scene.sizes["y"]
+        self.n_blocks = max(1, math.ceil(self.height / block))
+        self.cache: dict[int, Future] = {}
         self.n_bands = len(spec.bands)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="glacierkit-read") \
+            if prefetch else None
 
     def _load(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block ``b``: features ``(r, W, C)`` and nodata ``(r, W)``."""
+        rows = slice(b * self.block, min((b + 1) * self.block, self.height))
+        raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
+        nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
+        feats = np.ascontiguousarray(np.moveaxis(normalize(raw, self.spec, axis=0), 0, -1))
+        return feats, nodata
+
+    def _submit(self, b: int) -> Future:
         if b not in self.cache:
-            rows = slice(b * self.block, min((b + 1) * self.block, self.scene.sizes["y"]))
-            raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
-            nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
-            self.cache[b] = (normalize(raw, self.spec, axis=0), nodata)
+            if self.pool is None:
+                fut: Future = Future()
+                fut.set_result(self._load(b))
+            else:
+                fut = self.pool.submit(self._load, b)
+            self.cache[b] = fut
         return self.cache[b]
 
-    def get(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Features ``(C, hi - lo, W)`` and nodata ``(hi - lo, W)`` of rows ``[lo, hi)``."""
-        first, last = lo // self.block, (hi - 1) // self.block
-        for b in [k for k in self.cache if k < first]:
+    def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._submit(b).result()
+
+    def forget(self, row: int) -> None:
+        """Drop the blocks that end before ``row``."""
+        for b in [k for k in self.cache if (k + 1) * self.block <= row]:
             del self.cache[b]
-        feats, nods = [], []
-        for b in range(first, last + 1):
-            f, n = self._load(b)
-            a, z = max(lo - b * self.block, 0), min(hi - b * self.block, f.shape[1])
-            feats.append(f[:, a:z])
-            nods.append(n[a:z])
-        if len(feats) == 1:  # views, no copy
-            return feats[0], nods[0]
-        return np.concatenate(feats, axis=1), np.concatenate(nods, axis=0)
+
+    def prefetch(self, lo: int, hi: int) -> None:
+        """Start loading the blocks of rows ``[lo, hi)`` (clipped to the scene)."""
+        hi = min(hi, self.height)
+        for b in range(max(0, lo) // self.block, (hi - 1) // self.block + 1 if hi > 0 else 0):
+            self._submit(b)
+
+    def fill(self, out: np.ndarray, rows: np.ndarray) -> None:
+        """``out[i] = features of scene row rows[i]`` (``out``: ``(len(rows), W, C)``),
+        copying runs of consecutive rows as slices."""
+        i, n = 0, len(rows)
+        while i < n:
+            b = int(rows[i]) // self.block
+            feats, _ = self._block(b)
+            r = int(rows[i]) - b * self.block
+            j = i + 1
+            d = int(rows[j] - rows[i]) if j < n else 1
+            if d not in (1, -1):
+                d = 1
+            while j < n and int(rows[j]) - int(rows[j - 1]) == d and \
+                    int(rows[j]) // self.block == b:
+                j += 1
+            stop = r + d * (j - i)
+            out[i:j] = feats[r: (stop if stop >= 0 else None): d]
+            i = j
+
+    def nodata(self, lo: int, hi: int) -> np.ndarray:
+        """The nodata mask of rows ``[lo, hi)``."""
+        parts = []
+        for b in range(lo // self.block, (hi - 1) // self.block + 1):
+            _, nod = self._block(b)
+            parts.append(nod[max(lo - b * self.block, 0): hi - b * self.block])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- TTA
@@ -623,9 +670,12 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bo
     ay, ax = plan.ay, plan.ax
     wy, wx = ay.window, ax.window
     taper2 = np.outer(ay.taper(), ax.taper())
+    weighted = np.empty_like(taper2)
     norm_y, norm_x = ay.norm(), ax.norm()
     cols = _fold(np.arange(ax.start, ax.start + ax.padded), width)
+    inside = slice(ax.margin, ax.margin + width)  # the strip's columns that are the scene's
     rows_src = _Rows(scene, pred.spec, block_rows)
+    strip = np.empty((wy, ax.padded, pred.spec.n_channels), dtype="float32")
     acc = np.zeros((wy, ax.padded), dtype="float32")
     acc_c = np.zeros_like(acc) if tta else None
     batches = _split(ax.count, plan.batch_size)
@@ -635,32 +685,39 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bo
         for j in range(ay.count):
             top = ay.start + j * ay.step  # scene row of the strip's first row
             rows = _fold(np.arange(top, top + wy), height)
-            lo, hi = int(rows.min()), int(rows.max()) + 1
-            feats, _ = rows_src.get(lo, hi)
-            strip = feats[:, rows - lo][:, :, cols]  # (C, wy, padded width)
-            strip = np.ascontiguousarray(np.moveaxis(strip, 0, -1))  # (wy, Wp, C)
+            rows_src.forget(int(rows.min()))
+            rows_src.fill(strip[:, inside], rows)
+            # reflected columns beyond the scene's edges, from the strip's own middle
+            strip[:, : ax.margin] = strip[:, ax.margin + cols[: ax.margin]]
+            strip[:, ax.margin + width:] = strip[:, ax.margin + cols[ax.margin + width:]]
+            if j + 1 < ay.count:  # read the next strip's rows while the network works
+                rows_src.prefetch(top + ay.step, top + ay.step + wy)
             for a, b in batches:
-                x = np.stack([strip[:, k * ax.step: k * ax.step + wx] for k in range(a, b)])
+                if b - a == 1:
+                    x = strip[None, :, a * ax.step: a * ax.step + wx]
+                else:
+                    x = np.stack([strip[:, k * ax.step: k * ax.step + wx] for k in range(a, b)])
                 p, agree = _forward(pred, x, tta)
                 bar.update((b - a) * (8 if tta else 1))
                 for i, k in enumerate(range(a, b)):
                     sl = slice(k * ax.step, k * ax.step + wx)
-                    acc[:, sl] += p[i] * taper2
+                    np.multiply(p[i], taper2, out=weighted)
+                    acc[:, sl] += weighted
                     if tta:
-                        acc_c[:, sl] += agree[i] * taper2
+                        np.multiply(agree[i], taper2, out=weighted)
+                        acc_c[:, sl] += weighted
             last = j == ay.count - 1
             n_final = wy if last else ay.step
             r0, r1 = max(top, 0), min(top + n_final, height)
             if r1 > r0:
-                _, nodata = rows_src.get(r0, r1)
+                nodata = rows_src.nodata(r0, r1)
                 sel = slice(r0 - top, r1 - top)
-                keep = slice(ax.margin, ax.margin + width)
-                norm = norm_y[r0 - ay.start: r1 - ay.start, None] * norm_x[None, keep]
-                out = np.clip(acc[sel, keep] / norm, 0, 1)  # float rounding
+                norm = norm_y[r0 - ay.start: r1 - ay.start, None] * norm_x[None, inside]
+                out = np.clip(acc[sel, inside] / norm, 0, 1)  # float rounding
                 out[nodata] = np.nan
                 conf = None
                 if tta:
-                    conf = np.clip(acc_c[sel, keep] / norm, 0, 1)
+                    conf = np.clip(acc_c[sel, inside] / norm, 0, 1)
                     conf[nodata] = np.nan
                 yield r0, out, conf
             if not last:
@@ -672,6 +729,7 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bo
                     acc_c[-s:] = 0
     finally:
         bar.close()
+        rows_src.close()
 
 
 def predict_scene(
