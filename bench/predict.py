@@ -11,10 +11,10 @@ sidecar). In one process:
    after step 2;
 2. ``predict_scene(model, path)`` with its defaults: streaming reads, features,
    normalization, windows, blending, NaN handling, all included;
-3. unless ``--no-compare``: ``predict_scene`` again in the other precision (float32 if the
+3. ``write_prediction``: the probability and mask COGs;
+4. unless ``--no-compare``: ``predict_scene`` again in the other precision (float32 if the
    first run used bfloat16, and the other way round), for the speed ratio and the largest
-   probability difference;
-4. ``write_prediction``: the probability and mask COGs.
+   probability difference.
 
 Reported: times, megapixels/s, peak RSS (sampled every 20 ms) above the RSS once the model
 was loaded (so the activations of the windows count), the achieved FLOP/s of the forward
@@ -277,6 +277,16 @@ def main() -> None:
     print(f"output: {valid.mean():.4f} valid, glacier fraction "
           f"{(prob.values[valid] > 0.5).mean():.3f}")
 
+    if not args.no_write:
+        before = rss_mb()
+        with PeakRSS() as wpeak:
+            t = time.perf_counter()
+            paths = write_prediction(prob, tmp / "out")
+            t_write = time.perf_counter() - t
+        sizes = ", ".join(f"{k} {p.stat().st_size / 1e6:.1f} MB" for k, p in paths.items())
+        print(f"write_prediction: {t_write:.1f} s ({sizes}); peak RSS {wpeak.peak:.0f} MB = "
+              f"model + {wpeak.peak - base_rss:.0f} MB ({wpeak.peak - before:+.0f} MB over "
+              f"the {before:.0f} MB before writing)")
     if not args.no_compare:
         other_pred = pred.with_precision(other)
         time_raw(other_pred.model, probes["plan"], 1)  # compile before timing
@@ -294,16 +304,6 @@ def main() -> None:
               f"mask pixels flipped {flips:.1e}")
         del prob2
 
-    if not args.no_write:
-        before = rss_mb()
-        with PeakRSS() as wpeak:
-            t = time.perf_counter()
-            paths = write_prediction(prob, tmp / "out")
-            t_write = time.perf_counter() - t
-        sizes = ", ".join(f"{k} {p.stat().st_size / 1e6:.1f} MB" for k, p in paths.items())
-        print(f"write_prediction: {t_write:.1f} s ({sizes}); peak RSS {wpeak.peak:.0f} MB = "
-              f"model + {wpeak.peak - base_rss:.0f} MB ({wpeak.peak - before:+.0f} MB over "
-              f"the {before:.0f} MB before writing)")
     for p in sorted(tmp.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     tmp.rmdir()

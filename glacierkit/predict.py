@@ -61,7 +61,7 @@ import rasterio
 import xarray as xr
 
 from .exceptions import GlacierKitError, ParameterError, UnknownBandError
-from .features import InputSpec, feature_stack, load_model, normalize
+from .features import InputSpec, feature_stack, load_model
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ PROBABILITY_SCALE = 250
 #: The uint8 nodata value of the probability, mask and confidence files.
 NODATA_UINT8 = 255
 #: Rows read from a scene file per block (a multiple of common GeoTIFF tile heights).
-BLOCK_ROWS = 512
+BLOCK_ROWS = 256
 #: GDAL block cache (MB) while a scene file streams through (GDAL's default is 5% of RAM).
 GDAL_CACHE_MB = 128
 #: The smallest default window; larger than a typical training patch gives more context.
@@ -550,13 +550,26 @@ def _check_roles(scene: xr.DataArray, pred: _Predictor) -> None:
         ) from exc
 
 
+def _normalize_last(raw: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """:func:`glacierkit.features.normalize` of ``(C, ...)`` features, channel last (the
+    same float32 operations, so the same values, with fewer passes over the block)."""
+    shape = (raw.shape[0],) + (1,) * (raw.ndim - 1)
+    norm = raw.astype("float32", copy=False) - np.asarray(spec.mean, dtype="float32").reshape(shape)
+    norm /= np.asarray(spec.std, dtype="float32").reshape(shape)
+    np.copyto(norm, 0.0, where=~np.isfinite(norm))  # NaN (nodata) and infinities: the mean
+    out = np.empty(raw.shape[1:] + (raw.shape[0],), dtype="float32")
+    out[...] = np.moveaxis(norm, 0, -1)
+    return out
+
+
 class _Rows:
     """Normalized features (channel last) and the nodata mask of a scene, by blocks of rows.
 
     Blocks of ``block`` rows are computed once each (aligned to the dask chunks of a
     lazily opened scene), by a background thread ahead of need when ``prefetch`` (reading
-    and feature computation then overlap the forward passes), and dropped once no later
-    request needs them.
+    and feature computation then overlap the forward passes). Features are dropped with
+    :meth:`forget` once copied into the last strip that needs them; the (small) nodata
+    masks with :meth:`forget_nodata` once their rows are written.
     """
 
     def __init__(self, scene: xr.DataArray, spec: InputSpec, block: int, prefetch: bool = True):
@@ -566,6 +579,7 @@ class _Rows:
         self.height = scene.sizes["y"]
         self.n_blocks = max(1, math.ceil(self.height / block))
         self.cache: dict[int, Future] = {}
+        self.masks: dict[int, np.ndarray] = {}
         self.n_bands = len(spec.bands)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="glacierkit-read") \
             if prefetch else None
@@ -575,8 +589,7 @@ class _Rows:
         rows = slice(b * self.block, min((b + 1) * self.block, self.height))
         raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
         nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
-        feats = np.ascontiguousarray(np.moveaxis(normalize(raw, self.spec, axis=0), 0, -1))
-        return feats, nodata
+        return _normalize_last(raw, self.spec), nodata
 
     def _submit(self, b: int) -> Future:
         if b not in self.cache:
@@ -589,12 +602,20 @@ class _Rows:
         return self.cache[b]
 
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._submit(b).result()
+        feats, nodata = self._submit(b).result()
+        self.masks.setdefault(b, nodata)
+        return feats, nodata
 
     def forget(self, row: int) -> None:
-        """Drop the blocks that end before ``row``."""
+        """Drop the features of the blocks that end before ``row``."""
         for b in [k for k in self.cache if (k + 1) * self.block <= row]:
+            self.masks.setdefault(b, self.cache[b].result()[1])
             del self.cache[b]
+
+    def forget_nodata(self, row: int) -> None:
+        """Drop the nodata masks of the blocks that end before ``row``."""
+        for b in [k for k in self.masks if (k + 1) * self.block <= row]:
+            del self.masks[b]
 
     def prefetch(self, lo: int, hi: int) -> None:
         """Start loading the blocks of rows ``[lo, hi)`` (clipped to the scene)."""
@@ -625,7 +646,7 @@ class _Rows:
         """The nodata mask of rows ``[lo, hi)``."""
         parts = []
         for b in range(lo // self.block, (hi - 1) // self.block + 1):
-            _, nod = self._block(b)
+            nod = self.masks[b] if b in self.masks else self._block(b)[1]
             parts.append(nod[max(lo - b * self.block, 0): hi - b * self.block])
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
@@ -697,13 +718,16 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bo
         for j in range(ay.count):
             top = ay.start + j * ay.step  # scene row of the strip's first row
             rows = _fold(np.arange(top, top + wy), height)
-            rows_src.forget(int(rows.min()))
             rows_src.fill(strip[:, inside], rows)
             # reflected columns beyond the scene's edges, from the strip's own middle
             strip[:, : ax.margin] = strip[:, ax.margin + cols[: ax.margin]]
             strip[:, ax.margin + width:] = strip[:, ax.margin + cols[ax.margin + width:]]
             if j + 1 < ay.count:  # read the next strip's rows while the network works
-                rows_src.prefetch(top + ay.step, top + ay.step + wy)
+                following = _fold(np.arange(top + ay.step, top + ay.step + wy), height)
+                rows_src.forget(int(following.min()))
+                rows_src.prefetch(int(following.min()), int(following.max()) + 1)
+            else:
+                rows_src.forget(height)
             for a, b in batches:
                 if b - a == 1:
                     x = strip[None, :, a * ax.step: a * ax.step + wx]
@@ -731,6 +755,7 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bo
                 if tta:
                     conf = np.clip(acc_c[sel, inside] / norm, 0, 1)
                     conf[nodata] = np.nan
+                rows_src.forget_nodata(r1)
                 yield r0, out, conf
             if not last:
                 s = ay.step
