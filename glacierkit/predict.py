@@ -15,10 +15,10 @@ probability on the scene's exact grid. How it works:
   sine-squared ramp whose weights add up to exactly one (:func:`blend_weights`). Every
   pixel then comes from windows that see it with at least ``context`` pixels around it:
   no seams, and the result does not depend on where the window edges fall (tested by
-  cropping the scene). Windows are as large as about 640 MB of activations allow (1280 px
-  for the ``cpu`` preset), and shrunk to the fewest pixels that cover the scene, so a full
-  Landsat scene costs about 1.4 window pixels per scene pixel (the former 50% overlap of
-  256-px windows: 4.2). ``overlap=0.5, context=0`` is that former Hann blend. Window
+  cropping the scene). Windows are as large as about 640 MB of activations allow (for the
+  ``cpu`` preset 1536 px in bfloat16, 1168 px in float32), and shrunk to the fewest pixels
+  that cover the scene, so a full Landsat scene costs 1.31-1.43 window pixels per scene
+  pixel (the former 50% overlap of 256-px windows: 4.2). ``overlap=0.5, context=0`` is that former Hann blend. Window
   sizes and steps are multiples of the model's pooling factor, so every window sees the
   scene with the same pooling phase.
 * **Any size.** The scene is reflect-padded at every edge by the context and the ramp
@@ -85,12 +85,14 @@ GDAL_CACHE_MB = 128
 #: The smallest default window; larger than a typical training patch gives more context.
 MIN_DEFAULT_WINDOW = 256
 #: The largest default window (pixels). Larger windows waste less work on context.
-MAX_DEFAULT_WINDOW = 1280
+MAX_DEFAULT_WINDOW = 1536
 #: Memory (bytes) the activations of one default window may take, estimated as
-#: ``ACTIVATION_BYTES_PER_FILTER`` bytes per pixel per filter of the first convolution.
+#: ``ACTIVATION_BYTES_PER_FILTER[precision]`` bytes per pixel per filter of the first
+#: convolution.
 WINDOW_MEMORY = 640 * 2**20
-#: Measured: the committed U-Net (16 first filters) took about 340 bytes per window pixel.
-ACTIVATION_BYTES_PER_FILTER = 24
+#: Measured (RSS growth of one forward pass): the committed U-Net, 16 first filters, took
+#: 444-468 bytes per window pixel in float32 and 232 in bfloat16.
+ACTIVATION_BYTES_PER_FILTER = {"float32": 30, "bfloat16": 15}
 #: Pixels per forward pass when ``batch_size`` is not given.
 BATCH_PIXELS = 2**20
 #: Default context (pixels at each window edge given zero weight) as a fraction of the
@@ -454,7 +456,7 @@ def _window_size(window: int | None, pred: _Predictor) -> int:
         return pred.fixed
     if window is None:
         # As large as the activation memory allows, up to MAX_DEFAULT_WINDOW.
-        per_px = ACTIVATION_BYTES_PER_FILTER * max(1, pred.first_filters)
+        per_px = ACTIVATION_BYTES_PER_FILTER.get(pred.precision, 30) * max(1, pred.first_filters)
         side = int(math.sqrt(WINDOW_MEMORY / per_px)) // m * m
         window = max(MIN_DEFAULT_WINDOW, pred.spec.patch_size, min(MAX_DEFAULT_WINDOW, side))
         return int(math.ceil(window / m) * m)
@@ -797,7 +799,8 @@ def predict_scene(
         rows at a time.
     window
         Largest window size in pixels, a multiple of the model's pooling factor. Default:
-        as large as about 640 MB of activations allow (1280 px for the ``cpu`` preset), at
+        as large as about 640 MB of activations allow (for the ``cpu`` preset 1536 px in
+        bfloat16, 1168 px in float32), at
         least 256 and the training patch size. Windows are shrunk to cover the scene with
         the fewest pixels (small scenes get one window).
     overlap
