@@ -297,11 +297,25 @@ def main() -> None:
         diff = np.abs(prob.values[both] - prob2.values[both])
         flips = ((prob.values[both] > 0.5) != (prob2.values[both] > 0.5)).mean()
         times = {pred.precision: t_pred, other: t_other}
-        print(f"precision: predict_scene {times['float32']:.1f} s in float32, "
-              f"{times['bfloat16']:.1f} s in bfloat16 (run after each other): bfloat16 "
-              f"speedup {times['float32'] / times['bfloat16']:.2f}x; probability difference "
-              f"max {diff.max():.4f}, 99.9th percentile {np.percentile(diff, 99.9):.4f}; "
-              f"mask pixels flipped {flips:.1e}")
+        # the speed of the two precisions side by side: alternating batches of one window
+        models = {pred.precision: pred.model, other: other_pred.model}
+        one = probes["plan"][:1]
+        paired = []
+        for r in range(2 * args.raw_batches):
+            t_batch = {}
+            for k in (("float32", "bfloat16") if r % 2 == 0 else ("bfloat16", "float32")):
+                t = time.perf_counter()
+                models[k].predict_on_batch(one)
+                t_batch[k] = time.perf_counter() - t
+            paired.append(t_batch["float32"] / t_batch["bfloat16"])
+        print(f"precision: bfloat16 forward speedup {np.median(paired):.2f}x (median of "
+              f"{len(paired)} alternating float32/bfloat16 windows; IQR "
+              f"{np.percentile(paired, 25):.2f}-{np.percentile(paired, 75):.2f}); "
+              f"predict_scene {times['float32']:.1f} s in float32 and "
+              f"{times['bfloat16']:.1f} s in bfloat16, one after the other "
+              f"({times['float32'] / times['bfloat16']:.2f}x); probability difference max "
+              f"{diff.max():.4f}, 99.9th percentile {np.percentile(diff, 99.9):.4f}; mask "
+              f"pixels flipped {flips:.1e}")
         del prob2
 
     for p in sorted(tmp.rglob("*"), reverse=True):

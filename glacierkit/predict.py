@@ -865,6 +865,7 @@ def predict_scene(
             prob[r0: r0 + p.shape[0]] = p
             if tta:
                 conf[r0: r0 + c.shape[0]] = c
+    _release_memory()
     if np.isnan(prob).all():
         log.warning("Every pixel of the scene is nodata; the prediction is all NaN.")
     return probability_array(prob, conf if tta else None, da, pred, plan.window, plan.step,
@@ -896,6 +897,18 @@ def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, o
         **extra_attrs,
     }
     return out
+
+
+def _release_memory() -> None:
+    """Give the freed row blocks and strips back to the operating system (glibc keeps freed
+    heap memory otherwise, and a following write would count it twice; the same as dask's
+    ``trim_memory``). Best effort: nothing happens where ``malloc_trim`` does not exist."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _block_rows(da: xr.DataArray, block_rows: int) -> int:
