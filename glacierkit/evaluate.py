@@ -44,8 +44,11 @@ PAPER_TABLE = pd.DataFrame.from_records([
 
 
 def _binary(a) -> np.ndarray:
-    """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded)."""
-    return np.asarray(getattr(a, "values", a)).astype("float32")
+    """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded);
+    unknown labels (:data:`glacierkit.labels.IGNORE`) become NaN."""
+    from .labels import reference
+
+    return reference(a)
 
 
 def block_counts(pred, ref, block: int = 32) -> np.ndarray:
