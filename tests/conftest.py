@@ -102,6 +102,17 @@ def run_notebook(name: str, output_dir: Path, **parameters) -> Path:
                             {"output_dir": str(output_dir), **parameters})
 
 
+def write_notebook(path: Path, percent_script: str) -> Path:
+    """Write a test notebook from Jupytext percent-format text (``# %%`` cells)."""
+    import jupytext
+
+    nb = jupytext.reads(percent_script.strip("\n") + "\n", fmt="py:percent")
+    nb.metadata["kernelspec"] = {"name": "glacierkit", "display_name": "Python (glacierkit)",
+                                 "language": "python"}
+    jupytext.write(nb, str(path), fmt="ipynb")
+    return Path(path)
+
+
 @pytest.fixture(scope="session")
 def prepared_alps(tmp_path_factory, sample_data):
     """The four labelled Alps scenes and MerDeGlace, prepared once per test session."""

@@ -1,35 +1,47 @@
-from tools.nb import code, md, params, write_notebook
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python (glacierkit)
+#     language: python
+#     name: glacierkit
+# ---
 
-write_notebook("notebooks/04_unet_training.ipynb", [
-    md("""
-# 04 · Deep U-Net training
+# %% [markdown]
+# # 04 · Deep U-Net training
+#
+# Train the paper's Deep U-Net on the prepared training scenes (notebook 01's `output_dir`):
+#
+# 1. cut the scenes into tiles, drop tiles with no data, optionally drop tiles with little
+#    glacier (the paper's balancing);
+# 2. hold out a **spatially separate validation block** of every scene: no validation pixel
+#    lies inside a training tile, and a gap separates the two;
+# 3. train with the 8 flips/rotations drawn on the fly, keep the epoch with the best
+#    validation accuracy (the paper's rule), and log validation IoU and kappa;
+# 4. save `model/unet.keras` with its sidecar `model/unet.json` (bands by role,
+#    normalization, patch size, scenes, config, metrics): prediction needs nothing else.
+#
+# **Presets.** The defaults use `preset="cpu"`: the paper's design with 4 pooling steps and
+# 16 base filters (1.9 M parameters), which trains in a few minutes on 2 CPU cores. The
+# paper's own network is `preset="paper"` (5 pooling steps, 64 base filters, 124 M
+# parameters) and wants a GPU: set `preset="paper"`, `extra=[]`, `optimizer="adadelta"`,
+# `lr_schedule="constant"` for the paper's recipe.
+#
+# **Inputs.** The paper's SWIR1-NIR-blue bands plus NDSI as a fourth channel (the paper's
+# suggested future work): on the validation blocks NDSI raised kappa by 0.03-0.06 (two
+# seeds), so it is on by default. `extra=[]` gives the paper's three bands. A GPU is used automatically, with mixed
+# precision, and several GPUs train under `MirroredStrategy`.
+#
+# **Interrupted?** Run the notebook again with the same parameters: training continues from
+# the last completed epoch (`model/checkpoints/`). Raise `epochs` to train longer.
 
-Train the paper's Deep U-Net on the prepared training scenes (notebook 01's `output_dir`):
-
-1. cut the scenes into tiles, drop tiles with no data, optionally drop tiles with little
-   glacier (the paper's balancing);
-2. hold out a **spatially separate validation block** of every scene: no validation pixel
-   lies inside a training tile, and a gap separates the two;
-3. train with the 8 flips/rotations drawn on the fly, keep the epoch with the best
-   validation accuracy (the paper's rule), and log validation IoU and kappa;
-4. save `model/unet.keras` with its sidecar `model/unet.json` (bands by role,
-   normalization, patch size, scenes, config, metrics): prediction needs nothing else.
-
-**Presets.** The defaults use `preset="cpu"`: the paper's design with 4 pooling steps and
-16 base filters (1.9 M parameters), which trains in a few minutes on 2 CPU cores. The
-paper's own network is `preset="paper"` (5 pooling steps, 64 base filters, 124 M
-parameters) and wants a GPU: set `preset="paper"`, `extra=[]`, `optimizer="adadelta"`,
-`lr_schedule="constant"` for the paper's recipe.
-
-**Inputs.** The paper's SWIR1-NIR-blue bands plus NDSI as a fourth channel (the paper's
-suggested future work): on the validation blocks NDSI raised kappa by 0.03-0.06 (two
-seeds), so it is on by default. `extra=[]` gives the paper's three bands. A GPU is used automatically, with mixed
-precision, and several GPUs train under `MirroredStrategy`.
-
-**Interrupted?** Run the notebook again with the same parameters: training continues from
-the last completed epoch (`model/checkpoints/`). Raise `epochs` to train longer.
-"""),
-    params("""
+# %% tags=["parameters"]
 scenes: list = ["alps-s2/aletsch", "alps-s2/fiescher"]  # prepared training scenes; never the test scenes
 bands: list = ["swir1", "nir", "blue"]  # input bands by role in channel order, the paper 6-5-2
 extra: list = ["ndsi"]  # extra index channels after the bands; [] gives the paper inputs
@@ -53,8 +65,8 @@ loss: str = "bce"  # bce as in the paper, dice or focal
 seed: int = 42  # seeds the weights, tile order and augmentation
 strategy: str = "auto"  # auto uses MirroredStrategy with several GPUs; none, mirrored or multiworker
 output_dir: str = "../runs/interactive"  # notebook 01 output folder; the model goes to model/ in it
-"""),
-    code("""
+
+# %%
 import time
 from pathlib import Path
 
@@ -64,13 +76,13 @@ import glacierkit as gk
 from glacierkit.io import atomic_path
 from glacierkit.plot import save_figure
 from glacierkit.train import TrainConfig
-"""),
-    md("""
-## Configuration
 
-Every setting is validated here; the channel count comes from the band list.
-"""),
-    code("""
+# %% [markdown]
+# ## Configuration
+#
+# Every setting is validated here; the channel count comes from the band list.
+
+# %%
 output_dir = Path(output_dir)
 model_dir = output_dir / "model"
 (output_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -84,14 +96,14 @@ config = TrainConfig(bands=bands, extra=extra, preset=preset, depth=depth,
 n_params = gk.model.count_params(config.n_channels, config.model_depth, config.model_filters)
 print(f"channels {config.channels}, depth {config.model_depth}, base filters "
       f"{config.model_filters}: {n_params:,} parameters; {config.optimizer} lr {config.lr}")
-"""),
-    md("""
-## Tiles: kept, dropped, and the validation blocks
 
-Training tiles come only from the part of each scene away from its validation block.
-Normalization statistics come from the training tiles alone.
-"""),
-    code("""
+# %% [markdown]
+# ## Tiles: kept, dropped, and the validation blocks
+#
+# Training tiles come only from the part of each scene away from its validation block.
+# Normalization statistics come from the training tiles alone.
+
+# %%
 gk.prep.ensure_prepared(output_dir, scenes)  # notebook 01 prepares them; this makes the notebook run alone
 patches = gk.train.prepare_patches(config, scenes, prepared_dir=output_dir)
 summary = patches.summary()
@@ -99,8 +111,8 @@ model_dir.mkdir(parents=True, exist_ok=True)
 with atomic_path(model_dir / "tiles.csv") as tmp:
     patches.catalogue.to_csv(tmp, index=False)
 summary
-"""),
-    code("""
+
+# %%
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, len(scenes), figsize=(5 * len(scenes), 5.5), squeeze=False)
@@ -109,47 +121,45 @@ for ax, name in zip(axes[0], scenes):
     gk.plot.show_split(scene, patches, name, labels=labels, ax=ax)
 fig.tight_layout()
 save_figure(fig, output_dir / "figures" / "04_tiles_split.png")
-"""),
-    md("""
-Example training tiles (the first three input channels) with their glacier labels, and
-the 8 flips/rotations that augmentation draws from on the fly:
-"""),
-    code("""
+
+# %% [markdown]
+# Example training tiles (the first three input channels) with their glacier labels, and
+# the 8 flips/rotations that augmentation draws from on the fly:
+
+# %%
 fig = gk.plot.show_patches(patches, n=6, seed=seed)
 save_figure(fig, output_dir / "figures" / "04_example_tiles.png")
 fig = gk.plot.show_dihedral(patches, index=0)
-"""),
-    md("""
-## Training
 
-One line per epoch: training loss and accuracy, then validation loss, accuracy (the
-checkpoint rule), IoU and kappa on the validation blocks.
-"""),
-    code("""
+# %% [markdown]
+# ## Training
+#
+# One line per epoch: training loss and accuracy, then validation loss, accuracy (the
+# checkpoint rule), IoU and kappa on the validation blocks.
+
+# %%
 t0 = time.perf_counter()
 result = gk.train.fit(config, patches, model_dir)
 print(f"{time.perf_counter() - t0:.0f} s; started at epoch {result.initial_epoch}; "
       f"best epoch {result.best_epoch + 1} of {config.epochs}; model: {result.model_path}")
-"""),
-    md("""
-## Learning curves
-"""),
-    code("""
+
+# %% [markdown]
+# ## Learning curves
+
+# %%
 fig = gk.plot.show_history(result.history, best_epoch=result.best_epoch)
 save_figure(fig, output_dir / "figures" / "04_learning_curves.png")
-"""),
-    md("""
-## Validation scores of the saved model
 
-Pixel scores on the validation blocks (each pixel once) at a 0.5 probability threshold:
-missed and false alarms, overall accuracy, kappa, IoU. These blocks were only used to pick
-the epoch; the test scenes are scored in notebook 05.
-"""),
-    code("""
+# %% [markdown]
+# ## Validation scores of the saved model
+#
+# Pixel scores on the validation blocks (each pixel once) at a 0.5 probability threshold:
+# missed and false alarms, overall accuracy, kappa, IoU. These blocks were only used to pick
+# the epoch; the test scenes are scored in notebook 05.
+
+# %%
 per_scene = {**result.metrics["validation_per_scene"], "pooled": result.metrics["validation"]}
 scores = pd.DataFrame(per_scene).T[list(gk.metrics.METRICS)].astype(float).round(4)
 with atomic_path(model_dir / "validation_scores.csv") as tmp:
     scores.to_csv(tmp, index_label="scene")
 scores
-"""),
-])

@@ -1,29 +1,41 @@
-from tools.nb import code, md, params, write_notebook
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python (glacierkit)
+#     language: python
+#     name: glacierkit
+# ---
 
-write_notebook("notebooks/05_evaluation.ipynb", [
-    md("""
-# 05 · Evaluation: Deep U-Net against NDSI on unseen scenes
+# %% [markdown]
+# # 05 · Evaluation: Deep U-Net against NDSI on unseen scenes
+#
+# The answer to the paper's question, measured honestly: on the **test scenes** (never used
+# for training or for picking any threshold) we compare
+#
+# - the **Deep U-Net** (by default the committed pretrained model, `models/unet_alps_s2.keras`,
+#   trained by notebook 04 on the training scenes only);
+# - **NDSI with the threshold learned on the training scenes** (notebook 03's
+#   `ndsi/threshold.json`, or learned here with the same rule if notebook 03 has not run);
+# - **NDSI with each test scene's own best threshold**: an *oracle*, picked with the test
+#   labels, so an upper bound for NDSI and not a result.
+#
+# All three are scored on the same pixels. Pooled metrics come from summed confusion counts,
+# with 95% confidence intervals from a spatial block bootstrap. The table follows the paper's
+# Table 4 (MA, FA, OA, KC in %) with IoU, F1 and the glacier-area error added; the paper's own
+# numbers (a different area, sensor and labels) are shown for reference only.
+#
+# Outputs in `output_dir`: `metrics.json` and `comparison.csv` (with provenance), `table4.csv`,
+# `failures.csv`, `areas.csv`, `glacier_areas.csv`, and per scene under `predictions/<scene>/`
+# the probability and mask as cloud-optimized GeoTIFFs and the outlines as a GeoPackage.
 
-The answer to the paper's question, measured honestly: on the **test scenes** (never used
-for training or for picking any threshold) we compare
-
-- the **Deep U-Net** (by default the committed pretrained model, `models/unet_alps_s2.keras`,
-  trained by notebook 04 on the training scenes only);
-- **NDSI with the threshold learned on the training scenes** (notebook 03's
-  `ndsi/threshold.json`, or learned here with the same rule if notebook 03 has not run);
-- **NDSI with each test scene's own best threshold**: an *oracle*, picked with the test
-  labels, so an upper bound for NDSI and not a result.
-
-All three are scored on the same pixels. Pooled metrics come from summed confusion counts,
-with 95% confidence intervals from a spatial block bootstrap. The table follows the paper's
-Table 4 (MA, FA, OA, KC in %) with IoU, F1 and the glacier-area error added; the paper's own
-numbers (a different area, sensor and labels) are shown for reference only.
-
-Outputs in `output_dir`: `metrics.json` and `comparison.csv` (with provenance), `table4.csv`,
-`failures.csv`, `areas.csv`, `glacier_areas.csv`, and per scene under `predictions/<scene>/`
-the probability and mask as cloud-optimized GeoTIFFs and the outlines as a GeoPackage.
-"""),
-    params("""
+# %% tags=["parameters"]
 model_path: str = "models/unet_alps_s2.keras"  # trained model with its json sidecar; the committed pretrained model by default
 test_scenes: list = ["alps-s2/morteratsch", "alps-s2/gorner"]  # labelled scenes neither method was tuned on
 train_scenes: list = ["alps-s2/aletsch", "alps-s2/fiescher"]  # scenes the NDSI threshold is learned on if notebook 03 has not run
@@ -34,8 +46,8 @@ overlap: float = 0.5  # overlap of the prediction windows
 n_boot: int = 1000  # bootstrap draws for the 95 percent confidence intervals
 interactive_map: bool = True  # a leafmap map of composite and outlines; False keeps static figures only
 output_dir: str = "../runs/interactive"  # notebook 01 output folder; results are written here
-"""),
-    code("""
+
+# %%
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -44,8 +56,8 @@ import pandas as pd
 import glacierkit as gk
 from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET
 from glacierkit.plot import save_figure, show_composite, show_error_map
-"""),
-    code("""
+
+# %%
 output_dir = Path(output_dir)
 figures = output_dir / "figures"
 figures.mkdir(parents=True, exist_ok=True)
@@ -57,29 +69,31 @@ pd.Series({"model": model_path.name,
                result.thresholds["ndsi_learned"],
            **{f"NDSI oracle on {s}": t for s, t in result.thresholds["ndsi_oracle"].items()},
            "U-Net probability threshold": result.thresholds["unet"]}, name="value").to_frame()
-"""),
-    md("""
-## The comparison, in the paper's Table 4 layout
 
-Pooled over the test scenes, in %. MA = missed alarm FN/(TP+FN), FA = false alarm
-FP/(TP+FP), OA = overall accuracy, KC = Cohen's kappa. The confidence intervals come from
-resampling 32 × 32-pixel blocks within each scene. The last rows are the paper's numbers,
-for reference only.
-"""),
-    code("""
+# %% [markdown]
+# ## The comparison, in the paper's Table 4 layout
+#
+# Pooled over the test scenes, in %. MA = missed alarm FN/(TP+FN), FA = false alarm
+# FP/(TP+FP), OA = overall accuracy, KC = Cohen's kappa. The confidence intervals come from
+# resampling 32 × 32-pixel blocks within each scene. The last rows are the paper's numbers,
+# for reference only.
+
+# %%
 result.table4
-"""),
-    md("Per scene (fractions, not %):"),
-    code("""
+
+# %% [markdown]
+# Per scene (fractions, not %):
+
+# %%
 cols = ["scene", "method", "MA", "FA", "OA", "KC", "IoU", "F1", "area_error_pct"]
 result.comparison[result.comparison.scene != "pooled"][cols].round(3)
-"""),
-    md("""
-## Error maps
 
-Blue: glacier found (TP); red: false glacier (FP); yellow: missed glacier (FN).
-"""),
-    code("""
+# %% [markdown]
+# ## Error maps
+#
+# Blue: glacier found (TP); red: false glacier (FP); yellow: missed glacier (FN).
+
+# %%
 rows = len(test_scenes)
 fig, axes = plt.subplots(rows, 4, figsize=(17, 4.3 * rows), squeeze=False)
 for r, name in enumerate(test_scenes):
@@ -93,39 +107,39 @@ for r, name in enumerate(test_scenes):
     show_error_map(m["ndsi"], m["labels"], t, ax=axes[r, 3], title=f"NDSI oracle ({t:g})")
 fig.tight_layout()
 save_figure(fig, figures / "05_error_maps.png")
-"""),
-    md("""
-## Where each method fails
 
-Pixels of each surface class (heuristic masks, documented in
-`glacierkit.evaluate.surface_classes`: water, cast shadow, cloud, and debris = labelled
-glacier with NDSI below 0.2, so NDSI at any higher threshold misses all of it by
-construction) that each method gets wrong, in % of the class.
-"""),
-    code("""
+# %% [markdown]
+# ## Where each method fails
+#
+# Pixels of each surface class (heuristic masks, documented in
+# `glacierkit.evaluate.surface_classes`: water, cast shadow, cloud, and debris = labelled
+# glacier with NDSI below 0.2, so NDSI at any higher threshold misses all of it by
+# construction) that each method gets wrong, in % of the class.
+
+# %%
 result.failures.pivot_table(index=["surface", "method"], values=["pixels", "FP % of class", "FN % of class"],
                             aggfunc={"pixels": "sum", "FP % of class": "mean", "FN % of class": "mean"}).round(1)
-"""),
-    md("""
-## Glacier areas against the reference outlines
 
-Total mapped area against the RGI outlines, and boundary distances in metres; then per
-glacier (RGIId). RGI dates from about 2003 and the images from 2020, so part of every
-difference is real glacier change.
-"""),
-    code("""
+# %% [markdown]
+# ## Glacier areas against the reference outlines
+#
+# Total mapped area against the RGI outlines, and boundary distances in metres; then per
+# glacier (RGIId). RGI dates from about 2003 and the images from 2020, so part of every
+# difference is real glacier change.
+
+# %%
 result.areas.round(3)
-"""),
-    code("""
-result.glaciers.sort_values("ref_area_km2", ascending=False).head(12).round(3)
-"""),
-    md("""
-## Map
 
-Interactive (leafmap) when `interactive_map` is on: the composite, the RGI outlines and the
-U-Net outlines; otherwise, and always in the saved figure, a static view.
-"""),
-    code("""
+# %%
+result.glaciers.sort_values("ref_area_km2", ascending=False).head(12).round(3)
+
+# %% [markdown]
+# ## Map
+#
+# Interactive (leafmap) when `interactive_map` is on: the composite, the RGI outlines and the
+# U-Net outlines; otherwise, and always in the saved figure, a static view.
+
+# %%
 name = test_scenes[0]
 m = result.maps[name]
 reference = gk.prep.scene_outlines(name, like=m["scene"])
@@ -136,14 +150,14 @@ show_composite(m["scene"], outlines=reference, ax=ax, title=f"{name}: RGI (magen
 predicted.boundary.plot(ax=ax, color="cyan", linewidth=0.8)
 save_figure(fig, figures / "05_outlines.png")
 gk.plot.leaflet_map(m["scene"], {"RGI outlines": reference, "U-Net outlines": predicted}) if interactive_map else None
-"""),
-    md("""
-## An unseen, unlabelled glacier
 
-The U-Net maps scenes without outlines too: here the Mer de Glace (France), which no step
-of the pipeline has seen.
-"""),
-    code("""
+# %% [markdown]
+# ## An unseen, unlabelled glacier
+#
+# The U-Net maps scenes without outlines too: here the Mer de Glace (France), which no step
+# of the pipeline has seen.
+
+# %%
 probabilities = gk.evaluate.predict_unlabelled(output_dir, model_path, unlabelled_scenes, tta=tta,
                                                overlap=overlap)
 for name, prob in probabilities.items():
@@ -155,11 +169,9 @@ for name, prob in probabilities.items():
     fig.colorbar(im, ax=axes[1], shrink=0.7)
     fig.tight_layout()
     save_figure(fig, figures / f"05_unlabelled_{gk.prep.slug(name)}.png")
-"""),
-    md("""
-Every GeoTIFF and GeoPackage written here carries its CRS: drag `predictions/*/` into QGIS.
-"""),
-    code("""
+
+# %% [markdown]
+# Every GeoTIFF and GeoPackage written here carries its CRS: drag `predictions/*/` into QGIS.
+
+# %%
 sorted(str(p.relative_to(output_dir)) for p in (output_dir / "predictions").rglob("*") if p.is_file())
-"""),
-])
