@@ -35,10 +35,13 @@ output_dir: str = "../runs/interactive"  # where prepared/ (COGs + manifest.csv)
 # %%
 from pathlib import Path
 
+import holoviews as hv
 import matplotlib.pyplot as plt
 
 import glacierkit as gk
-from glacierkit.plot import save_figure, show_composite
+from glacierkit.plot import map_view, save_figure, show_composite
+
+hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
 
 # %%
 output_dir = Path(output_dir)
@@ -58,6 +61,7 @@ summary[["scene", "split", "sensor", "width", "height", "resolution_m", "crs",
 # %%
 n = len(summary)
 fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.4), squeeze=False)
+views = []
 for ax, name in zip(axes[0], summary["scene"]):
     scene, labels = gk.prep.load_prepared(output_dir, name)
     polygons = gk.prep.scene_outlines(name, outlines or None, like=scene)
@@ -66,8 +70,16 @@ for ax, name in zip(axes[0], summary["scene"]):
         roles = list(gk.bands.TRUE_COLOUR)
     show_composite(scene, roles=roles, labels=labels, outlines=polygons, ax=ax,
                    title=f"{name} ({'-'.join(roles)})")
+    views.append(map_view(scene, roles=roles, outlines={"RGI outlines": polygons}, title=name))
 fig.tight_layout()
 save_figure(fig, output_dir / "figures" / "01_composites.png")
+
+# %% [markdown]
+# The same composites to pan and zoom (re-sampled to the screen with datashader, so full
+# scenes stay fast); hover over an outline for its RGIId, name and area.
+
+# %%
+hv.Layout(views).cols(3)
 
 # %% [markdown]
 # The prepared files are georeferenced cloud-optimized GeoTIFFs: drag

@@ -70,12 +70,15 @@ output_dir: str = "../runs/interactive"  # notebook 01 output folder; the model 
 import time
 from pathlib import Path
 
+import holoviews as hv
 import pandas as pd
 
 import glacierkit as gk
 from glacierkit.io import atomic_path
 from glacierkit.plot import save_figure
 from glacierkit.train import TrainConfig
+
+hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
 
 # %% [markdown]
 # ## Configuration
@@ -145,10 +148,14 @@ print(f"{time.perf_counter() - t0:.0f} s; started at epoch {result.initial_epoch
 
 # %% [markdown]
 # ## Learning curves
+#
+# Hover for the values of each epoch; the same view is saved as
+# `figures/04_learning_curves.png`.
 
 # %%
-fig = gk.plot.show_history(result.history, best_epoch=result.best_epoch)
-save_figure(fig, output_dir / "figures" / "04_learning_curves.png")
+curves = gk.plot.history_view(result.history, best_epoch=result.best_epoch)
+save_figure(curves, output_dir / "figures" / "04_learning_curves.png")
+curves
 
 # %% [markdown]
 # ## Validation scores of the saved model

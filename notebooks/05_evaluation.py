@@ -50,12 +50,15 @@ output_dir: str = "../runs/interactive"  # notebook 01 output folder; results ar
 # %%
 from pathlib import Path
 
+import holoviews as hv
 import matplotlib.pyplot as plt
 import pandas as pd
 
 import glacierkit as gk
 from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET
-from glacierkit.plot import save_figure, show_composite, show_error_map
+from glacierkit.plot import error_view, glacier_table_view, save_figure, show_composite, show_error_map
+
+hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
 
 # %%
 output_dir = Path(output_dir)
@@ -109,6 +112,22 @@ fig.tight_layout()
 save_figure(fig, figures / "05_error_maps.png")
 
 # %% [markdown]
+# To pan and zoom, with the RGI outlines (magenta) and the U-Net's outlines (cyan) to hover:
+
+# %%
+views = []
+for name in test_scenes:
+    m = result.maps[name]
+    layers = {"RGI outlines": gk.prep.scene_outlines(name, like=m["scene"]),
+              "U-Net outlines": gk.vectorize.mask_to_polygons(
+                  m["probability"], threshold=result.thresholds["unet"], min_area_km2=0.01)}
+    views += [error_view(m["probability"], m["labels"], result.thresholds["unet"], outlines=layers,
+                         title=f"{name}: {UNET}"),
+              error_view(m["ndsi"], m["labels"], result.thresholds["ndsi_learned"], outlines=layers,
+                         title=f"{name}: NDSI > {result.thresholds['ndsi_learned']:g}")]
+hv.Layout(views).cols(2)
+
+# %% [markdown]
 # ## Where each method fails
 #
 # Pixels of each surface class (heuristic masks, documented in
@@ -125,13 +144,13 @@ result.failures.pivot_table(index=["surface", "method"], values=["pixels", "FP %
 #
 # Total mapped area against the RGI outlines, and boundary distances in metres; then per
 # glacier (RGIId). RGI dates from about 2003 and the images from 2020, so part of every
-# difference is real glacier change.
+# difference is real glacier change. The per-glacier table sorts by any column.
 
 # %%
 result.areas.round(3)
 
 # %%
-result.glaciers.sort_values("ref_area_km2", ascending=False).head(12).round(3)
+glacier_table_view(result.glaciers.sort_values("ref_area_km2", ascending=False))
 
 # %% [markdown]
 # ## Map

@@ -6,7 +6,7 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import ROOT, run_notebook, write_notebook
+from conftest import ROOT, holoviews_outputs, run_notebook, write_notebook
 from glacierkit.exceptions import ParameterError
 from glacierkit.run import (
     KERNEL_NAME,
@@ -142,7 +142,8 @@ def test_sample_pipeline_names_real_parameters():
 
 @pytest.mark.notebook
 def test_notebook_01_writes_cogs_and_summary(tmp_path, sample_data):
-    run_notebook("01_data_prep", tmp_path, scenes=["alps-s2/morteratsch", "alps-s2/merdeglace"])
+    nb = run_notebook("01_data_prep", tmp_path, scenes=["alps-s2/morteratsch", "alps-s2/merdeglace"])
+    assert len(holoviews_outputs(nb)) == 1  # the interactive composites (map_view)
     prepared = tmp_path / "prepared"
     with rasterio.open(prepared / "alps-s2_morteratsch_labels.tif") as src:
         assert src.crs.to_epsg() == 32632 and src.nodata == 255
