@@ -411,7 +411,7 @@ def compare_methods(
     if unet_threshold is None:
         unet_threshold = float(sidecar.get("architecture", {}).get("threshold", 0.5))
     ensure_prepared(output_dir, test_scenes)
-    results, failures, areas, glaciers, maps, oracles = [], [], [], [], {}, {}
+    results, failures, areas, glaciers, maps, oracles, guards = [], [], [], [], {}, {}, {}
     for s in tqdm(list(test_scenes), desc="test scenes", unit="scene"):
         scene, labels = load_prepared(output_dir, s)
         if labels is None:
@@ -419,6 +419,7 @@ def compare_methods(
 
             raise DataNotFoundError(f"Test scene {s!r} has no labels; it cannot be scored.")
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
+        guards[s] = prob.attrs.get("guard")
         index = ndsi(scene)
         t_oracle = best_threshold(sweep(index, labels, grid), metric)
         oracles[s] = t_oracle
@@ -457,6 +458,7 @@ def compare_methods(
         "tta": tta,
         "overlap": overlap,
         "bootstrap": {"n_boot": n_boot, "block_px": block, "level": 0.95},
+        "domain_shift_guard": guards,
     }
     result = Comparison(
         comparison=comparison, table4=t4, failures=pd.concat(failures, ignore_index=True),

@@ -265,8 +265,21 @@ def cross_region(
     table = pd.DataFrame(rows)
     surfaces = pd.DataFrame(surf_rows)
     if output_dir is not None:
+        import json
+
+        from .io import atomic_path
+
         write_table(table, Path(output_dir) / "cross_region.csv")
         write_table(surfaces, Path(output_dir) / "cross_region_surfaces.csv")
+        doc = {"region": reg.name, "description": reg.description, "mask": mask,
+               "mask_rule": PARTIAL_MASKS[mask], "clear_below": clear_below,
+               "model": str(model) if isinstance(model, (str, os.PathLike)) else "in memory",
+               "thresholds": {"ndsi_learned": ndsi_threshold, "ndsi_oracle": oracles,
+                              "model": t_model},
+               "passes": passes(table).to_dict("records"),
+               "scores": table.to_dict("records"), "domain_shift_guard": guards}
+        with atomic_path(Path(output_dir) / "cross_region.json") as tmp:
+            tmp.write_text(json.dumps(doc, indent=2, default=_json))
     return CrossRegion(table, surfaces, labels, maps,
                        {"ndsi_learned": ndsi_threshold, "ndsi_oracle": oracles,
                         "model": t_model, "mask": mask, "clear_below": clear_below}, guards)
@@ -284,3 +297,11 @@ def passes(table: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
                      "passes": bool(m["KC"] >= n["KC"] - margin
                                     and m["rock_FA"] <= ROCK_FA_LIMIT)})
     return pd.DataFrame(rows)
+
+
+def _json(v):
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, np.floating):
+        return float(v)
+    return str(v)
