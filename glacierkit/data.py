@@ -49,6 +49,7 @@ __all__ = [
     "aux_raster",
     "spectra",
     "SPECTRA_CLASSES",
+    "VALIDATION_CLASSES",
     "scene_names",
     "get_scene",
     "split",
@@ -270,8 +271,10 @@ _SPECTRA_FILES = {
                                      "manually_classified_points/"
                                      "Sentinel-2_TOA_manually_classified_points.csv",
 }
-#: Surface classes of the pixel spectra.
+#: Surface classes of the pixel spectra (the source's training points).
 SPECTRA_CLASSES = {1: "snow", 2: "shadowed snow", 3: "ice", 4: "rock", 5: "water"}
+#: The hand-classified validation points only say snow (1) or not (0).
+VALIDATION_CLASSES = {1: "snow", 0: "no snow"}
 
 _PRODUCTS = {
     "landsat8-l2sp": f"{_XLANDSAT}/LC08_L2SP_218074_20190114_20200829_02_T1-cropped.tar.gz",
@@ -499,8 +502,9 @@ def spectra(sensor: str = "landsat", kind: str = "training"):
         ``"sentinel2-toa"`` (columns ``B1`` ... ``B12``, ``B8A``).
     kind
         ``"training"`` (the source's training points: Gulkana, Wolverine, South Cascade,
-        Sperry, 2021) or ``"validation"`` (hand-classified points, also Lemon Creek and
-        Emmons, 2019-2021).
+        Sperry, 2021; surfaces snow, shadowed snow, ice, rock, water) or ``"validation"``
+        (hand-classified points at Lemon Creek and Emmons, 2019-2021; surfaces only
+        "snow" and "no snow").
 
     Returns
     -------
@@ -529,7 +533,8 @@ def spectra(sensor: str = "landsat", kind: str = "training"):
         )
     table = pd.read_csv(fetch(_SPECTRA_FILES[key]))
     cls = next(c for c in table.columns if c.lower() == "class")
-    table["surface"] = table[cls].map(SPECTRA_CLASSES)
+    classes = SPECTRA_CLASSES if kind == "training" else VALIDATION_CLASSES
+    table["surface"] = table[cls].map(classes)
     table = table[table["surface"].notna()].reset_index(drop=True)
     names = ({"blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir": "SR_B5",
               "swir1": "SR_B6", "swir2": "SR_B7"} if sensor == "landsat" else

@@ -108,6 +108,10 @@ class TrainConfig:
         Photometric augmentation strength in reflectance space (0: none; 1: global gain
         0.67-1.5, per-band gain +-10 %, haze/TOA-like offsets; see
         :func:`glacierkit.patches.photometric_augment`).
+    lakes
+        Share of training tiles that get a synthetic lake (label 0): water is NDSI's
+        classical false alarm and the sample scenes hold almost none
+        (:func:`glacierkit.patches.lake_augment`).
     resolutions
         Resolution augmentation: ``(smallest, largest)`` pixel size in metres at which tiles
         are seen, e.g. ``(10, 30)`` (empty: native resolution only).
@@ -157,6 +161,7 @@ class TrainConfig:
     loss: str = "bce"
     jitter: float = 0.0
     photometric: float = 0.0
+    lakes: float = 0.0
     resolutions: tuple[float, ...] = ()
     normalization: str = "global"
     prior: str = ""
@@ -229,7 +234,8 @@ class TrainConfig:
         for name, low, high in (("max_nan_fraction", 0.0, 1.0),
                                 ("min_glacier_fraction", 0.0, 1.0),
                                 ("val_fraction", 0.0, 0.5), ("jitter", 0.0, 1.0),
-                                ("photometric", 0.0, 2.0), ("prior_slope", 0.1, 1000.0),
+                                ("photometric", 0.0, 2.0), ("lakes", 0.0, 1.0),
+                                ("prior_slope", 0.1, 1000.0),
                                 ("residual_l2", 0.0, 1.0), ("dropout", 0.0, 0.9)):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not low <= value <= high:
@@ -314,7 +320,7 @@ class TrainConfig:
 
 
 #: Fields added after the first sidecars were written, with the value that means "off".
-_NEW_FIELDS = {"photometric": 0.0, "resolutions": [], "normalization": "global", "prior": "",
+_NEW_FIELDS = {"photometric": 0.0, "lakes": 0.0, "resolutions": [], "normalization": "global", "prior": "",
                "prior_slope": 20.0, "residual_l2": 0.0, "dropout": 0.0}
 
 
@@ -723,7 +729,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         ds, steps = training_dataset(patches, config.batch_size, config.seed,
                                      start_epoch=initial_epoch, epochs=config.epochs,
                                      jitter=config.jitter, photometric=config.photometric,
-                                     resolutions=config.resolutions)
+                                     resolutions=config.resolutions, lakes=config.lakes)
         log.info("training %d tiles (%d steps/epoch), epochs %d..%d", patches.n_train, steps,
                  initial_epoch, config.epochs - 1)
         model.fit(ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,

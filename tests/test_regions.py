@@ -269,3 +269,30 @@ def test_cli_predict_prints_the_guard(sample_data, tmp_path, capsys):
     assert "warning: domain shift" in err and "negative reflectance" in err
     assert main(["predict", str(MODEL_V1), "alps-s2/gorner", str(tmp_path / "b"), "-q"]) == 0
     assert "within the model's training domain" in capsys.readouterr().out
+
+
+# --- spectral sense -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sensor", ["landsat", "sentinel2-sr"])
+def test_committed_model_has_spectral_sense(sample_data, sensor):
+    """On mosaics of real labelled spectra from US glaciers (another region, two sensors):
+    rock and water are not glacier, clean ice and snow are."""
+    from glacierkit import data
+    from glacierkit.regions import spectral_sense
+
+    table = spectral_sense(str(MODEL), data.spectra(sensor, "training")).set_index("surface")
+    called = table["model: % glacier"]
+    assert called["rock"] <= 10 and called["water"] <= 10, table
+    assert called["ice"] >= 90 and called["snow"] >= 90, table
+
+
+def test_spectra_mosaic_is_made_of_the_spectra(sample_data):
+    from glacierkit import data
+    from glacierkit.regions import spectra_mosaic
+
+    spectra = data.spectra("landsat", "training")
+    scene, kinds = spectra_mosaic(spectra, block=4, blocks=8, seed=1)
+    assert scene.shape == (6, 32, 32) and kinds.shape == (32, 32)
+    assert set(kinds.ravel()) <= set(spectra["surface"])
+    water = scene.values[:, kinds == "water"]
+    assert water.size and np.isin(water[4], spectra.loc[spectra.surface == "water", "swir1"]).all()
