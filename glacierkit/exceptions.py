@@ -19,6 +19,10 @@ __all__ = [
     "AllNodataError",
     "CorruptFileError",
     "ParameterError",
+    "OutputError",
+    "OutputExistsError",
+    "ReflectanceRangeError",
+    "OutlineGeometryError",
 ]
 
 
@@ -74,3 +78,19 @@ class CorruptFileError(GlacierKitError, OSError):
 
 class ParameterError(GlacierKitError, ValueError):
     """A configuration or notebook parameter is unknown or has a bad value."""
+
+
+class OutputError(GlacierKitError, OSError):
+    """An output folder or file cannot be written (a file in the way, read-only, full)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The outputs of an earlier run are in the way (pass ``--force`` to replace them)."""
+
+
+class ReflectanceRangeError(GlacierKitError, ValueError):
+    """Pixel values that cannot be reflectance (e.g. unscaled digital numbers)."""
+
+
+class OutlineGeometryError(GlacierKitError, ValueError):
+    """Outlines that are not polygons (points, lines) or cannot be repaired."""
