@@ -23,6 +23,7 @@ __all__ = [
     "OutputExistsError",
     "ReflectanceRangeError",
     "OutlineGeometryError",
+    "UnsupportedGridError",
 ]
 
 
@@ -34,8 +35,9 @@ class DataNotFoundError(GlacierKitError, FileNotFoundError):
     """A file, sample dataset or scene could not be found."""
 
 
-class ChecksumError(GlacierKitError):
-    """A file's sha256 does not match the pinned checksum."""
+class ChecksumError(DataNotFoundError):
+    """A file's sha256 does not match the pinned checksum (so the pinned file is not
+    available: a :class:`DataNotFoundError` too)."""
 
 
 class UnknownSensorError(GlacierKitError, KeyError):
@@ -94,3 +96,7 @@ class ReflectanceRangeError(GlacierKitError, ValueError):
 
 class OutlineGeometryError(GlacierKitError, ValueError):
     """Outlines that are not polygons (points, lines) or cannot be repaired."""
+
+
+class UnsupportedGridError(GlacierKitError, ValueError):
+    """A raster grid glacierkit cannot work on (rotated or sheared geotransforms)."""

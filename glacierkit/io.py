@@ -42,6 +42,7 @@ from .exceptions import (
     ParameterError,
     ReflectanceRangeError,
     UnknownSensorError,
+    UnsupportedGridError,
 )
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,7 @@ def _finish(da: xr.DataArray, bands: Sequence[str] | None, source) -> xr.DataArr
             f"The scene {source} has no CRS. Set it with scene.rio.write_crs('EPSG:xxxx') and "
             "pass the DataArray, or re-export the file as a georeferenced GeoTIFF."
         )
+    _check_grid_and_names(da, source)
     if not da.chunks:
         da = _load(da, source)  # once, turning read errors of truncated files into clear ones
     da = _mask_invalid(da)
@@ -278,6 +280,43 @@ def _finish(da: xr.DataArray, bands: Sequence[str] | None, source) -> xr.DataArr
             )
     _check_range(da, source)
     return da
+
+
+def _check_grid_and_names(da: xr.DataArray, source) -> None:
+    """Refuse grids glacierkit would place wrongly, and ambiguous band names."""
+    try:
+        t = da.rio.transform()
+    except Exception:  # rioxarray cannot even compute one from the coordinates
+        t = None
+    if t is None or t == Affine.identity():
+        raise NotGeoreferencedError(
+            f"The scene {source} has a CRS but no georeference (no geotransform: pixel "
+            "coordinates only), so its outputs would land at the origin of the CRS. Re-export "
+            "it as a georeferenced GeoTIFF, or set the grid with scene.rio.write_transform(...)."
+        )
+    if t.b != 0 or t.d != 0:
+        raise UnsupportedGridError(
+            f"The scene {source} is on a rotated or sheared grid (geotransform {tuple(t)[:6]}); "
+            "glacierkit works on north-up grids. Warp it first, e.g. gdalwarp -t_srs "
+            "EPSG:<utm zone> in.tif out.tif."
+        )
+    if "band" in da.dims:
+        names = [str(b) for b in da["band"].values]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise BandCountError(
+                f"The scene {source} has bands named {twice} twice (bands {names}), so "
+                "glacierkit cannot tell which is which. Give every band its own name "
+                "(band_names=[...], --band-names on the command line)."
+            )
+
+
+def _check_dtype(dtype, source) -> None:
+    if np.dtype(dtype).kind not in "uif":
+        raise ReflectanceRangeError(
+            f"{source} holds {np.dtype(dtype)} values (complex or not numeric); reflectance "
+            "is real numbers. Export the bands as integers or floats."
+        )
 
 
 def _mask_invalid(da: xr.DataArray) -> xr.DataArray:
@@ -605,8 +644,8 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
         " ".join(p.name for _, p in items)))], [str(p) for _, p in items])
     if sid is None:
         raise UnknownSensorError(
-            f"Cannot tell the sensor of {[str(p) for _, p in items]}; pass sensor= (one of "
-            "landsat8, landsat9, landsat7, sentinel2)."
+            f"Cannot tell the sensor of {[str(p) for _, p in items]}; pass sensor= (--sensor "
+            "on the command line: landsat8, landsat9, landsat7, sentinel2)."
         )
     sensor = get_sensor(sid)
     if band_names is not None:
@@ -639,6 +678,7 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
                 f"{path} has {layer.sizes['band']} bands; a set of files must be one band each. "
                 "Open a multi-band file on its own."
             )
+        _check_dtype(layer.dtype, path)
         if not np.issubdtype(layer.dtype, np.floating):
             scaling, extra = _dn_scaling(sensor, product, layer.dtype, path, rad, text)
             layer = _scale(layer, scaling["scale"], scaling["offset"], scaling.get("nodata"))
@@ -673,23 +713,25 @@ def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
     if band_names is not None and len(band_names) != count:
         raise BandCountError(
             f"{path} has {count} bands but {len(band_names)} band names were given "
-            f"({list(band_names)}). Give exactly one name per band."
+            f"({list(band_names)}). Give exactly one name per band (band_names= or "
+            "--band-names)."
         )
     if any(n is None or n == "" for n in names):
         raise BandCountError(
             f"{path} has {count} band(s) without descriptions, so glacierkit cannot tell which "
-            "is which. Pass band_names=[...] (band names such as 'B3' with sensor=, or roles "
-            f"such as {list(ROLES)})."
+            "is which. Pass band_names=[...] (--band-names on the command line): band names "
+            f"such as 'B3' with sensor= (--sensor), or roles such as {list(ROLES)}."
         )
     if sensor is None and not all(n in ROLES for n in names):
         raise UnknownSensorError(
-            f"Cannot tell the sensor of {path} (bands {names}). Pass sensor= (landsat8, "
-            "landsat9, landsat7, sentinel2), or name the bands by role."
+            f"Cannot tell the sensor of {path} (bands {names}). Pass sensor= (--sensor on the "
+            "command line: landsat8, landsat9, landsat7, sentinel2), or name the bands by role."
         )
     if sensor is not None and all(n in ROLES for n in names):
         names = [sensor.band_for_role(n) for n in names]
     elif sensor is not None:
         names = [sensor.normalize(n) for n in names]
+    _check_dtype(dtype, path)
     use_chunks = _auto_chunks(chunks, (count, height, width))
     raw = open_raster(path, chunks=use_chunks)
     is_float = np.issubdtype(np.dtype(dtype), np.floating)
@@ -823,6 +865,16 @@ def open_scene(
                     "folder, a GeoTIFF or a list of band files."
                 )
             da = _open_files(rasters, sensor, chunks, product, band_names, rad)
+            if str(da.attrs.get("sensor", "")).startswith("landsat"):
+                if da.rio.crs is None:
+                    raise NotGeoreferencedError(
+                        f"{path} holds Landsat band files but no _MTL.txt, and the bands carry "
+                        "no georeference of their own. Put the product's _MTL.txt back beside "
+                        "them (it gives the grid and the scaling), or open the original "
+                        "product folder."
+                    )
+                log.warning("%s has no _MTL.txt: the default %s scaling of %s is used.", path,
+                            da.attrs.get("product"), da.attrs.get("sensor"))
         else:
             _no_radiometry(rad, f"the Landsat product {path}")
             da = _open_landsat_product(mtls[0], sensor, chunks, product)

@@ -45,8 +45,15 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import xarray as xr
+from rasterio._err import CPLE_BaseError
 
-from .exceptions import AllNodataError, GlacierKitError, ParameterError, UnknownBandError
+from .exceptions import (
+    AllNodataError,
+    CorruptFileError,
+    GlacierKitError,
+    ParameterError,
+    UnknownBandError,
+)
 from .features import InputSpec, feature_stack, load_model, normalize
 
 log = logging.getLogger(__name__)
@@ -323,7 +330,15 @@ class _Rows:
     def _load(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         if b not in self.cache:
             rows = slice(b * self.block, min((b + 1) * self.block, self.scene.sizes["y"]))
-            raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
+            try:
+                raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
+            except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+                source = self.scene.attrs.get("source") or self.scene.attrs.get("scene_id")
+                raise CorruptFileError(
+                    f"Cannot read rows {rows.start}-{rows.stop} of {source} "
+                    f"({' '.join(str(exc).split())}). The file is corrupt or truncated: "
+                    "download or export it again."
+                ) from exc
             nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
             self.cache[b] = (normalize(raw, self.spec, axis=0), nodata)
         return self.cache[b]

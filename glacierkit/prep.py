@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from . import data as _data
-from .exceptions import DataNotFoundError, NoOverlapError, ParameterError
+from .exceptions import CorruptFileError, DataNotFoundError, NoOverlapError, ParameterError
 from .io import atomic_path, open_scene, write_raster
 from .labels import rasterize_outlines
 
@@ -185,7 +185,20 @@ def load_manifest(output_dir: str | os.PathLike) -> pd.DataFrame:
             f"No prepared scenes in {output_dir} (missing {manifest}). Run notebook "
             "01_data_prep (or glacierkit.prep.prepare_scenes) with this output_dir first."
         )
-    return pd.read_csv(manifest, keep_default_na=False)
+    try:
+        table = pd.read_csv(manifest, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CorruptFileError(
+            f"{manifest} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())}). "
+            "Delete it and run notebook 01_data_prep with this output_dir again."
+        ) from None
+    missing = {"scene", "slug", "sensor", "scene_path", "labels_path", "split"} - set(table)
+    if missing:
+        raise CorruptFileError(
+            f"{manifest} lacks the columns {sorted(missing)}. Delete it and run notebook "
+            "01_data_prep with this output_dir again."
+        )
+    return table
 
 
 def load_prepared(output_dir: str | os.PathLike, scene: str,

@@ -50,13 +50,24 @@ FAULT_ENV = "GLACIERKIT_FAULT_POINT"
 PREDICTION_STEMS = ("probability", "mask", "confidence", "outlines")
 
 
-def fault_point(name: str) -> None:
-    """Kill this process with SIGKILL when ``GLACIERKIT_FAULT_POINT`` equals ``name``.
+_PASSES: dict[str, int] = {}
 
-    A no-op otherwise. The fault-injection tests use it to stop a run at an exact point.
+
+def fault_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``GLACIERKIT_FAULT_POINT`` names this point.
+
+    ``GLACIERKIT_FAULT_POINT=commit:moving`` kills at the first pass through the point,
+    ``commit:moving#2`` at the second (points inside nested calls are passed more than
+    once). A no-op otherwise: the fault-injection tests use it to stop a run at an exact
+    point, with no timing involved.
     """
-    if os.environ.get(FAULT_ENV) == name:
-        log.warning("Fault point %s reached: killing this process (SIGKILL).", name)
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted or not wanted.startswith(name):
+        return
+    _PASSES[name] = _PASSES.get(name, 0) + 1
+    target, _, nth = wanted.partition("#")
+    if target == name and _PASSES[name] == int(nth or 1):
+        log.warning("Fault point %s reached: killing this process (SIGKILL).", wanted)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -177,7 +188,10 @@ def _recover(folder: Path, prefix: str, stems: Sequence[str]) -> None:
             log.warning("Finishing the commit of %s that an interrupted run left in %s.",
                         ", ".join(move), folder)
             for name in remove:
-                (folder / Path(name).name).unlink(missing_ok=True)
+                name = Path(name).name
+                moved_in = name in move and not (staging / name).exists()
+                if not moved_in:  # an old file (a new one of that name is not in yet)
+                    (folder / name).unlink(missing_ok=True)
             for name in move:
                 src = staging / Path(name).name
                 if src.exists():
@@ -256,8 +270,9 @@ def output_set(folder: str | os.PathLike, prefix: str = "", *, overwrite: bool =
                 "they cannot be committed with it."
             )
         old = existing_set(folder, prefix, stems)
-        plan = {"staging": staging.name, "remove": [p.name for p in old if p.name not in names],
-                "move": names}
+        # Every old file goes first, then the new ones come in: a kill in between leaves
+        # part of the new set (finished by the next call), never an old file beside a new one.
+        plan = {"staging": staging.name, "remove": [p.name for p in old], "move": names}
         journal = _journal(folder, sid)
         tmp = journal.with_name(journal.name + f".{uuid.uuid4().hex[:8]}.part")
         tmp.write_text(json.dumps(plan))

@@ -120,6 +120,21 @@ def test_truncated_files(model, tmp_path, capsys, fraction):
         open_scene(cut)
 
 
+def test_truncated_at_the_end_fails_clearly_while_streaming(model, tmp_path, capsys):
+    """Opening reads only a window at the centre of a lazily opened scene; the damaged last
+    tile is met mid-prediction, and still gives one clear error and no output."""
+    from glacierkit.predict import predict_scene
+
+    full = cog(tmp_path / "full.tif", reflectance(1100, 40))
+    blob = full.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(blob[: int(len(blob) * 0.995)])
+    with pytest.raises(CorruptFileError, match="rows 1024-1100"):
+        predict_scene(model, cut, window=WINDOW, progress=False)
+    rc, line = predict_rule(model, cut, tmp_path / "out", capsys)
+    assert rc == 2 and "truncated" in line
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(offset=st.integers(min_value=0))
@@ -148,13 +163,14 @@ def test_files_that_are_not_rasters(model, tmp_path, capsys, content):
 # --------------------------------------------------------------------------- dtypes and scales
 def test_unscaled_integers_without_a_sensor(model, tmp_path, capsys):
     """A typical Earth Engine export: uint16 DNs (10000 x reflectance), bands by role."""
-    path = write(tmp_path / "ee.tif", np.round(reflectance() * 10000).astype("uint16"))
+    rho = np.clip(reflectance(), 0, None)
+    path = write(tmp_path / "ee.tif", np.round(rho * 10000).astype("uint16"))
     rc, line = predict_rule(model, path, tmp_path / "out", capsys)
     assert rc == 2 and "--scale" in line and "uint16" in line
     rc, _ = predict_rule(model, path, tmp_path / "out2", capsys, "--scale", "0.0001")
     assert rc == 0
     scene = open_scene(path, scale=1e-4)
-    np.testing.assert_allclose(scene.values, reflectance(), atol=6e-5)
+    np.testing.assert_allclose(scene.values, rho, atol=6e-5)
 
 
 def test_float_values_scaled_by_10000(model, tmp_path, capsys):
@@ -176,11 +192,19 @@ def test_eight_bit_display_stretch(model, tmp_path, capsys):
     assert rc == 2 and "8-bit" in line
 
 
-def test_int16_landsat_dns_are_scaled_by_the_sensor(model, tmp_path, capsys):
-    dn = np.round((reflectance() + 0.2) / 2.75e-5).astype("int16")
-    path = write(tmp_path / "LC08_L2SP_int16.tif", dn, names=L8)
+def test_integer_dns_are_scaled_by_the_sensor(model, tmp_path, capsys):
+    rho = np.clip(reflectance(), 0.001, None)  # DN 0 is nodata
+    dn = np.round((rho + 0.2) / 2.75e-5).astype("uint16")  # Landsat C2 L2
+    path = write(tmp_path / "LC08_L2SP_crop.tif", dn, names=L8)
     assert predict_rule(model, path, tmp_path / "out", capsys)[0] == 0
-    np.testing.assert_allclose(open_scene(path).values, reflectance(), atol=3e-5)
+    np.testing.assert_allclose(open_scene(path).values, rho, atol=3e-5)
+    s2 = write(tmp_path / "s2.tif", np.round(rho * 10000).astype("int16"),
+               names=["B02", "B03", "B04", "B8A", "B11", "B12"], tags={"sensor": "sentinel2"})
+    np.testing.assert_allclose(open_scene(s2, baseline="02.14").values, rho, atol=6e-5)
+    # int16 overflow (DNs above 32767 wrapped to negative) is caught, not mapped
+    wrapped = write(tmp_path / "LC08_wrapped.tif", dn.astype("int16"), names=L8)
+    rc, line = predict_rule(model, wrapped, tmp_path / "out2", capsys)
+    assert rc == 2 and "below" in line
 
 
 def test_complex_values(model, tmp_path, capsys):
@@ -195,7 +219,7 @@ def test_float64_is_fine(model, tmp_path, capsys):
 
 
 def test_sentinel2_baseline_offset(tmp_path):
-    rho = reflectance()[:, :8, :8]
+    rho = np.clip(reflectance()[:, :8, :8], 0.001, None)
     dn = np.round(rho * 10000 + 1000).astype("uint16")
     names = ["B02", "B03", "B04", "B8A", "B11", "B12"]
     new = write(tmp_path / "S2B_MSIL2A_20230801T101609_N0509_R065_T32TMS.tif", dn, names=names)
@@ -220,7 +244,7 @@ def test_nodata_kinds_become_nodata_in_the_outputs(model, tmp_path, capsys):
     data[:, 0, :] = np.inf  # a row of inf
     data[:, :, 0] = 0.0  # a column of zeros in every band
     data[:, 5:8, 5:8] = -9999.0  # the file's nodata value
-    data[2, 20, 20] = np.nan  # one band NaN
+    data[4, 20, 20] = np.nan  # one input band (swir1) NaN
     path = write(tmp_path / "nod.tif", data, nodata=-9999.0)
     assert predict_rule(model, path, tmp_path / "out", capsys)[0] == 0
     mask = mask_of(tmp_path / "out")
