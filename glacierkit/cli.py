@@ -127,12 +127,21 @@ def _cmd_predict(args) -> int:
 
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
+    import warnings
+
+    from .guard import DomainShiftWarning
+
     # Everything that can be checked is checked before the (long) prediction.
     check_target(args.outdir, args.prefix, overwrite=args.force)
     keras_model, sidecar = load_model(args.model)
     scene = _open_for_predict(args)
-    prob = predict_scene((keras_model, {**sidecar, "path": str(args.model)}), scene, window=args.window, overlap=args.overlap,
-                         batch_size=args.batch_size, tta=args.tta, progress=not args.quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
+        prob = predict_scene((keras_model, {**sidecar, "path": str(args.model)}), scene,
+                             window=args.window, overlap=args.overlap,
+                             batch_size=args.batch_size, tta=args.tta,
+                             progress=not args.quiet)
+    _print_guard(prob.attrs.get("guard"))
     fault_point("predict:predicted")
     with output_set(args.outdir, args.prefix, overwrite=args.force) as staging:
         paths = write_prediction(prob, staging, threshold=args.threshold, prefix=args.prefix,
@@ -148,6 +157,19 @@ def _cmd_predict(args) -> int:
     for kind, path in paths.items():
         print(f"{kind}: {Path(args.outdir) / Path(path).name}")
     return 0
+
+
+def _print_guard(report) -> None:
+    """One line per domain-shift guard finding (stderr), or one line saying all is well."""
+    if not report:
+        return
+    if report.get("warnings"):
+        for text in report["warnings"]:
+            print(f"glacierkit: warning: domain shift: {text}", file=sys.stderr)
+        print("glacierkit: warning: the scene differs from the model's training data; check "
+              "the map or adapt the model (README: Map a new region).", file=sys.stderr)
+    else:
+        print("domain-shift guard: the scene lies within the model's training domain")
 
 
 def build_parser() -> argparse.ArgumentParser:

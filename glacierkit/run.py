@@ -67,15 +67,38 @@ log = logging.getLogger(__name__)
 
 __all__ = ["load_pipeline", "check_run_name", "notebook_parameters", "check_parameters", "execute_notebook",
            "run_pipeline", "run_batch", "read_scene_list", "StepFailed", "NOTEBOOK_DIR",
-           "BATCH_KEYS"]
+           "BATCH_KEYS", "KERNEL_NAME", "KernelNotFoundError", "check_kernel"]
 
 #: Where the notebooks live (the repository's ``notebooks/``).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-KERNEL_NAME = "python3"
+#: The Jupyter kernel the notebooks name in their metadata and papermill runs them with:
+#: ``make setup`` registers it in .venv, Binder's postBuild in its environment.
+KERNEL_NAME = "glacierkit"
 
 
 class StepFailed(GlacierKitError):
     """A notebook of the pipeline raised an error."""
+
+
+class KernelNotFoundError(GlacierKitError, LookupError):
+    """The ``glacierkit`` Jupyter kernel is not registered in this environment."""
+
+
+def check_kernel(name: str = KERNEL_NAME) -> None:
+    """Raise :class:`KernelNotFoundError`, with the command that fixes it, if ``name`` is
+    not a registered Jupyter kernel."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+        if os.path.isabs(spec.argv[0]) and not os.path.exists(spec.argv[0]):
+            raise NoSuchKernel(name)  # registered from a Python that no longer exists
+    except NoSuchKernel:
+        raise KernelNotFoundError(
+            f"The Jupyter kernel {name!r} the notebooks run with is not registered. Register "
+            f"it for this Python with: python -m ipykernel install --sys-prefix --name {name} "
+            f"--display-name 'Python ({name})'  (make setup does this)."
+        ) from None
 
 
 def _number(low=None, high=None, integer=False, high_open=False):
@@ -260,6 +283,7 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
 
     notebook, output = Path(notebook), Path(output)
     check_parameters(notebook, parameters)
+    check_kernel()
     # Kernels inherit the environment: keep TensorFlow's C++ start-up chatter out of the log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -652,6 +676,17 @@ def _write_summary(run_dir: Path, state: Mapping) -> None:
         df = pd.read_csv(table, keep_default_na=False)
         lines += ["", "## U-Net against NDSI on the test scenes (pooled, %)", "",
                   _markdown(df), "", "Per scene: comparison.csv; provenance: metrics.json."]
+    other = run_dir / "other_region" / "cross_region.csv"  # notebook 05, "Another region"
+    if other.is_file():
+        import pandas as pd
+
+        df = pd.read_csv(other)
+        cols = ["scene", "method", "threshold", "MA", "FA", "KC", "rock_FA"]
+        df = df[cols].assign(**{c: (100 * df[c]).round(1) for c in ("MA", "FA", "KC", "rock_FA")})
+        lines += ["", f"## Another region: {df['scene'].iloc[0].split('/')[0]} (known-truth "
+                  "mask, %)", "", _markdown(df), "",
+                  "rock_FA: share of the clear-rock pixels called glacier. Details: "
+                  "other_region/cross_region.json."]
     tmp = run_dir / ".summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, run_dir / "summary.md")

@@ -102,6 +102,28 @@ def run_notebook(name: str, output_dir: Path, **parameters) -> Path:
                             {"output_dir": str(output_dir), **parameters})
 
 
+def holoviews_outputs(notebook: Path) -> list[str]:
+    """The HTML of every HoloViews (Bokeh) view an executed notebook displayed."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return [out["data"].get("text/html", "") for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", [])
+            if "application/vnd.holoviews_exec.v0+json" in out.get("data", {})
+            and "text/plain" in out["data"]]  # a view; hv.extension's outputs have no text
+
+
+def write_notebook(path: Path, percent_script: str) -> Path:
+    """Write a test notebook from Jupytext percent-format text (``# %%`` cells)."""
+    import jupytext
+
+    nb = jupytext.reads(percent_script.strip("\n") + "\n", fmt="py:percent")
+    nb.metadata["kernelspec"] = {"name": "glacierkit", "display_name": "Python (glacierkit)",
+                                 "language": "python"}
+    jupytext.write(nb, str(path), fmt="ipynb")
+    return Path(path)
+
+
 @pytest.fixture(scope="session")
 def prepared_alps(tmp_path_factory, sample_data):
     """The four labelled Alps scenes and MerDeGlace, prepared once per test session."""

@@ -127,7 +127,7 @@ def jupyterlab(tmp_path, prepared_alps):
         request = urllib.request.Request(
             f"{url}/api/sessions", method="POST",
             data=json.dumps({"path": NOTEBOOK, "type": "notebook", "name": NOTEBOOK,
-                             "kernel": {"name": "python3"}}).encode(),
+                             "kernel": {"name": "glacierkit"}}).encode(),
             headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60):
             pass
@@ -171,7 +171,7 @@ def test_slider_updates_metrics_and_map(jupyterlab):
 
 def _accept_dialogs(page) -> None:
     """Accept JupyterLab dialogs, such as "Select Kernel" when the notebook opened before the
-    kernel specs had loaded (its default choice is the notebook's python3 kernel)."""
+    kernel specs had loaded (its default choice is the notebook's glacierkit kernel)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     dialogs = page.locator(".jp-Dialog")

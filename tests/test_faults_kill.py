@@ -24,8 +24,7 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import ROOT, save_untrained_model, write_scene
-from tools.nb import code, params, write_notebook
+from conftest import ROOT, save_untrained_model, write_notebook, write_scene
 
 keras = pytest.importorskip("keras")
 
@@ -220,20 +219,29 @@ def pipeline(tmp_path):
     and writes its kernel's pid first."""
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
-    write_notebook(str(nb_dir / "a_first.ipynb"), [
-        params('output_dir: str = "out"  # where to write'),
-        code("from pathlib import Path\nPath(output_dir, 'a.txt').write_text('a')"),
-    ])
-    write_notebook(str(nb_dir / "b_second.ipynb"), [
-        params('output_dir: str = "out"  # where to write\nhold: str = ""  # a hold file'),
-        code("import os, time\nfrom pathlib import Path\n"
-             "if hold:\n"
-             "    Path(output_dir, 'kernel.pid.tmp').write_text(str(os.getpid()))\n"
-             "    os.replace(Path(output_dir, 'kernel.pid.tmp'), Path(output_dir, 'kernel.pid'))\n"
-             "    while Path(hold).exists():\n"
-             "        time.sleep(0.05)\n"
-             "Path(output_dir, 'b.txt').write_text(Path(output_dir, 'a.txt').read_text() + 'b')"),
-    ])
+    write_notebook(nb_dir / "a_first.ipynb", """
+# %% tags=["parameters"]
+output_dir: str = "out"  # where to write
+
+# %%
+from pathlib import Path
+Path(output_dir, 'a.txt').write_text('a')
+""")
+    write_notebook(nb_dir / "b_second.ipynb", """
+# %% tags=["parameters"]
+output_dir: str = "out"  # where to write
+hold: str = ""  # a hold file
+
+# %%
+import os, time
+from pathlib import Path
+if hold:
+    Path(output_dir, 'kernel.pid.tmp').write_text(str(os.getpid()))
+    os.replace(Path(output_dir, 'kernel.pid.tmp'), Path(output_dir, 'kernel.pid'))
+    while Path(hold).exists():
+        time.sleep(0.05)
+Path(output_dir, 'b.txt').write_text(Path(output_dir, 'a.txt').read_text() + 'b')
+""")
     out = tmp_path / "run"
     hold = tmp_path / "hold"
     path = tmp_path / "p.yml"
