@@ -650,6 +650,12 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
                               spec=init[1]["inputs"] if init else None,
                               glacier_free=glacier_free)
     scene_names = patches.scenes
+    if patches.n_train < config.batch_size:
+        raise ParameterError(
+            f"Only {patches.n_train} training tiles for batch_size={config.batch_size} "
+            f"({patches.summary().iloc[-1].to_dict()}). Lower batch_size, stride or "
+            "patch_size, raise max_nan_fraction (partial labels), or add scenes."
+        )
     state_path = ckpt / "last.json"
     state = {"config": config.to_dict(), "scenes": scene_names, "seed": config.seed,
              "epochs_done": 0, "best": None,
