@@ -371,7 +371,8 @@ def _range_sample(da: xr.DataArray) -> np.ndarray:
 
 
 def _check_range(da: xr.DataArray, source) -> None:
-    """Refuse values that cannot be reflectance (item: no silent wrong maps)."""
+    """Refuse values that cannot be reflectance (unscaled DNs, a wrong scale or offset):
+    better an error naming the fix than a confident map of nonsense."""
     try:
         sample = _range_sample(da)
     except (RasterioIOError, rasterio.errors.RasterioError) as exc:

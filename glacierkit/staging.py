@@ -159,8 +159,18 @@ def _set_id(prefix: str) -> str:
     return hashlib.sha1(prefix.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
+#: What may follow ``<prefix><stem>`` in a file of a set: a raster, vector, style or
+#: sidecar suffix, possibly chained (``.tif``, ``.gpkg``, ``.qml``, ``.tif.aux.xml`` ...).
+_SET_SUFFIX = re.compile(r"(?:\.(?:tif|tiff|gpkg|qml|aux|xml|ovr|json|msk|sld))+",
+                         re.IGNORECASE)
+
+
 def _belongs(name: str, prefix: str, stems: Sequence[str]) -> bool:
-    return any(name.startswith(f"{prefix}{stem}.") for stem in stems)
+    """``name`` is ``<prefix><stem><suffix>`` (so ``mask.probability.tif``, the file of the
+    prefix ``mask.``, is not the ``mask`` of the prefix ``""``)."""
+    return any(name.startswith(prefix + stem)
+               and _SET_SUFFIX.fullmatch(name[len(prefix + stem):]) is not None
+               for stem in stems)
 
 
 def _journal(folder: Path, sid: str) -> Path:
@@ -302,6 +312,7 @@ def check_target(folder: str | os.PathLike, prefix: str = "", *, overwrite: bool
     prefix = check_prefix(prefix)
     created = check_output_dir(folder)
     try:
+        _recover(Path(folder), prefix, stems)  # a commit a killed call left half done
         if not overwrite:
             old = existing_set(folder, prefix, stems)
             if old:

@@ -346,6 +346,17 @@ def test_staging_is_invisible_until_complete(tmp_path):
     assert _tree(tmp_path) == {"probability.tif": 3}
 
 
+def test_set_membership_is_exact():
+    from glacierkit.staging import _belongs
+
+    stems = ("probability", "mask")
+    assert _belongs("mask.tif", "", stems) and _belongs("mask.tif.aux.xml", "", stems)
+    assert _belongs("a_probability.qml", "a_", stems)
+    assert not _belongs("mask.probability.tif", "", stems)  # prefix "mask." owns it
+    assert not _belongs("masks.tif", "", stems) and not _belongs("a_mask.tif", "", stems)
+    assert not _belongs("mask.tif.1.tmp", "", stems)
+
+
 def test_interrupted_commit_is_finished_by_the_next_call(tmp_path):
     """A journal (the commit point) and a half-moved set, as SIGKILL mid-commit leaves
     them: the next call into the folder finishes the commit before anything else."""
