@@ -137,7 +137,7 @@ def test_truncated_at_the_end_fails_clearly_while_streaming(model, tmp_path, cap
     assert rc == 2 and "truncated" in line
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(offset=st.integers(min_value=0))
 def test_truncated_anywhere_reads_whole_or_fails_clearly(offset, tmp_path_factory):
@@ -352,7 +352,7 @@ def rasters(draw):
     return data, names, tags, nodata
 
 
-@settings(max_examples=80, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=rasters())
 def test_generated_rasters_open_correctly_or_fail_clearly(case, tmp_path_factory):
