@@ -123,7 +123,7 @@ def _cmd_predict(args) -> int:
 
     from .features import load_model
     from .predict import predict_scene, write_prediction
-    from .staging import check_target, fault_point, output_set
+    from .staging import PREDICTION_STEMS, check_target, fault_point, output_set
 
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
@@ -133,6 +133,14 @@ def _cmd_predict(args) -> int:
 
     # Everything that can be checked is checked before the (long) prediction.
     check_target(args.outdir, args.prefix, overwrite=args.force)
+    scene_path, out_dir = Path(args.scene).expanduser().resolve(), Path(args.outdir).resolve()
+    outputs = [out_dir / f"{args.prefix}{stem}.tif" for stem in PREDICTION_STEMS]
+    if Path(args.scene).exists() and (scene_path in outputs or scene_path == out_dir
+                                      or scene_path in out_dir.parents):
+        raise ParameterError(
+            f"The outputs in {args.outdir} would overwrite or change the scene {args.scene}. "
+            "Give an output folder outside the scene, or another --prefix."
+        )
     keras_model, sidecar = load_model(args.model)
     scene = _open_for_predict(args)
     with warnings.catch_warnings():

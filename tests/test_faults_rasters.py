@@ -378,6 +378,22 @@ def test_generated_rasters_open_correctly_or_fail_clearly(case, tmp_path_factory
     assert len(set(scene["band"].values.tolist())) == scene.sizes["band"]
 
 
+def test_outputs_that_would_replace_the_input_are_refused(model, tmp_path, capsys):
+    from glacierkit.cli import main
+
+    scene = write(tmp_path / "mask.tif", reflectance())  # a scene named like an output
+    before = sha(scene)
+    rc = main(["predict", str(model), str(scene), str(tmp_path), "--force", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "overwrite or change the scene" in err and sha(scene) == before
+    product = tmp_path / "product"
+    product.mkdir()
+    write(product / "scene.tif", reflectance())
+    assert main(["predict", str(model), str(product), str(product / "out"), "-q"]) == 2
+    assert "overwrite or change the scene" in capsys.readouterr().err
+    assert sorted(p.name for p in product.iterdir()) == ["scene.tif"]
+
+
 def test_inputs_are_never_modified_even_on_success(model, tmp_path, capsys):
     path = cog(tmp_path / "in.tif", reflectance(40, 40))
     mtime = path.stat().st_mtime_ns
