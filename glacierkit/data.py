@@ -21,17 +21,17 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .exceptions import DataNotFoundError
+from .exceptions import ChecksumError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,8 @@ def fetch(rel: str) -> Path:
     except Exception as exc:  # network errors, HTTP errors, hash mismatch
         tried.append(f"download {url} ({type(exc).__name__}: {exc})")
         dataset = next((k for k, v in SOURCES.items() if v["source"].split("@")[0] in rel), rel)
-        raise DataNotFoundError(
+        mismatch = any("mismatch" in t.lower() or "does not match" in t.lower() for t in tried)
+        raise (ChecksumError if mismatch else DataNotFoundError)(
             f"Sample file for dataset {dataset!r} not found: {rel}\nTried:\n  - "
             + "\n  - ".join(tried)
             + "\nFix: set GLACIERKIT_DATA_DIR to a folder holding github/<owner>/<repo>/<commit>/"
@@ -438,19 +439,69 @@ def fetch_product(name: str) -> Path:
     stem = path.name[: -len(".tar.gz")]
     target = cache_dir() / "extracted" / registry()[_PRODUCTS[name]][:12] / stem
     if target.is_dir():
-        return target
+        problem = _verify_extracted(target)
+        if problem is None:
+            return target
+        log.warning("The extracted sample %s is not as extracted (%s): extracting it again.",
+                    target, problem)
+        aside = target.with_name(f".stale-{target.name}-{os.getpid()}")
+        try:
+            target.rename(aside)
+        except FileNotFoundError:  # another process moved it first
+            pass
+        shutil.rmtree(aside, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".extract-"))
+    from .staging import make_private_dir
+
+    tmp = make_private_dir(target.parent, ".extract-")
     try:
         with tarfile.open(path) as tar:
             tar.extractall(tmp, filter="data")
+        _write_manifest(tmp)
         tmp.rename(target)  # atomic: a half-extracted folder is never seen
-    except FileExistsError:
+    except (FileExistsError, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not (isinstance(exc, FileExistsError) or target.is_dir()):
+            raise
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    problem = _verify_extracted(target)
+    if problem is not None:
+        raise ChecksumError(
+            f"The sample product {name} extracted to {target} does not match its manifest "
+            f"({problem}). Delete {target.parent} and try again."
+        )
     return target
+
+
+#: The file in an extracted sample product that lists its files with their sha256.
+MANIFEST = ".glacierkit-manifest.json"
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps(files, indent=1))
+
+
+def _verify_extracted(folder: Path) -> str | None:
+    """``None`` when every file of the manifest is there with its sha256 and nothing else
+    was added; else what is wrong (a missing manifest counts: extracted by an older
+    version, so unverifiable)."""
+    try:
+        expected = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "no readable manifest"
+    found = {str(p.relative_to(folder)) for p in folder.rglob("*")
+             if p.is_file() and p.name != MANIFEST}
+    if set(expected) != found:
+        missing, extra = sorted(set(expected) - found), sorted(found - set(expected))
+        return f"missing {missing[:3]}, extra {extra[:3]}"
+    for rel, sha in expected.items():
+        if not _matches(folder / rel, sha):
+            return f"{rel} was replaced (checksum mismatch)"
+    return None
 
 
 def outlines_path(dataset: str) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from .bands import select_bands
-from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
+from .exceptions import CorruptFileError, DataNotFoundError, GlacierKitError, ParameterError
 
 __all__ = ["EXTRA_CHANNELS", "ND_CHANNELS", "NORMALIZATIONS", "InputSpec", "feature_stack",
            "scene_medians", "normalize", "sidecar_path",
@@ -278,16 +279,40 @@ def load_model(path: str | os.PathLike, compile: bool = False):
             f"The model {path} has no sidecar {side}. glacierkit needs it to know the input "
             "bands and normalization; save models with glacierkit.features.save_model."
         )
-    sidecar = json.loads(side.read_text())
-    if sidecar.get("format") != SIDECAR_FORMAT:
+    try:
+        sidecar = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CorruptFileError(
+            f"The model's sidecar {side} is not readable JSON ({exc}). It is damaged: copy it "
+            "again from where the model came from (it must be saved with the .keras file)."
+        ) from None
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
+        found = sidecar.get("format") if isinstance(sidecar, dict) else type(sidecar).__name__
         raise GlacierKitError(
-            f"{side} has format {sidecar.get('format')!r}; expected {SIDECAR_FORMAT!r}."
+            f"{side} has format {found!r}; expected {SIDECAR_FORMAT!r}. Save models with "
+            "glacierkit.features.save_model."
         )
-    sidecar["inputs"] = InputSpec.from_dict(sidecar["inputs"])
+    try:
+        sidecar["inputs"] = InputSpec.from_dict(sidecar["inputs"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(
+            f"The 'inputs' block of {side} is missing or damaged ({type(exc).__name__}: {exc}); "
+            "it names the bands and normalization the model needs. Copy the sidecar again."
+        ) from None
+    if not zipfile.is_zipfile(path):
+        raise CorruptFileError(
+            f"{path} is not a .keras model file (a .keras file is a zip archive; this one is "
+            "damaged, truncated or something else). Download or copy it again, or re-save the "
+            "model with glacierkit.features.save_model."
+        )
     from . import layers  # noqa: F401  (registers glacierkit's layers for deserialization)
 
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as exc:
-        raise GlacierKitError(f"Cannot load the Keras model {path}: {exc}") from exc
+        raise CorruptFileError(
+            f"Cannot load the Keras model {path} ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}). The file is damaged or was saved by an "
+            "incompatible Keras version: copy it again or re-save it."
+        ) from exc
     return model, sidecar

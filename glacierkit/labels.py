@@ -27,7 +27,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .exceptions import DataNotFoundError, GlacierKitError, MissingCRSError, NoOverlapError
+from .exceptions import (
+    DataNotFoundError,
+    GlacierKitError,
+    MissingCRSError,
+    NoOverlapError,
+    OutlineGeometryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +111,72 @@ def read_outlines(outlines, ids: Iterable[str] | None = None, id_column: str = "
             raise GlacierKitError(f"Glacier ids not in the outlines: {missing[:10]}.")
         gdf = gdf[gdf[id_column].isin(ids)]
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    return gdf
+    return _polygons_only(gdf, id_column)
+
+
+_POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+def _polygonal_part(geom):
+    """The polygons of a geometry (of a GeometryCollection: its polygon members)."""
+    import shapely
+
+    if geom is None or geom.is_empty:
+        return None
+    if geom.geom_type in _POLYGONAL:
+        return geom
+    if geom.geom_type == "GeometryCollection":
+        parts = [g for g in geom.geoms if g.geom_type in _POLYGONAL and not g.is_empty]
+        return shapely.union_all(parts) if parts else None
+    return None
+
+
+def _polygons_only(gdf, id_column: str = "RGIId"):
+    """Outlines are polygons: refuse points and lines (they would be burned as glacier),
+    repair invalid polygons with ``make_valid`` and say so. Returns a new GeoDataFrame."""
+    import geopandas as gpd
+    import shapely
+
+    if gdf.empty:
+        return gdf
+
+    def names(mask) -> str:
+        ids = gdf.loc[mask, id_column] if id_column in gdf.columns else gdf.index[mask]
+        shown = [str(v) for v in list(ids)[:5]]
+        return ", ".join(shown) + (" ..." if int(mask.sum()) > 5 else "")
+
+    kinds = gdf.geom_type
+    collections = (kinds == "GeometryCollection").to_numpy()
+    geoms = gdf.geometry.to_numpy().copy()
+    for i in np.flatnonzero(collections):
+        geoms[i] = _polygonal_part(geoms[i])
+    not_polygons = np.array([g is None or g.geom_type not in _POLYGONAL for g in geoms])
+    if not_polygons.any():
+        counts = kinds[not_polygons].value_counts()
+        what = ", ".join(f"{n} {k}" for k, n in counts.items())
+        raise OutlineGeometryError(
+            f"{int(not_polygons.sum())} of the {len(gdf)} outlines are not polygons ({what}; "
+            f"e.g. {names(not_polygons)}). Glacier outlines must be polygons: points and lines "
+            "would be burned as glacier. Remove those features, or buffer them into polygons "
+            "(gdf.buffer(metres)) if that is what they mean."
+        )
+    invalid = ~shapely.is_valid(geoms)
+    if invalid.any():
+        repaired = [_polygonal_part(shapely.make_valid(g)) for g in geoms[invalid]]
+        log.warning(
+            "%d of the %d outlines are invalid polygons (e.g. self-intersecting: %s); repaired "
+            "with shapely.make_valid. Check them in a GIS if the glacier areas matter.",
+            int(invalid.sum()), len(gdf), names(invalid))
+        for i, g in zip(np.flatnonzero(invalid), repaired, strict=True):
+            geoms[i] = g
+    keep = np.array([g is not None and not g.is_empty for g in geoms])
+    if not keep.all():
+        log.warning("%d invalid outlines had no area left after the repair and are dropped "
+                    "(%s).", int((~keep).sum()), names(~keep))
+    out = gdf.copy()
+    out[gdf.geometry.name] = gpd.GeoSeries(list(geoms), index=gdf.index, crs=gdf.crs)
+    out.attrs = {**gdf.attrs, "repaired": int(invalid.sum())}
+    return out[keep]
 
 
 def rasterize_outlines(
@@ -154,7 +225,7 @@ def rasterize_outlines(
             "The scene has no CRS, so outlines cannot be placed on it. Set it with "
             "scene.rio.write_crs('EPSG:xxxx')."
         )
-    gdf = read_outlines(outlines, ids=ids, id_column=id_column).to_crs(crs)
+    gdf = _to_crs(read_outlines(outlines, ids=ids, id_column=id_column), crs)
     bounds = like.rio.bounds()
     scene_box = box(*bounds)
     hits = gdf[gdf.intersects(scene_box)]
@@ -183,6 +254,27 @@ def rasterize_outlines(
                               "long_name": "glacier (1) / not glacier (0)"})
     out = out.rio.write_crs(crs).rio.write_transform(transform)
     log.info("Rasterized %d outlines%s", len(hits), " (lazily)" if chunks else "")
+    return out
+
+
+def _to_crs(gdf, crs):
+    """Reproject outlines; refuse those that have no place in ``crs``."""
+    source = gdf.crs
+    try:
+        out = gdf.to_crs(crs)
+    except Exception as exc:  # pyproj errors
+        raise GlacierKitError(
+            f"Cannot reproject the outlines from {source} to the scene's {crs} ({exc}). Check "
+            "the outlines' CRS (.prj / gdf.crs)."
+        ) from exc
+    bounds = out.geometry.bounds.to_numpy()
+    bad = ~np.isfinite(bounds).all(axis=1)
+    if bad.any():
+        raise GlacierKitError(
+            f"{int(bad.sum())} of the {len(out)} outlines have no place in the scene's {crs}: "
+            f"their coordinates are outside the valid range of {source} (e.g. latitudes beyond "
+            "90 degrees). Check the outlines' CRS (.prj / gdf.crs)."
+        )
     return out
 
 
