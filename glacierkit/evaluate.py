@@ -209,7 +209,8 @@ def table4(comparison: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
 def surface_classes(scene: xr.DataArray, labels=None) -> dict[str, np.ndarray]:
     """Heuristic masks of the surfaces where glacier mapping usually fails.
 
-    - ``water``: NDWI (green/nir) > 0.2 and swir1 < 0.05 (open water; McFeeters 1996);
+    - ``water``: NDWI (green/nir) > 0.2, swir1 < 0.05 and nir < 0.1 (open water; McFeeters
+      1996; the NIR limit keeps out bare glacier ice, whose NDWI is also above 0.2);
     - ``shadow``: mean of blue, green, red, nir < 0.12 (cast shadow on any surface);
     - ``cloud``: blue > 0.25 and swir1 > 0.25 (clouds are bright in SWIR, snow is not);
     - ``debris``: labelled glacier with NDSI < 0.2 that is not shadow (debris-covered ice).
@@ -225,7 +226,8 @@ def surface_classes(scene: xr.DataArray, labels=None) -> dict[str, np.ndarray]:
 
     with np.errstate(invalid="ignore"):
         vis = (band("blue") + band("green") + band("red") + band("nir")) / 4
-        water = (np.asarray(ndwi(scene).values) > 0.2) & (band("swir1") < 0.05)
+        water = ((np.asarray(ndwi(scene).values) > 0.2) & (band("swir1") < 0.05)
+                 & (band("nir") < 0.1))
         shadow = vis < 0.12
         cloud = (band("blue") > 0.25) & (band("swir1") > 0.25)
         out = {"water": water, "shadow": shadow & ~water, "cloud": cloud}

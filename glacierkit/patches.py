@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -291,6 +291,7 @@ def make_patches(
     seed: int = 42,
     tile_size: int | None = None,
     fixed_stats: bool = False,
+    train_only: Sequence[str] = (),
 ) -> Patches:
     """Cut ``{name: (scene, labels)}`` into normalized training tiles and validation images.
 
@@ -326,6 +327,9 @@ def make_patches(
     fixed_stats
         Keep ``spec``'s normalization statistics (fine-tuning a model whose inputs are
         already normalized so) instead of computing them from the training tiles.
+    train_only
+        Scenes that give training tiles from all their pixels and no validation block
+        (e.g. pseudo-labelled scenes for self-training, which must not pick the epoch).
     """
     if split not in SPLITS:
         raise ParameterError(f"Unknown split {split!r}. Valid: {list(SPLITS)}.")
@@ -348,7 +352,9 @@ def make_patches(
         arrays[name] = _to_numpy(scene, labels, spec, name)
         lab, valid = arrays[name][1], arrays[name][2]
         h, w = lab.shape
-        if split == "blocked":
+        if name in train_only:
+            reg = {"train": Box(0, h, 0, w), "validation": None}
+        elif split == "blocked":
             reg = blocked_regions(h, w, tile, val_fraction, gap, side, scene=name)
         else:
             reg = {"train": Box(0, h, 0, w), "validation": None}
@@ -372,9 +378,8 @@ def make_patches(
                                 "glacier_fraction": round(glacier, 4), "status": status})
                 if status == "kept":
                     tiles.append((name, box))
-        if split == "blocked":
-            vb = reg["validation"]
-            val_items.append((name, vb))
+        if split == "blocked" and reg["validation"] is not None:
+            val_items.append((name, reg["validation"]))
     catalogue = pd.DataFrame.from_records(records)
     if split == "random":
         warnings.warn(

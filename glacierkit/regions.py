@@ -145,6 +145,7 @@ def _surfaces(scene: xr.DataArray, labels: np.ndarray) -> dict[str, np.ndarray]:
     nd = np.asarray(ndsi(scene).values)
     wi = np.asarray(ndwi(scene).values)
     swir1 = np.asarray(select_bands(scene, ("swir1",)).values[0])
+    nir = np.asarray(select_bands(scene, ("nir",)).values[0])
     inside = labels == 1
     with np.errstate(invalid="ignore"):
         return {
@@ -153,7 +154,8 @@ def _surfaces(scene: xr.DataArray, labels: np.ndarray) -> dict[str, np.ndarray]:
                 inside & (nd < 0.4),
             "clear rock (label 0)": labels == 0,
             "outside, unlabelled, NDSI >= 0.4 (icefield, snow)": (labels == IGNORE) & (nd >= 0.4),
-            "water (NDWI > 0.2, swir1 < 0.05)": (wi > 0.2) & (swir1 < 0.05),
+            "water (NDWI > 0.2, swir1 < 0.05, nir < 0.1)": (wi > 0.2) & (swir1 < 0.05)
+            & (nir < 0.1),
         }
 
 

@@ -512,7 +512,8 @@ def load_scenes(scenes: Sequence[str], prepared_dir: str | os.PathLike,
 
 def prepare_patches(config: TrainConfig, scenes, prepared_dir=None,
                     allow_test_scenes: bool = False, spec: InputSpec | None = None,
-                    glacier_free: Sequence[str] = ()) -> Patches:
+                    glacier_free: Sequence[str] = (), train_only: Sequence[str] = ()
+                    ) -> Patches:
     """Tiles and validation images for ``config`` from scene names or ``{name: (scene,
     labels)}``. With ``spec`` (a pretrained model's inputs), its normalization statistics
     are kept instead of computed from the tiles."""
@@ -544,7 +545,7 @@ def prepare_patches(config: TrainConfig, scenes, prepared_dir=None,
         max_nan_fraction=config.max_nan_fraction,
         min_glacier_fraction=config.min_glacier_fraction, val_fraction=config.val_fraction,
         gap=config.val_gap, side=config.val_side, split=config.split, seed=config.seed,
-        tile_size=config.tile_size, fixed_stats=spec is not None)
+        tile_size=config.tile_size, fixed_stats=spec is not None, train_only=train_only)
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -605,7 +606,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         prepared_dir: str | os.PathLike | None = None, resume: bool = True,
         callbacks: Sequence = (), verbose=None, allow_test_scenes: bool = False,
         mixed_precision: bool | None = None, init_model: str | os.PathLike | None = None,
-        glacier_free: Sequence[str] = ()) -> TrainResult:
+        glacier_free: Sequence[str] = (), train_only: Sequence[str] = ()) -> TrainResult:
     """Train a U-Net; resume an interrupted run in the same ``output_dir``.
 
     With ``init_model`` it **fine-tunes** a pretrained model instead of starting from random
@@ -646,6 +647,9 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     glacier_free
         Scene names (in ``prepared_dir``) known to hold no glacier: all their pixels are
         labelled 0 (see :func:`load_scenes`).
+    train_only
+        Scenes without a validation block (all their tiles train), e.g. pseudo-labelled
+        scenes for self-training.
     """
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig; got {type(config).__name__}.")
@@ -656,7 +660,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     init = _init_model(init_model, config) if init_model is not None else None
     patches = prepare_patches(config, scenes, prepared_dir, allow_test_scenes,
                               spec=init[1]["inputs"] if init else None,
-                              glacier_free=glacier_free)
+                              glacier_free=glacier_free, train_only=train_only)
     scene_names = patches.scenes
     if patches.n_train < config.batch_size:
         raise ParameterError(

@@ -186,3 +186,15 @@ def test_glacier_free_scenes_are_labelled_zero(tmp_path):
     assert float(np.nanmax(labels.values)) == 0.0 and np.isfinite(labels.values).all()
     with pytest.raises(Exception, match="no labels"):
         load_scenes(["scene"], tmp_path)
+
+
+def test_train_only_scenes_give_tiles_but_no_validation_block():
+    from glacierkit.features import InputSpec
+    from glacierkit.patches import make_patches
+
+    scenes = _scenes(2)
+    p = make_patches(scenes, InputSpec(("swir1", "nir", "blue")), patch_size=32, stride=16,
+                     gap=8, train_only=["s1"])
+    assert [v.scene for v in p.validation] == ["s0"]
+    kept = p.catalogue[p.catalogue["status"] == "kept"]
+    assert kept[kept.scene == "s1"]["row"].max() == 96 - 32  # tiles reach the bottom edge

@@ -61,6 +61,8 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "prior+negatives+lakes": ({"prior": "ndsi", "lakes": 0.3}, {"negatives": True}),
     "prior+negatives+lakes+ndwi": ({"prior": "ndsi", "lakes": 0.3, "extra": ("ndsi", "ndwi")},
                                    {"negatives": True}),
+    "prior+negatives+lakes0.15+ndwi": ({"prior": "ndsi", "lakes": 0.15,
+                                        "extra": ("ndsi", "ndwi")}, {"negatives": True}),
     "robust": ({"bands": ("swir1", "nir", "blue"), "extra": ND_ALL, "photometric": 1.0,
                 "resolutions": (10.0, 30.0), "prior": "ndsi"}, {"negatives": True}),
     "robust-nd": ({"bands": (), "extra": ND_ALL, "photometric": 1.0,
@@ -168,7 +170,11 @@ def run(name: str, seed: int, epochs: int, out: Path, data: Path, t_ndsi: float)
         return json.loads(done.read_text())
     config = TrainConfig(**{**BASE, "epochs": epochs, **changes, "seed": seed})
     t0 = time.perf_counter()
-    result = fit(config, training_scenes(data, options, out, seed), folder, verbose=0)
+    from glacierkit.data import split
+
+    pseudo = split("alps-s2")["unlabelled"] if options.get("self_train") else []
+    result = fit(config, training_scenes(data, options, out, seed), folder, verbose=0,
+                 train_only=pseudo)
     seconds = time.perf_counter() - t0
     cr = cross_region(result.model_path, ndsi_threshold=t_ndsi)
     table = cr.table
