@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -m ipykernel install --prefix $(VENV) --name glacierkit --display-name "Python (glacierkit)"
+	$(BIN)/python -m ipykernel install --sys-prefix --name glacierkit --display-name "Python (glacierkit)"
 	touch $@
 
 run: setup

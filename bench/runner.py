@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import jupytext
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from glacierkit.run import execute_notebook  # noqa: E402
-from tools.nb import code, params, write_notebook  # noqa: E402
 
 
 def main() -> None:
@@ -28,8 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         nb = Path(tmp) / "trivial.ipynb"
-        write_notebook(str(nb), [params('output_dir: str = "."  # where to write'),
-                                 code("x = 1 + 1")])
+        jupytext.write(jupytext.reads('# %% tags=["parameters"]\noutput_dir: str = "."  # where to write\n'
+                                      "\n# %%\nx = 1 + 1\n", fmt="py:percent"), str(nb))
         times = []
         for i in range(args.repeats):
             t0 = time.perf_counter()

@@ -6,10 +6,12 @@
 reference outlines when there are any, timings, provenance).
 
 **Nothing partial is ever left behind.** A scene's files are written into a staging folder
-``scenes/.staging-<scene>-<random>/`` that is renamed to ``scenes/<scene>/`` only when
+``scenes/.staging-<scene>.<random>/`` that is renamed to ``scenes/<scene>/`` only when
 everything is complete; a killed task leaves only its staging folder, which the next
-attempt deletes. A scene whose folder exists is skipped, so a killed run resumes where it
-stopped.
+attempt deletes (exactly this scene's: never another scene's in-progress folder). A scene
+whose folder holds a readable ``result.json`` is skipped, so a killed run resumes where it
+stopped. Scene folder names keep letters of any script and are never empty, ``.`` or
+``..`` (see :func:`glacierkit.prep.slug`).
 
 :func:`run_scenes` sends one task per scene to a ``dask.distributed`` scheduler (an
 address such as ``tcp://10.0.0.5:8786``, a ``Client``, or none for a ``LocalCluster`` on
@@ -27,9 +29,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -40,6 +42,7 @@ import pandas as pd
 
 from .exceptions import DataNotFoundError, NoOverlapError, ParameterError
 from .metrics import Counts, scores
+from .staging import fault_point, make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,50 @@ def _json_safe(v):
     return v
 
 
-def _read_record(final: Path) -> dict:
-    record = json.loads((final / RESULT_FILE).read_text())
+def _read_record(final: Path) -> dict | None:
+    """The record of a done scene; ``None`` when its ``result.json`` is unreadable (the
+    scene is then done again)."""
+    try:
+        record = json.loads((final / RESULT_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("Cannot read %s (%s): the scene is processed again.", final / RESULT_FILE,
+                    exc)
+        return None
+    if not isinstance(record, dict):
+        log.warning("%s is not a scene record: the scene is processed again.",
+                    final / RESULT_FILE)
+        return None
     record["skipped"] = True
     return record
+
+
+def _is_ours(entry: str, kind: str, name: str) -> bool:
+    """``entry`` is exactly a ``.<kind>-<name>.<8 random chars>`` folder of scene ``name``
+    (not of ``<name>-2`` or any other scene)."""
+    return re.fullmatch(rf"\.{kind}-{re.escape(name)}\.[a-z0-9_]{{8}}", entry) is not None
+
+
+def _recover_scene(root: Path, name: str) -> None:
+    """Clean what a killed attempt at scene ``name`` left in ``root`` (``scenes/``).
+
+    Its staging folders are deleted. An ``.old-`` folder is the previous result set aside
+    just before the new one was renamed in: if the new one is there, it is deleted; if
+    not (killed between the two renames), it is put back. Only folders of exactly this
+    scene are touched.
+    """
+    final = root / name
+    olds = []
+    for entry in root.iterdir():
+        if _is_ours(entry.name, "staging", name):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif _is_ours(entry.name, "old", name):
+            olds.append(entry)
+    for old in sorted(olds, key=lambda p: p.stat().st_mtime, reverse=True):
+        if not final.exists() and (old / RESULT_FILE).is_file():
+            log.warning("Restoring %s from %s (an interrupted overwrite).", final, old.name)
+            old.rename(final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def process_scene(
@@ -129,17 +172,24 @@ def process_scene(
     from .labels import rasterize_outlines
     from .metrics import confusion
     from .predict import predict_to_file
-    from .prep import _sample_outlines, slug
+    from .prep import _sample_outlines
     from .vectorize import mask_to_polygons, write_outlines
 
     final = scene_dir(output_dir, scene)
-    if (final / RESULT_FILE).is_file() and not overwrite:
-        return _read_record(final)
-    root = final.parent
+    root = Path(output_dir) / "scenes"
+    name = final.name
+    if final.parent != root or name in ("", ".", "..") or name.startswith("."):
+        raise ParameterError(  # slug() never gives these; refuse rather than risk scenes/
+            f"Scene {scene!r} maps to the folder name {name!r}, which is not a scene folder. "
+            "Rename the scene file."
+        )
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(f".staging-{slug(scene)}-*"):  # left by a killed attempt
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{slug(scene)}-"))
+    _recover_scene(root, name)
+    if (final / RESULT_FILE).is_file() and not overwrite:
+        record = _read_record(final)
+        if record is not None:
+            return record
+    staging = make_private_dir(root, f".staging-{name}.")
     t0 = time.perf_counter()
     try:
         pred = cached_predictor(str(Path(model).resolve()))
@@ -179,9 +229,11 @@ def process_scene(
         (staging / RESULT_FILE).write_text(json.dumps(_json_safe(record), indent=2))
         if before_commit is not None:
             before_commit(str(scene), staging)
+        fault_point("batch:staged")
         if final.exists():  # overwrite: replace the old folder as late as possible
-            old = root / f".old-{slug(scene)}-{uuid.uuid4().hex[:8]}"
+            old = root / f".old-{name}.{uuid.uuid4().hex[:8]}"
             final.rename(old)
+            fault_point("batch:swapping")
             staging.rename(final)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -296,9 +348,13 @@ def run_scenes(
     model = str(Path(model).resolve())
     output_dir = Path(output_dir).resolve()
     t0 = time.perf_counter()
-    todo = [s for s in scenes if kwargs.get("overwrite") or
-            not (scene_dir(output_dir, s) / RESULT_FILE).is_file()]
-    records = {s: _read_record(scene_dir(output_dir, s)) for s in scenes if s not in todo}
+    records = {}
+    for s in scenes:
+        if not kwargs.get("overwrite") and (scene_dir(output_dir, s) / RESULT_FILE).is_file():
+            record = _read_record(scene_dir(output_dir, s))
+            if record is not None:
+                records[s] = record
+    todo = [s for s in scenes if s not in records]
     finished: dict[str, float] = {}
     if todo:
         client, local = _client(cluster, n_workers)

@@ -8,6 +8,7 @@
     glacierkit params NOTEBOOK       # list a notebook's parameters
     glacierkit predict MODEL SCENE OUTDIR [--threshold 0.5] [--tta] [--precision P]
                                           [--batch-size 4] [--window N] [--outlines]
+                                          [--force] [--sensor S] [--band-names A,B,..]
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, object]]:
             raise ParameterError(f"--set {item!r}: use STEP.KEY=VALUE (or *.KEY=VALUE).")
         key, value = item.split("=", 1)
         step, _, param = key.rpartition(".")
-        out.setdefault(step or "*", {})[param] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ParameterError(
+                f"--set {item!r}: the value is not valid YAML ({' '.join(str(exc).split())}). "
+                "Quote text, e.g. --set 'STEP.KEY=\"[a\"'."
+            ) from None
+        out.setdefault(step or "*", {})[param] = parsed
     return out
 
 
@@ -80,26 +88,97 @@ def _cmd_params(args) -> int:
     return 0
 
 
+def _band_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise ParameterError(
+            f"--band-names {text!r}: give one name per band, separated by commas, e.g. "
+            "--band-names blue,green,red,nir,swir1,swir2."
+        )
+    return names
+
+
+def _open_for_predict(args):
+    """The scene, opened as predict_scene would (lazily by blocks of rows for a file),
+    with the --sensor, --band-names, --scale/--offset and --baseline of the command line."""
+    from pathlib import Path
+
+    from .io import open_scene
+    from .predict import BLOCK_ROWS
+
+    kwargs = {"sensor": args.sensor, "band_names": _band_names(args.band_names)}
+    extra = {k: getattr(args, k) for k in ("scale", "offset", "baseline")
+             if getattr(args, k, None) is not None}
+    kwargs.update(extra)
+    path = Path(args.scene).expanduser()
+    if path.exists():
+        return open_scene(path, chunks={"band": 1, "y": BLOCK_ROWS, "x": -1}, **kwargs)
+    return open_scene(args.scene, **kwargs)
+
+
 def _cmd_predict(args) -> int:
+    from pathlib import Path
+
+    from .features import load_model
     from .predict import predict_scene, write_prediction
+    from .staging import PREDICTION_STEMS, check_target, fault_point, output_set
 
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
-    prob = predict_scene(args.model, args.scene, window=args.window, overlap=args.overlap,
-                         batch_size=args.batch_size, tta=args.tta, progress=not args.quiet,
-                         context=args.context, precision=args.precision)
-    paths = write_prediction(prob, args.outdir, threshold=args.threshold, prefix=args.prefix,
-                             probability_dtype="float32" if args.float32 else "uint8")
-    if args.outlines:
-        from .vectorize import mask_to_polygons, write_outlines
+    import warnings
 
-        polygons = mask_to_polygons(prob, threshold=args.threshold, min_area_km2=args.min_area_km2,
-                                    simplify_m=args.simplify_m)
-        paths["outlines"] = write_outlines(polygons,
-                                           f"{args.outdir}/{args.prefix}outlines.gpkg")
+    from .guard import DomainShiftWarning
+
+    # Everything that can be checked is checked before the (long) prediction.
+    check_target(args.outdir, args.prefix, overwrite=args.force)
+    scene_path, out_dir = Path(args.scene).expanduser().resolve(), Path(args.outdir).resolve()
+    outputs = [out_dir / f"{args.prefix}{stem}.tif" for stem in PREDICTION_STEMS]
+    if Path(args.scene).exists() and (scene_path in outputs or scene_path == out_dir
+                                      or scene_path in out_dir.parents):
+        raise ParameterError(
+            f"The outputs in {args.outdir} would overwrite or change the scene {args.scene}. "
+            "Give an output folder outside the scene, or another --prefix."
+        )
+    keras_model, sidecar = load_model(args.model)
+    scene = _open_for_predict(args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
+        prob = predict_scene((keras_model, {**sidecar, "path": str(args.model)}), scene,
+                             window=args.window, overlap=args.overlap,
+                             batch_size=args.batch_size, tta=args.tta,
+                             progress=not args.quiet, context=args.context,
+                             precision=args.precision)
+    _print_guard(prob.attrs.get("guard"))
+    fault_point("predict:predicted")
+    with output_set(args.outdir, args.prefix, overwrite=args.force) as staging:
+        paths = write_prediction(prob, staging, threshold=args.threshold, prefix=args.prefix,
+                                 probability_dtype="float32" if args.float32 else "uint8")
+        if args.outlines:
+            from .vectorize import mask_to_polygons, write_outlines
+
+            polygons = mask_to_polygons(prob, threshold=args.threshold,
+                                        min_area_km2=args.min_area_km2,
+                                        simplify_m=args.simplify_m)
+            paths["outlines"] = write_outlines(polygons, staging / f"{args.prefix}outlines.gpkg")
+        fault_point("predict:written")
     for kind, path in paths.items():
-        print(f"{kind}: {path}")
+        print(f"{kind}: {Path(args.outdir) / Path(path).name}")
     return 0
+
+
+def _print_guard(report) -> None:
+    """One line per domain-shift guard finding (stderr), or one line saying all is well."""
+    if not report:
+        return
+    if report.get("warnings"):
+        for text in report["warnings"]:
+            print(f"glacierkit: warning: domain shift: {text}", file=sys.stderr)
+        print("glacierkit: warning: the scene differs from the model's training data; check "
+              "the map or adapt the model (README: Map a new region).", file=sys.stderr)
+    else:
+        print("domain-shift guard: the scene lies within the model's training domain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,12 +235,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None,
                    help="windows per forward pass (default: about 1 Mpx)")
     p.add_argument("--window", type=int, default=None,
-                   help="largest window size in pixels (default: from the model's memory needs; "
-                   "1536 for the cpu preset in bfloat16, 1168 in float32)")
+                   help="largest window size in pixels (default: from the model's memory "
+                   "needs; 1536 for the cpu preset in bfloat16, 1168 in float32)")
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="compute precision (default auto: bfloat16 on CPUs with native "
                    "bfloat16, else float32)")
-    p.add_argument("--prefix", default="", help="prefix for the output file names")
+    p.add_argument("--prefix", default="",
+                   help="prefix for the output file names (no path separators)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier run in OUTDIR (the whole set: "
+                   "probability, mask, confidence, outlines with this prefix)")
+    p.add_argument("--sensor", default=None,
+                   help="landsat8, landsat9, landsat7 or sentinel2, when the file does not "
+                   "say (it must not contradict the file's metadata)")
+    p.add_argument("--band-names", default=None, metavar="NAMES",
+                   help="comma-separated names of the file's bands, in order, when the file "
+                   "has no band descriptions: band names of --sensor (B2,B3,...) or roles "
+                   "(blue,green,red,nir,swir1,swir2)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="reflectance = DN * SCALE + OFFSET for integer files without a "
+                   "sensor (e.g. 0.0001 for an Earth Engine export of Sentinel-2)")
+    p.add_argument("--offset", type=float, default=None,
+                   help="see --scale (default 0)")
+    p.add_argument("--baseline", default=None,
+                   help="Sentinel-2 processing baseline (e.g. 04.00: DN = 10000 * reflectance "
+                   "+ 1000), when neither the file name nor its metadata say")
     p.add_argument("--float32", action="store_true",
                    help="write the probability as float32 instead of uint8")
     p.add_argument("--outlines", action="store_true",
@@ -183,8 +281,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except GlacierKitError as exc:
-        print(f"glacierkit: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), args)
+    except OSError as exc:  # the file system said no (permissions, full disk ...)
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return _error(f"{exc.strerror or exc}:{where}. Check the path, its permissions and "
+                      "the free space.", args)
+    except KeyboardInterrupt:
+        print("glacierkit: interrupted (partial outputs were not committed; run the same "
+              "command again to resume)", file=sys.stderr)
+        return 130
+
+
+def _error(message: str, args) -> int:
+    """One line on stderr (the traceback only with --verbose), exit status 2."""
+    if getattr(args, "verbose", False):
+        logging.getLogger(__name__).exception("details")
+    one_line = " ".join(message.split())
+    print(f"glacierkit: error: {one_line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,8 +44,11 @@ PAPER_TABLE = pd.DataFrame.from_records([
 
 
 def _binary(a) -> np.ndarray:
-    """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded)."""
-    return np.asarray(getattr(a, "values", a)).astype("float32")
+    """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded);
+    unknown labels (:data:`glacierkit.labels.IGNORE`) become NaN."""
+    from .labels import reference
+
+    return reference(a)
 
 
 def block_counts(pred, ref, block: int = 32) -> np.ndarray:
@@ -206,7 +209,8 @@ def table4(comparison: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
 def surface_classes(scene: xr.DataArray, labels=None) -> dict[str, np.ndarray]:
     """Heuristic masks of the surfaces where glacier mapping usually fails.
 
-    - ``water``: NDWI (green/nir) > 0.2 and swir1 < 0.05 (open water; McFeeters 1996);
+    - ``water``: NDWI (green/nir) > 0.2, swir1 < 0.05 and nir < 0.1 (open water; McFeeters
+      1996; the NIR limit keeps out bare glacier ice, whose NDWI is also above 0.2);
     - ``shadow``: mean of blue, green, red, nir < 0.12 (cast shadow on any surface);
     - ``cloud``: blue > 0.25 and swir1 > 0.25 (clouds are bright in SWIR, snow is not);
     - ``debris``: labelled glacier with NDSI < 0.2 that is not shadow (debris-covered ice).
@@ -222,7 +226,8 @@ def surface_classes(scene: xr.DataArray, labels=None) -> dict[str, np.ndarray]:
 
     with np.errstate(invalid="ignore"):
         vis = (band("blue") + band("green") + band("red") + band("nir")) / 4
-        water = (np.asarray(ndwi(scene).values) > 0.2) & (band("swir1") < 0.05)
+        water = ((np.asarray(ndwi(scene).values) > 0.2) & (band("swir1") < 0.05)
+                 & (band("nir") < 0.1))
         shadow = vis < 0.12
         cloud = (band("blue") > 0.25) & (band("swir1") > 0.25)
         out = {"water": water, "shadow": shadow & ~water, "cloud": cloud}
@@ -408,7 +413,7 @@ def compare_methods(
     if unet_threshold is None:
         unet_threshold = float(sidecar.get("architecture", {}).get("threshold", 0.5))
     ensure_prepared(output_dir, test_scenes)
-    results, failures, areas, glaciers, maps, oracles = [], [], [], [], {}, {}
+    results, failures, areas, glaciers, maps, oracles, guards = [], [], [], [], {}, {}, {}
     for s in tqdm(list(test_scenes), desc="test scenes", unit="scene"):
         scene, labels = load_prepared(output_dir, s)
         if labels is None:
@@ -416,6 +421,7 @@ def compare_methods(
 
             raise DataNotFoundError(f"Test scene {s!r} has no labels; it cannot be scored.")
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
+        guards[s] = prob.attrs.get("guard")
         index = ndsi(scene)
         t_oracle = best_threshold(sweep(index, labels, grid), metric)
         oracles[s] = t_oracle
@@ -454,6 +460,7 @@ def compare_methods(
         "tta": tta,
         "overlap": overlap,
         "bootstrap": {"n_boot": n_boot, "block_px": block, "level": 0.95},
+        "domain_shift_guard": guards,
     }
     result = Comparison(
         comparison=comparison, table4=t4, failures=pd.concat(failures, ignore_index=True),

@@ -19,6 +19,11 @@ __all__ = [
     "AllNodataError",
     "CorruptFileError",
     "ParameterError",
+    "OutputError",
+    "OutputExistsError",
+    "ReflectanceRangeError",
+    "OutlineGeometryError",
+    "UnsupportedGridError",
 ]
 
 
@@ -30,8 +35,9 @@ class DataNotFoundError(GlacierKitError, FileNotFoundError):
     """A file, sample dataset or scene could not be found."""
 
 
-class ChecksumError(GlacierKitError):
-    """A file's sha256 does not match the pinned checksum."""
+class ChecksumError(DataNotFoundError):
+    """A file's sha256 does not match the pinned checksum (so the pinned file is not
+    available: a :class:`DataNotFoundError` too)."""
 
 
 class UnknownSensorError(GlacierKitError, KeyError):
@@ -74,3 +80,23 @@ class CorruptFileError(GlacierKitError, OSError):
 
 class ParameterError(GlacierKitError, ValueError):
     """A configuration or notebook parameter is unknown or has a bad value."""
+
+
+class OutputError(GlacierKitError, OSError):
+    """An output folder or file cannot be written (a file in the way, read-only, full)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The outputs of an earlier run are in the way (pass ``--force`` to replace them)."""
+
+
+class ReflectanceRangeError(GlacierKitError, ValueError):
+    """Pixel values that cannot be reflectance (e.g. unscaled digital numbers)."""
+
+
+class OutlineGeometryError(GlacierKitError, ValueError):
+    """Outlines that are not polygons (points, lines) or cannot be repaired."""
+
+
+class UnsupportedGridError(GlacierKitError, ValueError):
+    """A raster grid glacierkit cannot work on (rotated or sheared geotransforms)."""

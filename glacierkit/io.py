@@ -10,6 +10,7 @@ and transform, and attrs ``sensor``, ``product``, ``date`` and ``scene_id``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from . import data as _data
@@ -37,7 +39,10 @@ from .exceptions import (
     GlacierKitError,
     MissingCRSError,
     NotGeoreferencedError,
+    ParameterError,
+    ReflectanceRangeError,
     UnknownSensorError,
+    UnsupportedGridError,
 )
 
 log = logging.getLogger(__name__)
@@ -176,6 +181,20 @@ def _apply_georef(da: xr.DataArray, crs: str, upper_left: tuple[float, float],
     return da.rio.write_transform(Affine(resolution, 0, x0, 0, -resolution, y0))
 
 
+def _name_crs(da: xr.DataArray, crs: str, path) -> xr.DataArray:
+    """Replace a CRS that equals ``crs`` but lacks its code (a bare WKT) by ``crs`` itself."""
+    from pyproj import CRS
+
+    want = CRS.from_user_input(crs)
+    have = CRS.from_user_input(da.rio.crs.to_wkt())
+    if have.to_epsg(min_confidence=20) != want.to_epsg():
+        raise CorruptFileError(
+            f"{path} has the CRS {have.name!r}, not {crs} as registered for this sample. The "
+            "cached file is wrong; delete it so it is downloaded again."
+        )
+    return da.rio.write_crs(crs)
+
+
 def _load(da: xr.DataArray, path) -> xr.DataArray:
     try:
         return da.load()
@@ -261,15 +280,127 @@ def _finish(da: xr.DataArray, bands: Sequence[str] | None, source) -> xr.DataArr
             f"The scene {source} has no CRS. Set it with scene.rio.write_crs('EPSG:xxxx') and "
             "pass the DataArray, or re-export the file as a georeferenced GeoTIFF."
         )
+    _check_grid_and_names(da, source)
+    if not da.chunks:
+        da = _load(da, source)  # once, turning read errors of truncated files into clear ones
+    da = _mask_invalid(da)
     if bands is not None:
         da = select_bands(da, bands)
     if not da.chunks:
         if not bool(np.isfinite(da.values).any()):
             raise AllNodataError(
-                f"The scene {source} holds no valid pixel: every value is nodata/NaN. Check the "
-                "file, the bands and the nodata value."
+                f"The scene {source} holds no valid pixel: every value is nodata/NaN, infinite "
+                "or zero in every band. Check the file, the bands and the nodata value."
             )
+    _check_range(da, source)
     return da
+
+
+def _check_grid_and_names(da: xr.DataArray, source) -> None:
+    """Refuse grids glacierkit would place wrongly, and ambiguous band names."""
+    try:
+        t = da.rio.transform()
+    except Exception:  # rioxarray cannot even compute one from the coordinates
+        t = None
+    if t is None or t == Affine.identity():
+        raise NotGeoreferencedError(
+            f"The scene {source} has a CRS but no georeference (no geotransform: pixel "
+            "coordinates only), so its outputs would land at the origin of the CRS. Re-export "
+            "it as a georeferenced GeoTIFF, or set the grid with scene.rio.write_transform(...)."
+        )
+    if t.b != 0 or t.d != 0:
+        raise UnsupportedGridError(
+            f"The scene {source} is on a rotated or sheared grid (geotransform {tuple(t)[:6]}); "
+            "glacierkit works on north-up grids. Warp it first, e.g. gdalwarp -t_srs "
+            "EPSG:<utm zone> in.tif out.tif."
+        )
+    if "band" in da.dims:
+        names = [str(b) for b in da["band"].values]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise BandCountError(
+                f"The scene {source} has bands named {twice} twice (bands {names}), so "
+                "glacierkit cannot tell which is which. Give every band its own name "
+                "(band_names=[...], --band-names on the command line)."
+            )
+
+
+def _check_dtype(dtype, source) -> None:
+    if np.dtype(dtype).kind not in "uif":
+        raise ReflectanceRangeError(
+            f"{source} holds {np.dtype(dtype)} values (complex or not numeric); reflectance "
+            "is real numbers. Export the bands as integers or floats."
+        )
+
+
+def _mask_invalid(da: xr.DataArray) -> xr.DataArray:
+    """Nodata is NaN: besides the file's nodata value, every value that is not finite
+    (±inf) and every pixel that is exactly zero in all bands (the fill of most exports).
+    The input is never modified; a copy is made only when there is something to mask."""
+    if "band" not in da.dims or not np.issubdtype(da.dtype, np.floating):
+        return da
+    if da.chunks:
+        bad = (~np.isfinite(da)) | (da == 0).all("band")
+        return da.where(~bad)
+    values = da.values
+    zero = (values == 0).all(axis=da.dims.index("band"))
+    inf = np.isinf(values)
+    if not zero.any() and not inf.any():
+        return da
+    bad = inf | np.expand_dims(zero, da.dims.index("band"))
+    return da.copy(data=np.where(bad, np.float32(np.nan), values).astype(da.dtype))
+
+
+#: Reflectance lies in about [-0.2, 1.6]; far outside means unscaled DNs or a wrong scale.
+REFLECTANCE_RANGE = (-0.5, 2.0)
+#: The fraction of valid pixels that may lie outside :data:`REFLECTANCE_RANGE`
+#: (saturated pixels, hot spots).
+OUT_OF_RANGE_FRACTION = 0.01
+
+
+def _range_sample(da: xr.DataArray) -> np.ndarray:
+    """Values to check the range on: at most about a million per band (a strided view in
+    memory; for a lazy scene a 256 x 256 window at its centre, so little is read)."""
+    ny, nx = da.sizes["y"], da.sizes["x"]
+    if da.chunks:
+        cy, cx, h = ny // 2, nx // 2, 128
+        da = da.isel(y=slice(max(cy - h, 0), cy + h), x=slice(max(cx - h, 0), cx + h))
+        return np.asarray(da.values)
+    step = max(1, int(math.sqrt(ny * nx / 1_000_000)))
+    return np.asarray(da.values)[..., ::step, ::step]
+
+
+def _check_range(da: xr.DataArray, source) -> None:
+    """Refuse values that cannot be reflectance (unscaled DNs, a wrong scale or offset):
+    better an error naming the fix than a confident map of nonsense."""
+    try:
+        sample = _range_sample(da)
+    except (RasterioIOError, rasterio.errors.RasterioError) as exc:
+        raise CorruptFileError(
+            f"Cannot read the pixels of {source} ({exc}). The file is corrupt or truncated: "
+            "download or export it again."
+        ) from exc
+    valid = sample[np.isfinite(sample)]
+    if valid.size == 0:
+        return
+    lo, hi = REFLECTANCE_RANGE
+    above, below = float(np.mean(valid > hi)), float(np.mean(valid < lo))
+    how = ("Pass the scaling: sensor= for a product of a known sensor (its DN scaling), or "
+           "scale= and offset= (reflectance = DN * scale + offset; e.g. scale=0.0001 for "
+           "Sentinel-2 DNs, scale=2.75e-05 and offset=-0.2 for Landsat Collection 2 L2; "
+           "on the command line --sensor, --scale, --offset).")
+    if above > OUT_OF_RANGE_FRACTION:
+        raise ReflectanceRangeError(
+            f"{above:.0%} of the pixels of {source} are above {hi} (largest "
+            f"{float(valid.max()):.6g}), but reflectance lies between 0 and about 1.5: these "
+            f"look like unscaled digital numbers. {how}"
+        )
+    if below > OUT_OF_RANGE_FRACTION:
+        raise ReflectanceRangeError(
+            f"{below:.0%} of the pixels of {source} are below {lo} (smallest "
+            f"{float(valid.min()):.6g}); reflectance is not negative beyond rounding. The "
+            f"scaling or the nodata value is wrong. {how}"
+        )
 
 
 # --------------------------------------------------------------------------- sources
@@ -284,13 +415,134 @@ def _guess_sensor(text: str) -> str | None:
     return None
 
 
+def _stem(path: Path) -> str:
+    name = path.name
+    suffix = path.suffix.lower()
+    return name[: -len(suffix)] if suffix in _RASTER_SUFFIXES else name.split(".")[0]
+
+
 def _band_from_filename(path: Path, sensor: Sensor) -> str | None:
-    stem = path.name.split(".")[0]
-    m = re.search(r"(?:^|[_\-.])(?:SR_)?(B\d{1,2}A?)$", stem, re.IGNORECASE) or re.search(
-        r"(?:^|[_\-.])(\d{1,2}A?)$", stem)
-    if not m:
-        return None
-    return normalize_band_name(m.group(1), sensor.band_names)
+    """The band a one-band file holds, from its name.
+
+    Any ``_``/``-``/``.``-separated token ``B3``, ``B03``, ``SR_B3`` or ``B8A`` counts
+    (``LC08_..._SR_B3.TIF``, HLS ``HLS.L30.T11UMT.2020229T183513.v2.0.B03.tif``,
+    ``athabasca_2020229_B03_L30.tif``, ``athabasca_B03_20200911.tif``); else a bare
+    trailing number (``.../Aletsch/3.jp2``).
+    """
+    stem = _stem(path)
+    hits = {normalize_band_name(t, sensor.band_names)
+            for t in re.split(r"[_\-.]", stem) if re.fullmatch(r"B\d{1,2}A?", t, re.IGNORECASE)}
+    hits.discard(None)
+    if len(hits) == 1:
+        return hits.pop()
+    if hits:
+        return None  # several band-like tokens: ambiguous
+    m = re.search(r"(?:^|[_\-.])(\d{1,2}A?)$", stem)
+    return normalize_band_name(m.group(1), sensor.band_names) if m else None
+
+
+def _guess_hls(text: str) -> str | None:
+    """``landsat8``/``sentinel2`` for HLS-style names (``L30``/``S30`` tokens), else None."""
+    tokens = {t.upper() for t in re.split(r"[_\-./\\ ]", text)}
+    if "L30" in tokens:
+        return "landsat8"
+    if "S30" in tokens:
+        return "sentinel2"
+    return None
+
+
+def _pick_sensor(given, evidence: Sequence[tuple[str, str | None]], source) -> str | None:
+    """The sensor id: ``given`` (checked against the file's own evidence) or the first
+    evidence. ``evidence`` is ``[(where, sensor id or None), ...]``."""
+    found = [(where, get_sensor(sid).id) for where, sid in evidence if sid and sid != "generic"]
+    if given is None or given == "":
+        return found[0][1] if found else None
+    sid = get_sensor(given).id
+    for where, other in found:
+        if other != sid:
+            raise ParameterError(
+                f"sensor={given!r} contradicts {where} of {source}, which says {other!r}; the "
+                "band roles would be wrong (e.g. Landsat 7's B2 is green, Landsat 8's is "
+                f"blue). Leave sensor out (it is read from the file) or pass sensor={other!r} "
+                "(--sensor on the command line)."
+            )
+    return sid
+
+
+_BASELINE_RE = re.compile(r"_N(\d{2})(\d{2})(?=[_.]|$)")
+
+
+def _s2_baseline(given, text: str, tags: Mapping[str, str], source) -> str | None:
+    """The Sentinel-2 processing baseline (``"04.00"``) from ``baseline=``, the file's
+    metadata or the product name (``..._N0400_...``); ``None`` when nothing says."""
+    if given is not None:
+        if not re.fullmatch(r"\d{1,2}\.\d{2}", str(given).strip()):
+            raise ParameterError(
+                f"baseline={given!r}: give the Sentinel-2 processing baseline as NN.NN, e.g. "
+                "'04.00' (the product name's N0400) or '02.14'."
+            )
+        return str(given).strip()
+    for key, value in tags.items():
+        k = key.upper()
+        if k in ("PROCESSING_BASELINE", "BASELINE"):
+            m = re.search(r"(\d{1,2})\.?(\d{2})", str(value))
+            if m:
+                return f"{int(m.group(1)):02d}.{m.group(2)}"
+        if k.startswith(("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")):
+            try:  # the offset itself: -1000 from baseline 04.00 on
+                return "04.00" if float(value) <= -1000 else "00.00"
+            except ValueError:
+                pass
+    m = _BASELINE_RE.search(text.upper())
+    if m:
+        return f"{m.group(1)}.{m.group(2)}"
+    return None
+
+
+def _dn_scaling(sensor: Sensor | None, product, dtype, source, rad: Mapping | None,
+                text: str = "", tags: Mapping[str, str] | None = None) -> tuple[dict, dict]:
+    """How integer DNs of ``source`` become reflectance: ``(scaling, extra attrs)``.
+
+    An explicit ``scale``/``offset`` wins. Otherwise the sensor's product table is used,
+    with the Sentinel-2 baseline offset when the baseline is known. Integers without a
+    sensor, and 8-bit values (a display stretch, never reflectance products), are refused
+    with the way to pass the scaling.
+    """
+    rad = rad or {}
+    if rad.get("scale") is not None or rad.get("offset") is not None:
+        scale = 1.0 if rad.get("scale") is None else float(rad["scale"])
+        return {"scale": scale, "offset": float(rad.get("offset") or 0.0), "nodata": None}, {
+            "scaling": f"DN * {scale} + {float(rad.get('offset') or 0.0)} (given)"}
+    how = ("Pass sensor= (landsat8, landsat9, landsat7, sentinel2: its product's DN scaling) "
+           "or scale= and offset= (reflectance = DN * scale + offset, e.g. scale=0.0001 for "
+           "Sentinel-2, scale=2.75e-05 and offset=-0.2 for Landsat Collection 2 L2); on the "
+           "command line --sensor or --scale/--offset.")
+    if sensor is None:
+        raise ReflectanceRangeError(
+            f"{source} holds integers ({dtype}) and does not say which sensor or scaling they "
+            f"come from (a typical Earth Engine export), so they cannot be read as "
+            f"reflectance. {how}"
+        )
+    level = (product or sensor.default_product).lower()
+    if np.dtype(dtype).itemsize == 1 and level != "display":
+        raise ReflectanceRangeError(
+            f"{source} holds 8-bit values ({dtype}): a display stretch, not {sensor.name} "
+            f"{level} reflectance (those are 16-bit). Export the reflectance bands, or, to use "
+            "the stretch anyway, pass scale=1/255 (--scale 0.00392157)"
+            + (", or product='display'." if "display" in sensor.products else ".")
+        )
+    attrs = {}
+    baseline = None
+    if level in sensor.products and "offset_from_baseline" in sensor.products[level]:
+        baseline = _s2_baseline(rad.get("baseline"), text, tags or {}, source)
+        if baseline is None:
+            log.warning(
+                "The Sentinel-2 processing baseline of %s is unknown: assuming before 04.00 "
+                "(no -1000 DN offset). Products processed with baseline 04.00 or later (from "
+                "25 January 2022, product names with N0400 and up) need baseline='04.00' "
+                "(--baseline 04.00), else reflectance is 0.1 too high.", source)
+        attrs["processing_baseline"] = baseline or "unknown (read as before 04.00)"
+    return sensor.scaling(product, baseline), attrs
 
 
 def _open_landsat_product(mtl_path: Path, sensor_id, chunks, product) -> xr.DataArray:
@@ -298,8 +550,10 @@ def _open_landsat_product(mtl_path: Path, sensor_id, chunks, product) -> xr.Data
     folder = mtl_path.parent
     contents = mtl.get("PRODUCT_CONTENTS", {})
     attrs_grp = mtl.get("IMAGE_ATTRIBUTES", {})
-    sid = sensor_id or _guess_sensor(str(attrs_grp.get("SPACECRAFT_ID", ""))) or _guess_sensor(
-        mtl_path.name)
+    sid = _pick_sensor(sensor_id, [
+        ("the MTL's SPACECRAFT_ID", _guess_sensor(str(attrs_grp.get("SPACECRAFT_ID", "")))),
+        ("the MTL's product id", _guess_sensor(str(contents.get("LANDSAT_PRODUCT_ID", "")))),
+        ("the MTL file name", _guess_sensor(mtl_path.name))], mtl_path)
     if sid is None:
         raise UnknownSensorError(
             f"Cannot tell the sensor of {mtl_path}; pass sensor='landsat8' (or landsat9/landsat7)."
@@ -397,7 +651,7 @@ def _open_sample(name: str, sensor_id, chunks, product) -> xr.DataArray:
         mtl = next(folder.glob("*_MTL.txt"))
         return _open_landsat_product(mtl, sensor_id, chunks, product)
     entry = _data.get_scene(name)
-    sensor = get_sensor(entry.sensor)
+    sensor = get_sensor(_pick_sensor(sensor_id, [("the sample registry", entry.sensor)], name))
     scaling = sensor.scaling(product or entry.product)  # samples predate baseline 04.00
     layers, names = [], []
     for band, rel in entry.files.items():
@@ -406,6 +660,8 @@ def _open_sample(name: str, sensor_id, chunks, product) -> xr.DataArray:
         layer = open_raster(path, chunks=chunks or None, band=index)
         if entry.crs is not None and not _has_georef(layer):
             layer = _apply_georef(layer, entry.crs, entry.upper_left, entry.resolution)
+        elif entry.crs is not None and layer.rio.crs is not None:
+            layer = _name_crs(layer, entry.crs, path)
         layers.append(_scale(layer, scaling["scale"], scaling["offset"], scaling.get("nodata")))
         names.append(sensor.normalize(band))
     order = sorted(range(len(names)), key=lambda i: sensor.band_names.index(names[i]))
@@ -423,16 +679,22 @@ def _open_sample(name: str, sensor_id, chunks, product) -> xr.DataArray:
 
 
 def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, product,
-                band_names) -> xr.DataArray:
+                band_names, rad: Mapping | None = None) -> xr.DataArray:
     if isinstance(paths, Mapping):
         items = [(str(k), Path(v)) for k, v in paths.items()]
     else:
         items = [(None, Path(p)) for p in paths]
-    sid = sensor_id or _guess_sensor(" ".join(p.name for _, p in items))
+    names_text = " ".join(p.name for _, p in items)
+    hls = _guess_hls(names_text)
+    # HLS L30 comes from Landsat 8 and 9: a default, not evidence against sensor=
+    sid = _pick_sensor(sensor_id, [("the file names", _guess_sensor(names_text))],
+                       [str(p) for _, p in items]) or hls
+    if hls is not None and product is None:
+        product = "hls"  # int16 x 10000 with -9999 fill, whatever the sensor
     if sid is None:
         raise UnknownSensorError(
-            f"Cannot tell the sensor of {[str(p) for _, p in items]}; pass sensor= (one of "
-            "landsat8, landsat9, landsat7, sentinel2)."
+            f"Cannot tell the sensor of {[str(p) for _, p in items]}; pass sensor= (--sensor "
+            "on the command line: landsat8, landsat9, landsat7, sentinel2)."
         )
     sensor = get_sensor(sid)
     if band_names is not None:
@@ -456,8 +718,8 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
     names, files = [names[i] for i in order], [files[i] for i in order]  # table order
     count, height, width = _peek_shape(files[0])
     use_chunks = _auto_chunks(chunks, (len(files), height, width))
-    scaling = sensor.scaling(product)
-    layers = []
+    layers, extra = [], {}
+    text = " ".join(str(p) for p in files)
     for path in files:
         layer = open_raster(path, chunks=use_chunks)
         if layer.sizes["band"] != 1:
@@ -465,17 +727,22 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
                 f"{path} has {layer.sizes['band']} bands; a set of files must be one band each. "
                 "Open a multi-band file on its own."
             )
+        _check_dtype(layer.dtype, path)
         if not np.issubdtype(layer.dtype, np.floating):
+            scaling, extra = _dn_scaling(sensor, product, layer.dtype, path, rad, text)
             layer = _scale(layer, scaling["scale"], scaling["offset"], scaling.get("nodata"))
+        elif rad and rad.get("scale") is not None:
+            layer = _scale(layer, float(rad["scale"]), float(rad.get("offset") or 0.0), None)
         else:
             layer = _scale(layer, 1.0, 0.0, None)
         layers.append(layer)
     return _stack(layers, names, sensor, {"sensor": sensor.id, "product": product or
                                           sensor.default_product, "scene_id": files[0].stem,
-                                          "source": str(files[0].parent)})
+                                          "source": str(files[0].parent), **extra})
 
 
-def _open_multiband(path: Path, sensor_id, chunks, product, band_names) -> xr.DataArray:
+def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
+                    rad: Mapping | None = None) -> xr.DataArray:
     with _quiet_georef():
         try:
             with rasterio.open(path) as src:
@@ -488,40 +755,47 @@ def _open_multiband(path: Path, sensor_id, chunks, product, band_names) -> xr.Da
                 f"Cannot read {path} as a raster ({exc}). The file may be corrupt, truncated or "
                 "not a raster: download it again or re-export it."
             ) from exc
-    sid = sensor_id or tags.get("sensor") or _guess_sensor(path.name)
-    sensor = get_sensor(sid) if sid and sid != "generic" else None
+    sid = _pick_sensor(sensor_id, [("its 'sensor' tag", tags.get("sensor")),
+                                   ("its file name", _guess_sensor(path.name))], path)
+    sensor = get_sensor(sid) if sid else None
     names = list(band_names) if band_names is not None else descriptions
     if band_names is not None and len(band_names) != count:
         raise BandCountError(
             f"{path} has {count} bands but {len(band_names)} band names were given "
-            f"({list(band_names)}). Give exactly one name per band."
+            f"({list(band_names)}). Give exactly one name per band (band_names= or "
+            "--band-names)."
         )
     if any(n is None or n == "" for n in names):
         raise BandCountError(
             f"{path} has {count} band(s) without descriptions, so glacierkit cannot tell which "
-            "is which. Pass band_names=[...] (band names such as 'B3' with sensor=, or roles "
-            f"such as {list(ROLES)})."
+            "is which. Pass band_names=[...] (--band-names on the command line): band names "
+            f"such as 'B3' with sensor= (--sensor), or roles such as {list(ROLES)}."
         )
     if sensor is None and not all(n in ROLES for n in names):
         raise UnknownSensorError(
-            f"Cannot tell the sensor of {path} (bands {names}). Pass sensor= (landsat8, "
-            "landsat9, landsat7, sentinel2), or name the bands by role."
+            f"Cannot tell the sensor of {path} (bands {names}). Pass sensor= (--sensor on the "
+            "command line: landsat8, landsat9, landsat7, sentinel2), or name the bands by role."
         )
     if sensor is not None and all(n in ROLES for n in names):
         names = [sensor.band_for_role(n) for n in names]
     elif sensor is not None:
         names = [sensor.normalize(n) for n in names]
+    _check_dtype(dtype, path)
     use_chunks = _auto_chunks(chunks, (count, height, width))
     raw = open_raster(path, chunks=use_chunks)
     is_float = np.issubdtype(np.dtype(dtype), np.floating)
-    if is_float:
+    extra = {}
+    if is_float and rad and rad.get("scale") is not None:
+        scaled = _scale(raw, float(rad["scale"]), float(rad.get("offset") or 0.0), None)
+    elif is_float:
         scaled = _scale(raw, 1.0, 0.0, None)
     else:
-        scaling = sensor.scaling(product) if sensor is not None else {"scale": 1.0, "offset": 0.0,
-                                                                       "nodata": None}
+        scaling, extra = _dn_scaling(sensor, product, dtype, path, rad, str(path), tags)
         scaled = _scale(raw, scaling["scale"], scaling["offset"], scaling.get("nodata"))
+        if scaling["offset"] != 0.0:  # raw zeros in every band are fill, not -offset
+            scaled = scaled.where(~(raw == 0).all("band"))
     layers = [scaled.isel(band=[i]) for i in range(count)]
-    attrs = {"sensor": sensor.id if sensor else "generic",
+    attrs = {**extra, "sensor": sensor.id if sensor else "generic",
              "product": tags.get("product") or product or (sensor.default_product if sensor
                                                            else None),
              "date": tags.get("date"), "scene_id": tags.get("scene_id", path.stem),
@@ -529,6 +803,24 @@ def _open_multiband(path: Path, sensor_id, chunks, product, band_names) -> xr.Da
     return _stack(layers, names, sensor, attrs)
 
 
+def _read_errors_are_clear(func):
+    """Turn GDAL read errors met anywhere while opening (a file truncated in its data,
+    a damaged tile) into one :class:`CorruptFileError` naming the source."""
+
+    @functools.wraps(func)
+    def wrapper(source, *args, **kwargs):
+        try:
+            return func(source, *args, **kwargs)
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+            raise CorruptFileError(
+                f"Cannot read the pixels of {source} ({' '.join(str(exc).split())}). The file "
+                "is corrupt or truncated: download or export it again."
+            ) from exc
+
+    return wrapper
+
+
+@_read_errors_are_clear
 def open_scene(
     source,
     sensor: str | None = None,
@@ -537,6 +829,9 @@ def open_scene(
     chunks=None,
     product: str | None = None,
     band_names: Sequence[str] | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
+    baseline: str | None = None,
 ) -> xr.DataArray:
     """Open a scene as float32 reflectance with bands known by role.
 
@@ -561,6 +856,17 @@ def open_scene(
     band_names
         Names for the bands of a multi-band file without descriptions (or for a list of
         files whose names do not tell).
+    scale, offset
+        ``reflectance = DN * scale + offset`` for files whose scaling glacierkit cannot
+        know (integer GeoTIFFs without a sensor, such as Earth Engine exports); overrides
+        the sensor's product scaling. Not for Landsat product folders (the MTL says).
+    baseline
+        Sentinel-2 processing baseline (``"04.00"``: DN = 10000 reflectance + 1000) when
+        neither the product name (``_N0400_``) nor the file's metadata says.
+
+    Values that cannot be reflectance (more than 1% of the pixels above 2 or below -0.5)
+    are refused with :class:`~glacierkit.exceptions.ReflectanceRangeError`. Nodata is NaN:
+    the file's nodata value, non-finite values and pixels that are zero in every band.
 
     Returns
     -------
@@ -575,16 +881,18 @@ def open_scene(
     >>> list(scene.role.values)  # doctest: +SKIP
     ['swir1', 'nir', 'blue']
     """
+    rad = {"scale": scale, "offset": offset, "baseline": baseline}
     if isinstance(source, xr.DataArray):
         da = source
         if "band" not in da.dims:
             raise BandCountError(f"A scene needs a 'band' dimension; this one has {da.dims}.")
         return _finish(da, bands, da.attrs.get("scene_id", "DataArray"))
     if isinstance(source, (list, tuple, Mapping)):
-        da = _open_files(source, sensor, chunks, product, band_names)
+        da = _open_files(source, sensor, chunks, product, band_names, rad)
         return _finish(da, bands, da.attrs["source"])
     text = str(source)
     if not Path(text).exists() and (text.lower() in _data.SCENES or text == "landsat8-l2sp"):
+        _no_radiometry(rad, f"the sample {text!r}")
         da = _open_sample(text.lower(), sensor, chunks, product)
         return _finish(da, bands, text)
     path = Path(text).expanduser()
@@ -605,10 +913,22 @@ def open_scene(
                     f"{path} holds no _MTL.txt and no raster files. Give a Landsat product "
                     "folder, a GeoTIFF or a list of band files."
                 )
-            da = _open_files(rasters, sensor, chunks, product, band_names)
+            da = _open_files(rasters, sensor, chunks, product, band_names, rad)
+            if str(da.attrs.get("sensor", "")).startswith("landsat"):
+                if da.rio.crs is None:
+                    raise NotGeoreferencedError(
+                        f"{path} holds Landsat band files but no _MTL.txt, and the bands carry "
+                        "no georeference of their own. Put the product's _MTL.txt back beside "
+                        "them (it gives the grid and the scaling), or open the original "
+                        "product folder."
+                    )
+                log.warning("%s has no _MTL.txt: the default %s scaling of %s is used.", path,
+                            da.attrs.get("product"), da.attrs.get("sensor"))
         else:
+            _no_radiometry(rad, f"the Landsat product {path}")
             da = _open_landsat_product(mtls[0], sensor, chunks, product)
     elif path.name.upper().endswith("_MTL.TXT"):
+        _no_radiometry(rad, f"the Landsat product {path}")
         da = _open_landsat_product(path, sensor, chunks, product)
     elif path.suffix.lower() in _RASTER_SUFFIXES:
         if path.suffix.lower() == ".jp2" and not _has_georef(open_raster(path)):
@@ -618,7 +938,7 @@ def open_scene(
                 "scene.rio.write_crs(...) and scene.rio.write_transform(...), or export it as "
                 "a georeferenced GeoTIFF."
             )
-        da = _open_multiband(path, sensor, chunks, product, band_names)
+        da = _open_multiband(path, sensor, chunks, product, band_names, rad)
     else:
         raise DataNotFoundError(
             f"Do not know how to open {path} (suffix {path.suffix!r}). Give a GeoTIFF, a "
@@ -630,6 +950,15 @@ def open_scene(
             "file as a georeferenced GeoTIFF."
         )
     return _finish(da, bands, path)
+
+
+def _no_radiometry(rad: Mapping, what: str) -> None:
+    given = {k: v for k, v in rad.items() if v is not None}
+    if given:
+        raise ParameterError(
+            f"{', '.join(f'{k}={v!r}' for k, v in given.items())} cannot be used with {what}: "
+            "its metadata give the scaling. Leave them out."
+        )
 
 
 # --------------------------------------------------------------------------- QA bands

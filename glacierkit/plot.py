@@ -1,4 +1,16 @@
-"""Static figures (matplotlib) that work headless; interactive views live in the notebooks.
+"""Figures: static maps with matplotlib, interactive views with hvplot/HoloViews.
+
+One idiom per kind of figure:
+
+- **maps for the record** (composites, error maps, tiles) are matplotlib figures that
+  headless runs save as PNG (:func:`show_composite`, :func:`show_error_map`, ...);
+- **views people pan and hover** are hvplot/HoloViews objects (Bokeh in a notebook or an
+  HTML report): :func:`map_view` (composite with outlines, hover on each glacier),
+  :func:`error_view` (error classes, rasterized with datashader for full scenes),
+  :func:`histogram_view`, :func:`sweep_view`, :func:`history_view` and
+  :func:`glacier_table_view`. The curve views are also the saved PNGs: :func:`save_figure`
+  renders a HoloViews object with HoloViews' matplotlib backend, so a curve is drawn by
+  one builder only.
 
 Every map is drawn in map coordinates (metres of the scene's CRS), so outlines, labels
 and predictions overlay exactly.
@@ -14,11 +26,12 @@ import numpy as np
 import xarray as xr
 
 from .bands import PAPER_BANDS, composite
+from .labels import known
 
 __all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS",
-           "show_split", "show_patches", "show_dihedral", "show_history", "leaflet_map",
-           "ERROR_CODES", "error_classes", "display_stride", "show_error_map", "show_histogram",
-           "show_sweep", "show_profiles"]
+           "show_split", "show_patches", "show_dihedral", "leaflet_map", "ERROR_CODES",
+           "error_classes", "display_stride", "show_error_map", "show_profiles", "map_view",
+           "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
 ERROR_COLOURS = {"TN": "#f2f2f2", "TP": "#4a90d9", "FP": "#e8542f", "FN": "#f5c518"}
@@ -72,12 +85,27 @@ def show_labels(labels: xr.DataArray, *, ax=None, title: str | None = None):
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a figure atomically (PNG by suffix)."""
+    """Save a matplotlib figure or a HoloViews view atomically (PNG by suffix).
+
+    A HoloViews object (for example from :func:`sweep_view`) is drawn with HoloViews'
+    matplotlib backend, so headless runs get the same figure as a PNG; that rendering is
+    closed afterwards, so a notebook shows the interactive view only. A matplotlib figure
+    stays open (the notebook shows it).
+    """
+    import matplotlib.pyplot as plt
+
     from .io import atomic_path
 
     path = Path(path)
+    rendered = not hasattr(fig, "savefig")
+    if rendered:  # a HoloViews element, overlay or layout
+        import holoviews as hv
+
+        fig = hv.render(fig, backend="matplotlib")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    if rendered:
+        plt.close(fig)
     return path
 
 
@@ -171,29 +199,6 @@ def show_dihedral(patches, index: int = 0):
     return fig
 
 
-def show_history(history, best_epoch: int | None = None):
-    """Learning curves from ``training_log.csv``: loss, accuracy, validation IoU and kappa."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    e = history["epoch"] + 1
-    panels = [("loss", [("loss", "training"), ("val_loss", "validation")]),
-              ("accuracy", [("accuracy", "training"), ("val_accuracy", "validation (OA)")]),
-              ("validation IoU and kappa", [("val_iou", "IoU"), ("val_kc", "KC")])]
-    for ax, (title, series) in zip(axes, panels, strict=True):
-        for col, label in series:
-            if col in history:
-                ax.plot(e, history[col], marker=".", label=label)
-        if best_epoch is not None:
-            ax.axvline(best_epoch + 1, color="grey", linestyle=":", label="best (val accuracy)")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def _png_data_url(rgb: np.ndarray) -> str:
     import base64
     import io as _io
@@ -273,10 +278,9 @@ def error_classes(prediction, labels) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         pg, rg = p > 0, r > 0
     codes = np.where(pg, np.where(rg, 1, 2), np.where(rg, 3, 0)).astype("uint8")
-    bad = np.zeros(p.shape, dtype=bool)
-    for a in (p, r):
-        if a.dtype.kind == "f":
-            bad |= np.isnan(a)
+    bad = ~known(r)  # NaN or IGNORE (unknown) in the reference
+    if p.dtype.kind == "f":
+        bad |= np.isnan(p)
     codes[bad] = NODATA_CODE
     return codes
 
@@ -321,60 +325,6 @@ def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, 
     return ax
 
 
-def show_histogram(hist, *, ax=None, marks: dict[str, float] | None = None,
-                   title: str | None = None):
-    """An :class:`glacierkit.threshold.IndexHistogram`: per-class bars, peaks and valley.
-
-    ``marks`` adds labelled vertical lines (for example ``{"Otsu": 0.41}``).
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.5))
-    centres, width = hist.centres, np.diff(hist.edges)
-    if hist.glacier is not None:
-        ax.bar(centres, hist.other, width=width, color="#8c6d4f", label="other (labels)")
-        ax.bar(centres, hist.glacier, width=width, bottom=hist.other, color="#4a90d9",
-               label="glacier (labels)")
-    else:
-        ax.bar(centres, hist.counts, width=width, color="#777777", label="all pixels")
-    ax.plot(centres, hist.smoothed, color="black", linewidth=1, label="smoothed")
-    if np.isfinite(hist.valley):
-        for p in hist.peaks:
-            ax.plot([p], [hist.smoothed[np.argmin(np.abs(centres - p))]], "v", color="red",
-                    markersize=8)
-        ax.axvline(hist.valley, color="red", linestyle="--", linewidth=1,
-                   label=f"valley {hist.valley:.2f} (peaks {hist.peaks[0]:.2f}, "
-                         f"{hist.peaks[1]:.2f})")
-    for (name, value), colour in zip((marks or {}).items(), ("green", "purple", "orange"),
-                                     strict=False):
-        ax.axvline(value, color=colour, linewidth=1.2, label=f"{name} {value:.2f}")
-    ax.set_xlabel("index value")
-    ax.set_ylabel("pixels")
-    ax.legend(fontsize=7)
-    ax.set_title(title or "", fontsize=9)
-    return ax
-
-
-def show_sweep(table, metrics: Sequence[str] = ("MA", "FA", "OA", "KC"), *, ax=None,
-               mark: float | None = None, title: str | None = None):
-    """Metric curves of a sweep table against the threshold."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    for m in metrics:
-        ax.plot(table["threshold"], table[m], label=m, linewidth=1.4)
-    if mark is not None:
-        ax.axvline(mark, color="black", linestyle=":", linewidth=1, label=f"{mark:g}")
-    ax.set_xlabel("threshold (glacier where index > threshold)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(title or "", fontsize=9)
-    return ax
-
-
 def show_profiles(profiles, *, ax=None, title: str | None = None):
     """Per-class spectral profiles from :func:`glacierkit.separability.spectral_profiles`."""
     import matplotlib.pyplot as plt
@@ -398,3 +348,203 @@ def show_profiles(profiles, *, ax=None, title: str | None = None):
     ax.legend(fontsize=7)
     ax.set_title(title or "", fontsize=9)
     return ax
+
+
+# ------------------------------------------------------------------ interactive views (hvplot)
+#: Colours of the outline layers of :func:`map_view` and :func:`error_view`, in order.
+OUTLINE_COLOURS = ("#ff00ff", "#00e5ff", "#ffd400", "#ff5a1f")
+#: Columns of an outline table shown on hover, when present (RGI names them so).
+HOVER_COLUMNS = ("RGIId", "Name", "area_km2", "Area")
+
+
+def _hv():
+    """HoloViews with the hvplot accessors registered (``.hvplot`` on xarray and pandas)."""
+    import holoviews as hv
+    import hvplot.pandas  # noqa: F401
+    import hvplot.xarray  # noqa: F401
+
+    if "matplotlib" not in hv.Store.renderers:  # options for the PNG rendering; the backend
+        current = hv.Store.current_backend      # a notebook displays stays current
+        import holoviews.plotting.mpl  # noqa: F401  (registers, without a notebook display)
+
+        hv.Store.set_current_backend(current)
+    return hv
+
+
+def _mpl(view, *options, **kwargs):
+    """Set options for the matplotlib rendering (the PNG of :func:`save_figure`) too."""
+    return view.opts(*options, backend="matplotlib", **kwargs)
+
+
+def _mark(x: float, label: str, span: tuple[float, float], colour: str, dash: str = "solid"):
+    """A labelled vertical line from ``span[0]`` to ``span[1]`` (shown in the legend)."""
+    hv = _hv()
+    line = hv.Curve([(x, span[0]), (x, span[1])], label=label).opts(
+        color=colour, line_dash=dash, line_width=1.5)
+    return _mpl(line, color=colour, linestyle={"solid": "-", "dashed": "--", "dotted": ":"}[dash])
+
+
+def _outline_layer(outlines, crs, name: str, colour: str):
+    """Polygon outlines as a HoloViews Polygons layer (unfilled) with hover columns."""
+    hv = _hv()
+    gdf = outlines.to_crs(crs) if outlines.crs is not None else outlines
+    cols = [c for c in HOVER_COLUMNS if c in gdf.columns]
+    parts = []
+    for row in gdf.itertuples(index=False):
+        geom = row.geometry
+        if geom is None or geom.is_empty:
+            continue
+        for poly in getattr(geom, "geoms", [geom]):
+            x, y = poly.exterior.coords.xy
+            parts.append({"x": np.asarray(x), "y": np.asarray(y), "layer": name,
+                          **{c: getattr(row, c) for c in cols}})
+    return hv.Polygons(parts, kdims=["x", "y"], vdims=["layer", *cols], label=name).opts(
+        fill_alpha=0, line_color=colour, line_width=1.5, tools=["hover"])
+
+
+def _with_outlines(base, crs, outlines):
+    layers = outlines if isinstance(outlines, dict) else {"outlines": outlines}
+    view = base
+    for (name, gdf), colour in zip(layers.items(), OUTLINE_COLOURS * 4, strict=False):
+        if gdf is not None and len(gdf):
+            view = view * _outline_layer(gdf, crs, name, colour)
+    return view
+
+
+def map_view(scene: xr.DataArray, roles: Sequence[str] = PAPER_BANDS, *, outlines=None,
+             title: str | None = None, width: int = 420, stretch=(2, 98)):
+    """An interactive composite (pan, zoom) with outline layers to hover (RGIId, name, area).
+
+    The composite is rasterized with datashader (``rasterize=True``), so a full scene is
+    re-sampled to the screen at every zoom instead of sending every pixel to the browser.
+
+    Parameters
+    ----------
+    scene
+        ``(band, y, x)`` reflectance with band roles.
+    roles
+        Three band roles for red, green, blue (the paper's 6-5-2 by default).
+    outlines
+        A GeoDataFrame, or ``{layer name: GeoDataFrame}`` (reference, predicted ...).
+    title, width
+        Panel title and frame width in pixels.
+    """
+    _hv()
+    rgb = composite(scene, roles=roles, stretch=stretch).fillna(0.0)
+    view = rgb.hvplot.rgb(x="x", y="y", bands=rgb.dims[-1], rasterize=True, data_aspect=1,
+                          frame_width=width, xaxis=None, yaxis=None,
+                          title=title or f"{scene.attrs.get('scene_id', '')} {'-'.join(roles)}")
+    return _with_outlines(view, scene.rio.crs, outlines) if outlines is not None else view
+
+
+def error_view(values: xr.DataArray, labels, threshold: float, *, outlines=None,
+               title: str | None = None, width: int = 420):
+    """Interactive error map of ``values > threshold`` against ``labels``: TP, FP, FN, TN.
+
+    The class codes of :func:`error_classes` are rasterized with the ``mode`` aggregator
+    (each screen pixel shows the most frequent class beneath it); no-data pixels are
+    transparent. ``outlines`` as in :func:`map_view`.
+    """
+    from bokeh.models import FixedTicker
+
+    _hv()
+    v = np.asarray(values.data if hasattr(values, "data") else values)
+    t = v.dtype.type(threshold) if v.dtype.kind == "f" else threshold
+    with np.errstate(invalid="ignore"):
+        pred = np.where(np.isnan(v), np.nan, v > t) if v.dtype.kind == "f" else v > t
+    codes = error_classes(pred, labels).astype("float32")
+    codes[codes == NODATA_CODE] = np.nan
+    da = xr.DataArray(codes, coords={"y": values["y"], "x": values["x"]}, dims=("y", "x"),
+                      name="error")
+    order = ("TN", "TP", "FP", "FN")
+    view = da.hvplot.image(
+        x="x", y="y", rasterize=True, aggregator="mode", cmap=[ERROR_COLOURS[k] for k in order],
+        clim=(-0.5, 3.5), data_aspect=1, frame_width=width, xaxis=None, yaxis=None,
+        colorbar=True, title=title or f"{values.name or 'index'} > {threshold:g}",
+    ).opts(colorbar_opts={"ticker": FixedTicker(ticks=[0, 1, 2, 3]),
+                          "major_label_overrides": dict(enumerate(order))})
+    return _with_outlines(view, values.rio.crs, outlines) if outlines is not None else view
+
+
+def histogram_view(hist, *, marks: dict[str, float] | None = None, title: str = "",
+                   width: int = 420, height: int = 260):
+    """An :class:`glacierkit.threshold.IndexHistogram` split by class (stacked), with the
+    smoothed counts, the peaks and valley, and labelled lines (e.g. ``{"Otsu": 0.41}``)."""
+    import pandas as pd
+
+    hv = _hv()
+    df = pd.DataFrame({"index value": hist.centres, "smoothed": hist.smoothed})
+    if hist.glacier is not None:
+        df["other (labels)"], df["glacier (labels)"] = hist.other, hist.glacier
+        ys = ["other (labels)", "glacier (labels)"]
+    else:
+        df["all pixels"] = hist.counts
+        ys = ["all pixels"]
+    layers, base = [], np.zeros(len(df))
+    for y, c in zip(ys, ["#8c6d4f", "#4a90d9"], strict=False):  # stacked by hand
+        top = base + df[y].to_numpy()
+        area = hv.Area((df["index value"], top, base), "index value", ["pixels", "base"],
+                       label=y).opts(color=c, alpha=0.8)
+        layers.append(_mpl(area, facecolor=c, edgecolor=c, alpha=0.8, show_legend=True))
+        base = top
+    bars = _mpl(hv.Overlay(layers), hv.opts.Area(color=hv.Cycle(["#8c6d4f", "#4a90d9"])))
+    smooth = _mpl(df.hvplot.line(x="index value", y="smoothed", color="black", line_width=1),
+                  color="black", linewidth=1)
+    view = bars * smooth
+    lines = dict(marks or {})
+    if np.isfinite(hist.valley):
+        lines = {"valley": hist.valley, **lines}
+    top = float(np.max(hist.counts)) if len(hist.counts) else 1.0
+    for (name, value), colour in zip(lines.items(), ("red", "green", "purple", "orange"),
+                                     strict=False):
+        view = view * _mark(float(value), f"{name} {value:.2f}", (0, top), colour,
+                            "dashed" if name == "valley" else "solid")
+    view = _mpl(view, title=title, ylabel="pixels", legend_position="top_left", fig_inches=5)
+    return view.opts(title=title, width=width, height=height, legend_position="top_left")
+
+
+def sweep_view(table, metrics: Sequence[str] = ("MA", "FA", "OA", "KC"), *,
+               mark: float | None = None, title: str = "", width: int = 420,
+               height: int = 260):
+    """Metric curves of a sweep table (one row per threshold) against the threshold."""
+    _hv()
+    view = table.hvplot.line(x="threshold", y=list(metrics), ylim=(0, 1), ylabel="metric",
+                             xlabel="threshold (glacier where index > threshold)",
+                             hover_cols=list(metrics), grid=True)
+    if mark is not None:
+        view = view * _mark(float(mark), f"{mark:g}", (0, 1), "black", "dotted")
+    view = _mpl(view, title=title, ylabel="metric", ylim=(0, 1), legend_position="right",
+                fig_inches=5)
+    return view.opts(title=title, width=width, height=height, legend_position="right")
+
+
+def history_view(history, best_epoch: int | None = None, *, width: int = 330,
+                 height: int = 250):
+    """Learning curves from ``training_log.csv``: loss, accuracy, validation IoU and kappa."""
+    hv = _hv()
+    df = history.assign(epoch=history["epoch"] + 1)
+    panels = [("loss", {"loss": "training", "val_loss": "validation"}),
+              ("accuracy", {"accuracy": "training", "val_accuracy": "validation (OA)"}),
+              ("validation IoU and kappa", {"val_iou": "IoU", "val_kc": "KC"})]
+    plots = []
+    for title, series in panels:
+        cols = {c: label for c, label in series.items() if c in df}
+        if not cols:
+            continue
+        view = df.rename(columns=cols).hvplot.line(x="epoch", y=list(cols.values()),
+                                                   ylabel=title, grid=True, width=width,
+                                                   height=height, title=title)
+        if best_epoch is not None:
+            values = df[list(cols)].to_numpy(dtype=float)
+            span = (float(np.nanmin(values)), float(np.nanmax(values)))
+            view = view * _mark(best_epoch + 1, "best (val accuracy)", span, "grey", "dotted")
+        plots.append(_mpl(view, title=title, ylabel=title, show_grid=True))
+    return hv.Layout(plots).cols(3)
+
+
+def glacier_table_view(glaciers, *, columns: Sequence[str] | None = None, height: int = 300):
+    """A sortable table of per-glacier areas (e.g. ``Comparison.glaciers``)."""
+    _hv()
+    cols = list(columns or glaciers.columns)
+    return glaciers[cols].round(3).hvplot.table(columns=cols, sortable=True, height=height,
+                                                width=min(1000, 120 * len(cols)))

@@ -59,8 +59,15 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import xarray as xr
+from rasterio._err import CPLE_BaseError
 
-from .exceptions import GlacierKitError, ParameterError, UnknownBandError
+from .exceptions import (
+    AllNodataError,
+    CorruptFileError,
+    GlacierKitError,
+    ParameterError,
+    UnknownBandError,
+)
 from .features import InputSpec, feature_stack, load_model
 
 log = logging.getLogger(__name__)
@@ -589,7 +596,15 @@ class _Rows:
     def _load(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Block ``b``: features ``(r, W, C)`` and nodata ``(r, W)``."""
         rows = slice(b * self.block, min((b + 1) * self.block, self.height))
-        raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
+        try:
+            raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
+        except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+            source = self.scene.attrs.get("source") or self.scene.attrs.get("scene_id")
+            raise CorruptFileError(
+                f"Cannot read rows {rows.start}-{rows.stop} of {source} "
+                f"({' '.join(str(exc).split())}). The file is corrupt or truncated: "
+                "download or export it again."
+            ) from exc
         nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
         return _normalize_last(raw, self.spec), nodata
 
@@ -781,6 +796,7 @@ def predict_scene(
     tta: bool = False,
     block_rows: int = BLOCK_ROWS,
     progress: bool = True,
+    guard: bool = True,
     context: int | None = None,
     precision: str | None = None,
 ) -> xr.DataArray:
@@ -800,9 +816,8 @@ def predict_scene(
     window
         Largest window size in pixels, a multiple of the model's pooling factor. Default:
         as large as about 640 MB of activations allow (for the ``cpu`` preset 1536 px in
-        bfloat16, 1168 px in float32), at
-        least 256 and the training patch size. Windows are shrunk to cover the scene with
-        the fewest pixels (small scenes get one window).
+        bfloat16, 1168 px in float32), at least 256 and the training patch size. Windows are
+        shrunk to cover the scene with the fewest pixels (small scenes get one window).
     overlap
         Fraction of a window shared with each neighbour, in ``[0, 1)``. Default (None):
         twice the context plus a 16-px blending ramp, which is all a seam-free result
@@ -820,6 +835,11 @@ def predict_scene(
         Dask-backed scenes are read by their own y chunks.
     progress
         Show a progress bar (``tqdm.auto``).
+    guard
+        Run the domain-shift guard (:mod:`glacierkit.guard`): compare the scene's inputs
+        with the model's training distribution and check the map's physical sense; warn
+        (:class:`glacierkit.guard.DomainShiftWarning`) above the documented limits. The
+        report is in ``attrs["guard"]`` and goes into the written files' tags.
     context
         Pixels at each window edge that are predicted only as context for the others
         (weight 0). Default: 0.7 of the model's receptive-field radius, rounded up to the
@@ -866,10 +886,23 @@ def predict_scene(
             if tta:
                 conf[r0: r0 + c.shape[0]] = c
     _release_memory()
-    if np.isnan(prob).all():
-        log.warning("Every pixel of the scene is nodata; the prediction is all NaN.")
+    if np.isnan(prob).all():  # as open_scene does for eagerly opened scenes
+        raise AllNodataError(
+            f"The scene {da.attrs.get('scene_id') or scene!s:.200} holds no valid pixel in "
+            f"the model's input bands {list(pred.spec.bands)}: every value is nodata, NaN, "
+            "infinite or zero in all bands. Check the file, the bands and the nodata value."
+        )
+    extra = {}
+    if guard:
+        from .guard import guard_report, warn
+
+        threshold = float(pred.sidecar.get("architecture", {}).get("threshold", 0.5))
+        report = guard_report(prob, da, pred.spec, pred.sidecar, threshold)
+        warn(report, str(da.attrs.get("scene_id", "the scene")))
+        extra["guard"] = report
     return probability_array(prob, conf if tta else None, da, pred, plan.window, plan.step,
-                             plan.overlap, tta, **plan.attrs(), precision=pred.precision)
+                             plan.overlap, tta, **plan.attrs(), precision=pred.precision,
+                             **extra)
 
 
 def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, overlap: float,
@@ -958,8 +991,15 @@ def write_prediction(
     prefix: str = "",
     probability_dtype: str = "uint8",
     confidence: xr.DataArray | None = None,
+    overwrite: bool = True,
 ) -> dict[str, Path]:
     """Write a prediction as cloud-optimized GeoTIFFs with overviews, atomically.
+
+    The files are written to a staging folder and moved in as one set
+    (:func:`glacierkit.staging.output_set`): the folder never holds a new probability
+    beside an old mask, and an earlier set with the same prefix is replaced as a whole
+    (its ``confidence.tif`` and ``outlines.gpkg`` too), or refused with
+    ``overwrite=False``.
 
     Files in ``output_dir`` (each name starts with ``prefix``):
 
@@ -985,6 +1025,9 @@ def write_prediction(
         ``"uint8"`` or ``"float32"``.
     confidence
         A confidence layer on the same grid (default: ``prob.confidence`` if present).
+    overwrite
+        Replace an earlier set of outputs with the same prefix in ``output_dir``;
+        ``False`` raises :class:`~glacierkit.exceptions.OutputExistsError` instead.
 
     Returns
     -------
@@ -992,9 +1035,11 @@ def write_prediction(
         ``{"probability": path, "mask": path[, "confidence": path]}``.
     """
     from .io import write_raster
+    from .staging import check_prefix, output_set
 
     if not 0 <= threshold <= 1:
         raise ParameterError(f"threshold={threshold} must be a probability in [0, 1].")
+    prefix = check_prefix(prefix)
     if probability_dtype not in ("uint8", "float32"):
         raise ParameterError(
             f"probability_dtype={probability_dtype!r}; use 'uint8' (0..250, 255 nodata) or "
@@ -1005,13 +1050,24 @@ def write_prediction(
     if confidence is None and "confidence" in prob.coords:
         confidence = prob["confidence"]
     values = np.asarray(prob.values, dtype="float32")
-    out_dir = Path(output_dir)
+    if confidence is not None and confidence.shape != values.shape:
+        raise GlacierKitError(
+            f"The confidence layer is {confidence.shape}; the probability is {values.shape}."
+        )
+    final_dir = Path(output_dir)
     tags = {k: prob.attrs[k] for k in ("model", "scene_id", "sensor", "date", "window",
-                                       "overlap", "tta") if k in prob.attrs}
+                                       "overlap", "context", "tta", "precision")
+            if k in prob.attrs}
+    if prob.attrs.get("guard"):
+        import json
+
+        tags["domain_shift_guard"] = json.dumps(prob.attrs["guard"], default=float)
+        tags["in_training_domain"] = "yes" if prob.attrs["guard"].get("in_domain") else "no"
     unit_note = (f"value / {PROBABILITY_SCALE} = {{}} in [0, 1]; {NODATA_UINT8} = nodata")
     paths: dict[str, Path] = {}
     # GDAL's block cache defaults to 5% of RAM; keep the COG conversion lean.
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with output_set(final_dir, prefix, overwrite=overwrite) as out_dir, \
+            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         if probability_dtype == "uint8":
             layer = _like(_encode_unit(values), prob, "glacier_probability")
             paths["probability"] = write_raster(
@@ -1046,6 +1102,7 @@ def write_prediction(
                 resampling="AVERAGE",
                 tags={**tags, "encoding": unit_note.format(
                     "fraction of the 8 flips/rotations agreeing with the mean decision")})
+    paths = {kind: final_dir / p.name for kind, p in paths.items()}
     log.info("Wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
 
@@ -1058,16 +1115,23 @@ def predict_to_file(
     threshold: float = 0.5,
     prefix: str = "",
     probability_dtype: str = "uint8",
+    overwrite: bool = True,
     **kwargs,
 ) -> dict[str, Path]:
     """:func:`predict_scene` then :func:`write_prediction`; returns the written paths.
+
+    The output folder is checked (writable, no earlier set unless ``overwrite``) before
+    the prediction starts.
 
     The scene is streamed from disk (only the probability, 4 bytes per pixel, is held in
     memory), so a full Landsat scene fits in well under 2 GB beyond the model. ``kwargs``
     go to :func:`predict_scene` (``window``, ``overlap``, ``batch_size``, ``tta`` ...).
     """
+    from .staging import check_target
+
     if not 0 <= threshold <= 1:  # fail before the long prediction
         raise ParameterError(f"threshold={threshold} must be a probability in [0, 1].")
+    check_target(output_dir, prefix, overwrite=overwrite)
     prob = predict_scene(model, scene, **kwargs)
     return write_prediction(prob, output_dir, threshold=threshold, prefix=prefix,
-                            probability_dtype=probability_dtype)
+                            probability_dtype=probability_dtype, overwrite=overwrite)

@@ -8,9 +8,11 @@ band names) and ``<scene>_labels.tif`` (uint8: 1 glacier, 0 other, 255 no data),
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from . import data as _data
-from .exceptions import DataNotFoundError, NoOverlapError
+from .exceptions import CorruptFileError, DataNotFoundError, NoOverlapError, ParameterError
 from .io import atomic_path, open_scene, write_raster
 from .labels import rasterize_outlines
 
@@ -33,14 +35,35 @@ __all__ = ["slug", "prepare_scene", "prepare_scenes", "ensure_prepared", "scene_
 LABEL_NODATA = 255
 
 
+#: Longest slug in UTF-8 bytes (file systems allow 255 bytes per name; this leaves room
+#: for suffixes such as ``_labels.tif`` and for staging names).
+SLUG_MAX = 100
+
+
 def slug(name: str) -> str:
-    """A file-name-safe version of a scene name (``alps-s2/aletsch`` -> ``alps-s2_aletsch``)."""
+    """A file-name-safe version of a scene name (``alps-s2/aletsch`` -> ``alps-s2_aletsch``).
+
+    Letters and digits of any script are kept (``冰川.tif`` -> ``冰川``); every other run of
+    characters becomes ``_``. A slug never starts with ``.`` (hidden files, ``.``/``..``)
+    and is never empty: a name with nothing left (``???.tif``) becomes ``scene-<hash>``, a
+    short hash of the full name, so different names never share a folder by accident.
+    """
     text = str(name)
     if os.sep in text or "/" in text:
         p = Path(text)
         if p.exists():
             text = p.stem.replace("_MTL", "") if p.is_file() else p.name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+    text = unicodedata.normalize("NFC", text)
+    out = re.sub(r"[^\w.-]+", "_", text).strip("_").lstrip(".-")
+    if len(out.encode("utf-8", "surrogateescape")) > SLUG_MAX:
+        digest = hashlib.sha1(str(name).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        while len(out.encode("utf-8", "surrogateescape")) > SLUG_MAX - 11:
+            out = out[:-1]
+        out = f"{out}-{digest}"
+    if not out.strip("._-"):
+        digest = hashlib.sha1(str(name).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        out = f"scene-{digest}"
+    return out
 
 
 def _sample_outlines(name: str):
@@ -75,6 +98,8 @@ def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sens
             stored = lab.where(valid, LABEL_NODATA).astype("uint8")
             labels_path = write_raster(stored, out / f"{name}_labels.tif", dtype="uint8",
                                        nodata=LABEL_NODATA, descriptions=["glacier"])
+    if labels_path is None:  # no labels this time: none from an earlier run stay behind
+        (out / f"{name}_labels.tif").unlink(missing_ok=True)
     res = da.rio.resolution()
     split = da.attrs.get("split", "")
     return {
@@ -104,12 +129,14 @@ def prepare_scenes(scenes: Sequence[str], output_dir: str | os.PathLike, outline
     """
     from tqdm.auto import tqdm
 
-    rows = [prepare_scene(s, output_dir, outlines=outlines, sensor=sensor,
-                          all_touched=all_touched)
-            for s in tqdm(list(scenes), desc="preparing scenes", unit="scene")]
-    table = pd.DataFrame(rows)
+    scenes = list(dict.fromkeys(str(s) for s in scenes))  # each scene once, in order
     manifest = Path(output_dir) / "prepared" / "manifest.csv"
     previous = load_manifest(output_dir) if manifest.is_file() else None
+    _check_names(scenes, [] if previous is None else list(previous["scene"]), output_dir)
+    rows = [prepare_scene(s, output_dir, outlines=outlines, sensor=sensor,
+                          all_touched=all_touched)
+            for s in tqdm(scenes, desc="preparing scenes", unit="scene")]
+    table = pd.DataFrame(rows)
     if previous is not None:
         table_all = pd.concat([previous[~previous["scene"].isin(table["scene"])], table])
     else:
@@ -117,6 +144,37 @@ def prepare_scenes(scenes: Sequence[str], output_dir: str | os.PathLike, outline
     with atomic_path(manifest) as tmp:
         table_all.to_csv(tmp, index=False)
     return table
+
+
+def _same_scene(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def _check_names(scenes: Sequence[str], prepared: Sequence[str], output_dir) -> None:
+    """Refuse scenes that would write the same ``prepared/<slug>.tif`` as another one (of
+    this call or prepared before in ``output_dir``), as batch runs do."""
+    owners: dict[str, str] = {}
+    for s in [*prepared, *scenes]:
+        owners.setdefault(slug(s), s)
+    for s in scenes:
+        name = slug(s)
+        other = owners[name]
+        if not _same_scene(other, s):
+            where = "is already prepared there" if other in prepared else "is in the same list"
+            raise ParameterError(
+                f"The scenes {other!r} and {s!r} would both be written to "
+                f"{Path(output_dir) / 'prepared' / (name + '.tif')} ({other!r} {where}). "
+                "Rename one of the files, or prepare them into separate output_dir folders."
+            )
+        clash = owners.get(f"{name}_labels")
+        if clash is not None and not _same_scene(clash, s):
+            raise ParameterError(
+                f"The scene {clash!r} would be written to prepared/{name}_labels.tif, the "
+                f"labels file of {s!r}. Rename one of them or use separate output_dir folders."
+            )
 
 
 def load_manifest(output_dir: str | os.PathLike) -> pd.DataFrame:
@@ -127,7 +185,20 @@ def load_manifest(output_dir: str | os.PathLike) -> pd.DataFrame:
             f"No prepared scenes in {output_dir} (missing {manifest}). Run notebook "
             "01_data_prep (or glacierkit.prep.prepare_scenes) with this output_dir first."
         )
-    return pd.read_csv(manifest, keep_default_na=False)
+    try:
+        table = pd.read_csv(manifest, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CorruptFileError(
+            f"{manifest} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())}). "
+            "Delete it and run notebook 01_data_prep with this output_dir again."
+        ) from None
+    missing = {"scene", "slug", "sensor", "scene_path", "labels_path", "split"} - set(table)
+    if missing:
+        raise CorruptFileError(
+            f"{manifest} lacks the columns {sorted(missing)}. Delete it and run notebook "
+            "01_data_prep with this output_dir again."
+        )
+    return table
 
 
 def load_prepared(output_dir: str | os.PathLike, scene: str,

@@ -25,9 +25,25 @@ one Dask task per scene (:func:`run_batch`, :mod:`glacierkit.batch`)::
 
 Every parameter name is checked against the notebook's ``parameters`` cell
 (``papermill.inspect_notebook``), so a typo is an error, not papermill's warning. A step
-that completed with the same parameters is skipped unless ``force=True``. A failed step
-stops the run and its failing cell's error is shown; the partial notebook is kept as
-``<step>.failed.ipynb``.
+that completed is skipped unless ``force=True``, but only when nothing it depends on
+changed: its identity is its parameters, its notebook, and the runs of every step before
+it (a step run again, e.g. with ``--force`` or new parameters, makes every later step run
+again), and every file it wrote must still be there (a deleted output means "not done").
+A failed step stops the run and its failing cell's error is shown; the partial notebook is
+kept as ``<step>.failed.ipynb``.
+
+**Relative paths** in a pipeline file (``shared.output_dir``, ``outlines: data/rgi.shp``,
+``model_path`` ...) are relative to the working directory ``glacierkit run`` is started
+in: the notebooks run there, not in ``notebooks/``. ``batch.model`` is also looked for
+beside the pipeline file.
+
+**Trust.** A pipeline file runs notebooks: ``notebook_dir:`` may point at any folder, and
+the notebooks in it are executed with your permissions. Run only pipeline files (and
+notebook folders) you trust, as you would a script.
+
+One run folder is used by one ``glacierkit run`` at a time (a lock file
+``.glacierkit-run.lock`` in it); notebooks left half-written by a killed run
+(``.<step>.running.ipynb``) are removed when the next run starts.
 """
 
 from __future__ import annotations
@@ -38,7 +54,9 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -47,17 +65,40 @@ from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_pipeline", "notebook_parameters", "check_parameters", "execute_notebook",
+__all__ = ["load_pipeline", "check_run_name", "notebook_parameters", "check_parameters", "execute_notebook",
            "run_pipeline", "run_batch", "read_scene_list", "StepFailed", "NOTEBOOK_DIR",
-           "BATCH_KEYS"]
+           "BATCH_KEYS", "KERNEL_NAME", "KernelNotFoundError", "check_kernel"]
 
 #: Where the notebooks live (the repository's ``notebooks/``).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-KERNEL_NAME = "python3"
+#: The Jupyter kernel the notebooks name in their metadata and papermill runs them with:
+#: ``make setup`` registers it in .venv, Binder's postBuild in its environment.
+KERNEL_NAME = "glacierkit"
 
 
 class StepFailed(GlacierKitError):
     """A notebook of the pipeline raised an error."""
+
+
+class KernelNotFoundError(GlacierKitError, LookupError):
+    """The ``glacierkit`` Jupyter kernel is not registered in this environment."""
+
+
+def check_kernel(name: str = KERNEL_NAME) -> None:
+    """Raise :class:`KernelNotFoundError`, with the command that fixes it, if ``name`` is
+    not a registered Jupyter kernel."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+        if os.path.isabs(spec.argv[0]) and not os.path.exists(spec.argv[0]):
+            raise NoSuchKernel(name)  # registered from a Python that no longer exists
+    except NoSuchKernel:
+        raise KernelNotFoundError(
+            f"The Jupyter kernel {name!r} the notebooks run with is not registered. Register "
+            f"it for this Python with: python -m ipykernel install --sys-prefix --name {name} "
+            f"--display-name 'Python ({name})'  (make setup does this)."
+        ) from None
 
 
 def _number(low=None, high=None, integer=False, high_open=False):
@@ -138,14 +179,34 @@ def _check_batch(batch, path) -> dict:
 def load_pipeline(path: str | os.PathLike) -> dict:
     """Read and validate a pipeline YAML file."""
     path = Path(path)
+    if path.is_dir():
+        raise DataNotFoundError(f"{path} is a folder; give the pipeline YAML file in it.")
     if not path.is_file():
         raise DataNotFoundError(f"Pipeline file not found: {path}.")
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ParameterError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8."
+        ) from None
     except yaml.YAMLError as exc:
-        raise ParameterError(f"{path} is not valid YAML: {exc}") from exc
+        raise ParameterError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(cfg, Mapping):
         raise ParameterError(f"{path} must be a YAML mapping (name:, shared:, steps:, batch:).")
+    cfg = dict(cfg)
+    if "name" in cfg and cfg["name"] is not None:
+        cfg["name"] = check_run_name(cfg["name"], path)
+    if not isinstance(cfg.get("shared") or {}, Mapping):
+        raise ParameterError(
+            f"'shared:' in {path} must map parameter names to values, e.g. shared: "
+            "{output_dir: runs/my-run}."
+        )
+    out_dir = (cfg.get("shared") or {}).get("output_dir")
+    if out_dir is not None and not isinstance(out_dir, str):
+        raise ParameterError(f"shared.output_dir in {path} must be a folder path; got {out_dir!r}.")
+    nb_dir = cfg.get("notebook_dir")
+    if nb_dir is not None and not isinstance(nb_dir, str):
+        raise ParameterError(f"notebook_dir in {path} must be a folder path; got {nb_dir!r}.")
     unknown = set(cfg) - {"name", "shared", "steps", "notebook_dir", "batch"}
     if unknown:
         raise ParameterError(
@@ -160,15 +221,30 @@ def load_pipeline(path: str | os.PathLike) -> dict:
                 f"{path} needs a 'steps:' mapping of notebook name -> parameters (or only a "
                 "'batch:' section for glacierkit run --scenes)."
             )
-    cfg.setdefault("steps", {})
-    cfg.setdefault("shared", {})
+    if cfg.get("steps") is None:
+        cfg["steps"] = {}
+    if cfg.get("shared") is None:
+        cfg["shared"] = {}
     for step, params in list(cfg["steps"].items()):
+        if not isinstance(step, str):
+            raise ParameterError(f"Step {step!r} in {path} must be a notebook name (text).")
         if params is None:
             cfg["steps"][step] = {}
         elif not isinstance(params, Mapping):
             raise ParameterError(f"Step {step!r} in {path} must map parameter names to values.")
     cfg["_path"] = str(path.resolve())
     return cfg
+
+
+def check_run_name(name, where="the run name") -> str:
+    """A run name is one folder name under ``runs/``: text without path separators."""
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(
+            sep in name for sep in ("/", "\\", "\0")):
+        raise ParameterError(
+            f"Run name {name!r} (in {where}) must be a plain folder name such as 'my-run' "
+            "(outputs go to runs/<name>/); to write elsewhere set shared.output_dir."
+        )
+    return name
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict]:
@@ -207,6 +283,7 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
 
     notebook, output = Path(notebook), Path(output)
     check_parameters(notebook, parameters)
+    check_kernel()
     # Kernels inherit the environment: keep TensorFlow's C++ start-up chatter out of the log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -235,9 +312,90 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
 
 
 
-def _hash(params: Mapping[str, object], notebook: Path) -> str:
-    blob = json.dumps(params, sort_keys=True, default=str) + notebook.read_text()
+def _hash(params: Mapping[str, object], notebook: Path, upstream=()) -> str:
+    """A step's identity: its parameters, its notebook and the runs of the steps before it
+    (``upstream``: ``[(step, run id or None), ...]``)."""
+    blob = json.dumps([params, list(upstream)], sort_keys=True, default=str)
+    blob += notebook.read_text()
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: Files of the runner itself, not outputs of a step.
+_RUNNER_FILES = {"pipeline_state.json", "summary.md"}
+
+
+def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """``{relative path: (size, mtime)}`` of the files under ``run_dir`` that a step may
+    have written (not the runner's own files, notebooks, hidden files or batch scenes)."""
+    out = {}
+    for root, dirs, files in os.walk(run_dir):
+        rel_root = Path(root).relative_to(run_dir)
+        if rel_root == Path("."):
+            dirs[:] = [d for d in dirs if d not in ("notebooks", "scenes")]
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for f in files:
+            rel = str(rel_root / f) if rel_root != Path(".") else f
+            if f.startswith(".") or rel in _RUNNER_FILES:
+                continue
+            try:
+                st = (Path(root) / f).stat()
+            except OSError:
+                continue
+            out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _read_state(state_path: Path) -> dict:
+    if not state_path.is_file():
+        return {}
+    try:
+        state = json.loads(state_path.read_text())
+        if isinstance(state, dict) and all(isinstance(v, dict) for v in state.values()):
+            return state
+    except (OSError, ValueError):
+        pass
+    log.warning("%s is unreadable; every step runs again.", state_path)
+    return {}
+
+
+@contextmanager
+def _run_lock(run_dir: Path):
+    """One ``glacierkit run`` per run folder at a time (an advisory lock, released when
+    the process ends, even by a kill)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Windows
+        yield
+        return
+    path = run_dir / ".glacierkit-run.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise ParameterError(
+                f"Another glacierkit run (pid {holder}) is using {run_dir}. Wait for it to "
+                "finish, or give this run another --name (or shared.output_dir)."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _unknown_steps(names, steps, what: str) -> None:
+    for name in names:
+        if name not in steps:
+            close = difflib.get_close_matches(str(name), list(steps), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ParameterError(
+                f"Unknown step {name!r} in {what}.{hint} Steps of the pipeline: {list(steps)}."
+            )
 
 
 def run_pipeline(
@@ -270,18 +428,18 @@ def run_pipeline(
             f"{cfg.get('_path', 'The pipeline')} has no notebook steps, only a batch section: "
             "run it with --scenes."
         )
-    name = name or cfg.get("name") or "default"
+    name = check_run_name(name or cfg.get("name") or "default", "--name" if name else
+                          cfg.get("_path", "the pipeline"))
     nb_dir = Path(cfg.get("notebook_dir") or NOTEBOOK_DIR)
-    shared = dict(cfg.get("shared", {}))
+    shared = dict(cfg.get("shared") or {})
     shared.setdefault("output_dir", str(Path("runs") / name))
     shared["output_dir"] = str(Path(shared["output_dir"]).resolve())
     run_dir = Path(shared["output_dir"])
     overrides = overrides or {}
     steps = list(cfg["steps"].items())
     if only:
-        missing = [s for s in only if s not in cfg["steps"]]
-        if missing:
-            raise ParameterError(f"Unknown steps {missing}. Steps: {[s for s, _ in steps]}.")
+        _unknown_steps(only, cfg["steps"], "--only")
+    _unknown_steps([k for k in overrides if k != "*"], cfg["steps"], "--set")
     # Check everything before running anything.
     plan = []
     used_shared: set[str] = set()
@@ -306,32 +464,57 @@ def run_pipeline(
             f"Shared parameters {sorted(unused)} are declared by no notebook of the pipeline."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run_dir):
+        _run_steps(plan, run_dir, force=force, only=only, echo=echo)
+    echo(f"[glacierkit run] finished: {run_dir}")
+    return run_dir
+
+
+def _run_steps(plan, run_dir: Path, *, force: bool, only, echo) -> None:
+    from .staging import fault_point
+
+    nb_out = run_dir / "notebooks"
+    if nb_out.is_dir():  # left by a killed run (this run holds the folder's lock)
+        for stale in nb_out.glob(".*.running.ipynb"):
+            log.info("Removing %s, left by an interrupted run.", stale)
+            stale.unlink(missing_ok=True)
     state_path = run_dir / "pipeline_state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    timings = []
+    state = _read_state(state_path)
+    upstream: list[tuple[str, str | None]] = []
     for step, notebook, params in plan:
+        key = _hash(params, notebook, upstream)
+        upstream.append((step, state.get(step, {}).get("run_id")))
         if only and step not in only:
             continue
-        out = run_dir / "notebooks" / f"{step}.ipynb"
-        key = _hash(params, notebook)
-        if not force and state.get(step, {}).get("hash") == key and out.is_file():
-            echo(f"[glacierkit run] {step}: done before with the same parameters, skipped "
-                 "(use --force to run again)")
+        out = nb_out / f"{step}.ipynb"
+        record = state.get(step, {})
+        missing = [f for f in record.get("outputs", []) if not (run_dir / f).exists()]
+        if not force and record.get("hash") == key and out.is_file() and not missing:
+            echo(f"[glacierkit run] {step}: done before with the same parameters and inputs, "
+                 "skipped (use --force to run again)")
             continue
+        if record.get("hash") == key and missing:
+            echo(f"[glacierkit run] {step}: {len(missing)} of its outputs are gone "
+                 f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}), running again")
+        elif record and record.get("hash") != key and not force:
+            echo(f"[glacierkit run] {step}: its parameters, notebook or an earlier step changed")
         echo(f"[glacierkit run] {step}: running {notebook.name} ...")
+        before = _snapshot(run_dir)
         t0 = time.perf_counter()
-        execute_notebook(notebook, out, params, cwd=notebook.parent)
+        execute_notebook(notebook, out, params, cwd=Path.cwd())
         dt = time.perf_counter() - t0
-        timings.append((step, dt))
-        state[step] = {"hash": key, "seconds": round(dt, 1),
-                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        fault_point("run:executed")
+        after = _snapshot(run_dir)
+        outputs = sorted(f for f, v in after.items() if before.get(f) != v)
+        run_id = uuid.uuid4().hex[:12]
+        upstream[-1] = (step, run_id)
+        state[step] = {"hash": key, "run_id": run_id, "seconds": round(dt, 1),
+                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "outputs": outputs}
         tmp = state_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, state_path)
         echo(f"[glacierkit run] {step}: done in {dt:.0f} s -> {out}")
     _write_summary(run_dir, state)
-    echo(f"[glacierkit run] finished: {run_dir}")
-    return run_dir
 
 
 def read_scene_list(path: str | os.PathLike) -> list[str]:
@@ -432,8 +615,8 @@ def run_batch(
     if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
         raise ParameterError(f"workers={workers} must be a positive number of processes.")
     model = _model_path(batch["model"], cfg)
-    name = name or cfg.get("name") or "default"
-    run_dir = Path(cfg.get("shared", {}).get("output_dir") or Path("runs") / name).resolve()
+    name = check_run_name(name or cfg.get("name") or "default", "--name" if name else where)
+    run_dir = Path((cfg.get("shared") or {}).get("output_dir") or Path("runs") / name).resolve()
     predict_kwargs = {k: batch[k] for k in ("window", "overlap", "batch_size", "tta")
                       if batch.get(k) is not None}
     outlines = batch.get("outlines")
@@ -493,6 +676,17 @@ def _write_summary(run_dir: Path, state: Mapping) -> None:
         df = pd.read_csv(table, keep_default_na=False)
         lines += ["", "## U-Net against NDSI on the test scenes (pooled, %)", "",
                   _markdown(df), "", "Per scene: comparison.csv; provenance: metrics.json."]
+    other = run_dir / "other_region" / "cross_region.csv"  # notebook 05, "Another region"
+    if other.is_file():
+        import pandas as pd
+
+        df = pd.read_csv(other)
+        cols = ["scene", "method", "threshold", "MA", "FA", "KC", "rock_FA"]
+        df = df[cols].assign(**{c: (100 * df[c]).round(1) for c in ("MA", "FA", "KC", "rock_FA")})
+        lines += ["", f"## Another region: {df['scene'].iloc[0].split('/')[0]} (known-truth "
+                  "mask, %)", "", _markdown(df), "",
+                  "rock_FA: share of the clear-rock pixels called glacier. Details: "
+                  "other_region/cross_region.json."]
     tmp = run_dir / ".summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, run_dir / "summary.md")

@@ -43,7 +43,7 @@ import pandas as pd
 import xarray as xr
 
 from . import _kernels
-from .exceptions import DataNotFoundError, ParameterError
+from .exceptions import CorruptFileError, DataNotFoundError, ParameterError
 from .metrics import score_arrays
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,9 @@ def _index_dtype(dtype) -> np.dtype:
 
 
 def _label_ready(arr):
-    """Labels as a dtype the kernel takes (bool, ints, float32, float64)."""
+    """Labels as a dtype the kernel takes (bool, ints, float32, float64). The kernel counts
+    only labels 0 and 1: unknown pixels (:data:`glacierkit.labels.IGNORE`, NaN) and any
+    other value count in no class, without a conversion pass."""
     kind = np.dtype(arr.dtype).kind
     if kind in "biu" or np.dtype(arr.dtype) in (np.float32, np.float64):
         return arr
@@ -476,7 +478,8 @@ def otsu(index, bins: int = 200, range: tuple[float, float] = (-1.0, 1.0)) -> fl
     ``index`` may be an index array or an :class:`IndexHistogram`. Returns the bin edge
     that maximises the between-class variance (values outside the range count in the end
     bins; on a plateau of equal variance, the middle one). Only the index is used, never
-    labels. NaN if the histogram is empty.
+    labels. NaN if the histogram is empty; a ``ParameterError`` if every value falls in one
+    bin (a constant index has no two classes).
     """
     h = index if isinstance(index, IndexHistogram) else histogram(index, None, bins, range)
     counts = h.counts.astype("float64")
@@ -485,6 +488,13 @@ def otsu(index, bins: int = 200, range: tuple[float, float] = (-1.0, 1.0)) -> fl
     total = counts.sum()
     if total == 0:
         return float("nan")
+    if np.count_nonzero(counts) < 2:
+        where = float(h.centres[int(np.argmax(counts))])
+        raise ParameterError(
+            f"The index is constant (every value in the bin around {where:.3f}), so Otsu's "
+            "method has no two classes to separate. Check the scene's bands and nodata (a "
+            "band of zeros gives a constant index)."
+        )
     p = counts / total
     c = h.centres
     w0 = np.cumsum(p)[:-1]
@@ -520,9 +530,33 @@ def best_threshold(table: pd.DataFrame, metric: str = "KC") -> float:
         )
     ordered = table.sort_values("threshold", kind="stable")
     values = ordered[metric].to_numpy(dtype="float64")
+    if {"TP", "FP", "FN", "TN"} <= set(ordered.columns) and len(ordered):
+        first = ordered.iloc[0]
+        glacier, other = int(first["TP"] + first["FN"]), int(first["FP"] + first["TN"])
+        if glacier == 0 or other == 0:
+            raise ParameterError(
+                f"The labels have one class ({glacier} glacier and {other} other pixels), so "
+                "no threshold can be learned from them: every threshold fits them equally "
+                "well or equally badly. Use scenes whose labels have both glacier and other "
+                "ground."
+            )
     if not np.isfinite(values).any():
         raise ParameterError(f"{metric} is NaN at every threshold; the labels have one class.")
-    return float(ordered["threshold"].to_numpy()[int(np.nanargmax(values))])
+    best = int(np.nanargmax(values))
+    threshold = float(ordered["threshold"].to_numpy()[best])
+    if {"TP", "FP", "FN", "TN"} <= set(ordered.columns):
+        row = ordered.iloc[best]
+        called = int(row["TP"] + row["FP"])
+        total = int(row["TP"] + row["FP"] + row["FN"] + row["TN"])
+        if called in (0, total):
+            raise ParameterError(
+                f"At the best threshold by {metric} ({threshold:g}) {'every' if called else 'no'} "
+                f"pixel is called glacier: the index does not separate the classes anywhere "
+                f"from {ordered['threshold'].min():g} to {ordered['threshold'].max():g} (a "
+                "constant index, e.g. a band of zeros or a wrong band). Check the scene's bands "
+                "and nodata, or sweep other thresholds."
+            )
+    return threshold
 
 
 def _row_at(table: pd.DataFrame, threshold: float) -> dict:
@@ -621,4 +655,12 @@ def load_learned(output_dir: str | os.PathLike) -> dict:
             f"No learned NDSI threshold at {path}. Run notebook 03_ndsi_threshold with "
             "this output_dir first."
         )
-    return json.loads(path.read_text())
+    try:
+        learned = json.loads(path.read_text(encoding="utf-8"))
+        float(learned["threshold"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(
+            f"The learned threshold file {path} is damaged ({type(exc).__name__}: {exc}). Run "
+            "notebook 03_ndsi_threshold with this output_dir again to rewrite it."
+        ) from None
+    return learned

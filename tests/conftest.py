@@ -102,6 +102,28 @@ def run_notebook(name: str, output_dir: Path, **parameters) -> Path:
                             {"output_dir": str(output_dir), **parameters})
 
 
+def holoviews_outputs(notebook: Path) -> list[str]:
+    """The HTML of every HoloViews (Bokeh) view an executed notebook displayed."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return [out["data"].get("text/html", "") for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", [])
+            if "application/vnd.holoviews_exec.v0+json" in out.get("data", {})
+            and "text/plain" in out["data"]]  # a view; hv.extension's outputs have no text
+
+
+def write_notebook(path: Path, percent_script: str) -> Path:
+    """Write a test notebook from Jupytext percent-format text (``# %%`` cells)."""
+    import jupytext
+
+    nb = jupytext.reads(percent_script.strip("\n") + "\n", fmt="py:percent")
+    nb.metadata["kernelspec"] = {"name": "glacierkit", "display_name": "Python (glacierkit)",
+                                 "language": "python"}
+    jupytext.write(nb, str(path), fmt="ipynb")
+    return Path(path)
+
+
 @pytest.fixture(scope="session")
 def prepared_alps(tmp_path_factory, sample_data):
     """The four labelled Alps scenes and MerDeGlace, prepared once per test session."""
@@ -150,3 +172,30 @@ def fit_tiny_model(folder: Path, *, size: tuple[int, int], window: int, n_tiles:
     model.fit(xs, ys.astype("float32"), epochs=epochs, batch_size=16, verbose=0)
     path = save_model(model, Path(folder) / f"{name}.keras", spec, name=name)
     return path, model, spec
+
+
+def save_untrained_model(folder: Path, *, window: int = 32, seed: int = 4,
+                         name: str = "untrained") -> Path:
+    """The tiny U-Net with random weights (no fitting: about a second), saved with a
+    sidecar whose statistics come from the planted scene; returns the ``.keras`` path.
+    Its outputs spread around 0.5, so any change in the inputs shows in them."""
+    import keras
+
+    from glacierkit.features import InputSpec, feature_stack, save_model
+
+    keras.utils.set_random_seed(seed)
+    scene, _ = make_scene(64, 64, seed=3)
+    spec = InputSpec(("green", "swir1", "nir"), ("ndsi",), patch_size=window)
+    raw = feature_stack(scene, spec).values
+    spec = spec.with_stats(np.nanmean(raw, axis=(1, 2)), np.nanstd(raw, axis=(1, 2)))
+    return save_model(tiny_unet(spec.n_channels), Path(folder) / f"{name}.keras", spec,
+                      name=name)
+
+
+def write_scene(path: Path, height: int = 48, width: int = 40, seed: int = 0, **kw) -> Path:
+    """A planted synthetic scene (:func:`make_scene`) as a GeoTIFF that open_scene reads
+    back by band name (descriptions) and sensor (tag)."""
+    from glacierkit.io import write_raster
+
+    scene, _ = make_scene(height, width, seed=seed, **kw)
+    return write_raster(scene, path, tags={"sensor": scene.attrs["sensor"]})

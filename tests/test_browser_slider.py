@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -31,7 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 NOTEBOOK = "03_ndsi_threshold.ipynb"
-WAIT_MS = 150_000  # generous: a cold kernel imports holoviews and compiles numba kernels
+WAIT_MS = 300_000  # a bound for events (a cold kernel imports holoviews, compiles numba)
 
 
 def _require_browser():
@@ -88,6 +89,10 @@ def jupyterlab(tmp_path, prepared_alps):
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # Every cell in the DOM (no windowing), so the test can see each cell's prompt.
+    tracker = settings / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -122,7 +127,7 @@ def jupyterlab(tmp_path, prepared_alps):
         request = urllib.request.Request(
             f"{url}/api/sessions", method="POST",
             data=json.dumps({"path": NOTEBOOK, "type": "notebook", "name": NOTEBOOK,
-                             "kernel": {"name": "python3"}}).encode(),
+                             "kernel": {"name": "glacierkit"}}).encode(),
             headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60):
             pass
@@ -166,7 +171,7 @@ def test_slider_updates_metrics_and_map(jupyterlab):
 
 def _accept_dialogs(page) -> None:
     """Accept JupyterLab dialogs, such as "Select Kernel" when the notebook opened before the
-    kernel specs had loaded (its default choice is the notebook's python3 kernel)."""
+    kernel specs had loaded (its default choice is the notebook's glacierkit kernel)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     dialogs = page.locator(".jp-Dialog")
@@ -181,24 +186,62 @@ def _accept_dialogs(page) -> None:
             continue
 
 
-def _run_all_cells(page, attempts: int = 5) -> None:
-    """Run > Run All Cells; again if a dialog or a kernel still starting swallowed it."""
+# The notebook's progress as the page shows it: each code cell's prompt ("[ ]", "[*]" or
+# "[7]") and the kernel status of the execution indicator.
+NOTEBOOK_STATE = """() => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  if (!panel) return null;
+  const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+    .map(e => e.textContent.replace(/\\s/g, ''));
+  const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator');
+  return {prompts, status: indicator ? indicator.getAttribute('data-status') : null};
+}"""
+
+# True once the notebook has settled: the kernel is idle and no cell is queued or running
+# ([*]); then either every cell has its execution count, or some never ran.
+SETTLED = "() => { const s = (" + NOTEBOOK_STATE + """)();
+  if (!s || !s.prompts.length || s.status !== 'idle') return false;
+  return !s.prompts.some(p => p.includes('*'));
+}"""
+# True once a Run All has been taken up: some cell is queued or running ([*]), or shows a
+# count above the highest one before the click.
+QUEUED = "before => { const s = (" + NOTEBOOK_STATE + """)();
+  return s && s.prompts.some(p => p.includes('*') ||
+                             Number((p.match(/\\[(\\d+)\\]/) || [0, 0])[1]) > before);
+}"""
+
+
+def _run_all_cells(page, attempts: int = 4) -> None:
+    """Run > Run All Cells, then wait (on events, not time) until the kernel is idle and
+    every code cell has its execution count. If the notebook settles with cells that never
+    ran (a kernel still starting, or a dialog, swallowed part of the queue), run all again.
+    A cell that raised fails the test here, with its traceback."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first
     for _ in range(attempts):
         _accept_dialogs(page)
+        before = max([0] + [int(n) for n in re.findall(
+            r"\[(\d+)\]", " ".join(page.evaluate(NOTEBOOK_STATE)["prompts"]))])
         try:
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=10_000)
             page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click(timeout=10_000)
-            # Started: the first code cell shows [*] or its execution count.
-            page.wait_for_function("el => /\\[(\\*|\\d+)\\]/.test(el.textContent)",
-                                   arg=first_prompt.element_handle(), timeout=20_000)
-            return
         except PlaywrightTimeout:
             if not page.locator(".jp-Dialog").count():
                 page.keyboard.press("Escape")  # close a menu left open
-    raise AssertionError("Run All Cells did not start the notebook")
+            continue
+        try:
+            page.wait_for_function(QUEUED, arg=before, timeout=20_000)
+        except PlaywrightTimeout:
+            continue
+        page.wait_for_function(SETTLED)  # every queued cell done, kernel idle
+        state = page.evaluate(NOTEBOOK_STATE)
+        if page.locator(".jp-OutputArea-output[data-mime-type="
+                        "'application/vnd.jupyter.stderr']", has_text="Traceback").count():
+            raise AssertionError("A cell raised an error while running the notebook")
+        if all(re.fullmatch(r"\[\d+\]:?", p) for p in state["prompts"]):
+            return
+        print("cells that never ran after Run All:", state["prompts"])
+    raise AssertionError(f"Run All Cells did not run every cell: {page.evaluate(NOTEBOOK_STATE)}")
 
 
 # A fingerprint of the RGBA image data of every Bokeh image in the page (what the map draws).
@@ -231,8 +274,6 @@ def _check_slider(page, expect) -> None:
     cell = page.locator(".jp-CodeCell", has=page.locator(".gk-threshold-explorer"))
     map_area = cell.locator(".jp-OutputArea-child").nth(1)  # the HoloViews map
     expect(map_area.locator("canvas").first).to_be_visible()
-    # Let the whole notebook finish (the last cell draws the static figure).
-    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
     page.wait_for_function(f"() => ({MAP_FINGERPRINT})().length > 0")
     before = page.evaluate(MAP_FINGERPRINT)
 

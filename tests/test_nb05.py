@@ -4,7 +4,7 @@ import geopandas as gpd
 import pytest
 import rasterio
 
-from conftest import ROOT, run_notebook
+from conftest import ROOT, holoviews_outputs, run_notebook
 from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET, compare_methods
 from glacierkit.exceptions import DataNotFoundError, ParameterError
 from glacierkit.features import PRETRAINED, resolve_model_path
@@ -66,8 +66,10 @@ def test_model_path_resolution(tmp_path, monkeypatch):
 @pytest.mark.notebook
 def test_notebook_05_runs_headless(prepared_alps, tmp_path):
     (tmp_path / "prepared").symlink_to(prepared_alps / "prepared")
-    run_notebook("05_evaluation", tmp_path, test_scenes=["alps-s2/gorner"],
-                 unlabelled_scenes=["alps-s2/merdeglace"], n_boot=50, interactive_map=False)
+    nb = run_notebook("05_evaluation", tmp_path, test_scenes=["alps-s2/gorner"],
+                      unlabelled_scenes=["alps-s2/merdeglace"], n_boot=50, interactive_map=False)
+    views = holoviews_outputs(nb)
+    assert len(views) == 2  # error maps with outlines (error_view), per-glacier table
     assert (tmp_path / "table4.csv").is_file()
     assert (tmp_path / "figures" / "05_error_maps.png").is_file()
     assert (tmp_path / "predictions" / "alps-s2_merdeglace" / "mask.tif").is_file()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_notebook
+from conftest import holoviews_outputs, run_notebook
 from glacierkit import indices, threshold
 from glacierkit.prep import load_prepared
 
@@ -27,8 +27,9 @@ def run_dir(tmp_path, prepared_alps):
 
 
 def test_notebook_03_learns_on_train_and_writes_its_tables(run_dir):
-    run_notebook("03_ndsi_threshold", run_dir, train_scenes=TRAIN, test_scenes=TEST,
-                 grid_step=0.05, slider_scene="alps-s2/morteratsch", max_pixels=5000)
+    nb = run_notebook("03_ndsi_threshold", run_dir, train_scenes=TRAIN, test_scenes=TEST,
+                      grid_step=0.05, slider_scene="alps-s2/morteratsch", max_pixels=5000)
+    assert len(holoviews_outputs(nb)) >= 2  # histograms and sweep curves (and the slider map)
     out = run_dir / "ndsi"
     for name in ("table4_train", "table4_test", "sweep_fine_train", "sweep_fine_test", "otsu",
                  "learned_vs_oracle", "water_called_glacier"):

@@ -6,25 +6,41 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import ROOT, run_notebook
+from conftest import ROOT, holoviews_outputs, run_notebook, write_notebook
 from glacierkit.exceptions import ParameterError
-from glacierkit.run import StepFailed, check_parameters, load_pipeline, run_pipeline
-from tools.nb import code, params, write_notebook
+from glacierkit.run import (
+    KERNEL_NAME,
+    StepFailed,
+    check_parameters,
+    load_pipeline,
+    run_pipeline,
+)
 
 
 @pytest.fixture
 def tiny_notebooks(tmp_path):
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
-    write_notebook(str(nb_dir / "a_first.ipynb"), [
-        params('output_dir: str = "out"  # where to write\ncount: int = 1  # how many'),
-        code("from pathlib import Path\nPath(output_dir).mkdir(parents=True, exist_ok=True)\n"
-             "p = Path(output_dir) / 'a.txt'\np.write_text(str(count) + (p.read_text() if p.exists() else ''))"),
-    ])
-    write_notebook(str(nb_dir / "b_second.ipynb"), [
-        params('output_dir: str = "out"  # where to write\nfail: bool = False  # raise an error'),
-        code("if fail:\n    raise ValueError('planted failure')"),
-    ])
+    write_notebook(nb_dir / "a_first.ipynb", """
+# %% tags=["parameters"]
+output_dir: str = "out"  # where to write
+count: int = 1  # how many
+
+# %%
+from pathlib import Path
+Path(output_dir).mkdir(parents=True, exist_ok=True)
+p = Path(output_dir) / 'a.txt'
+p.write_text(str(count) + (p.read_text() if p.exists() else ''))
+""")
+    write_notebook(nb_dir / "b_second.ipynb", """
+# %% tags=["parameters"]
+output_dir: str = "out"  # where to write
+fail: bool = False  # raise an error
+
+# %%
+if fail:
+    raise ValueError('planted failure')
+""")
     return nb_dir
 
 
@@ -107,7 +123,7 @@ def test_every_notebook_has_documented_parameters_and_no_outputs():
     assert notebooks
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert nb.metadata["kernelspec"]["name"] == KERNEL_NAME == "glacierkit"
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, path
@@ -126,7 +142,8 @@ def test_sample_pipeline_names_real_parameters():
 
 @pytest.mark.notebook
 def test_notebook_01_writes_cogs_and_summary(tmp_path, sample_data):
-    run_notebook("01_data_prep", tmp_path, scenes=["alps-s2/morteratsch", "alps-s2/merdeglace"])
+    nb = run_notebook("01_data_prep", tmp_path, scenes=["alps-s2/morteratsch", "alps-s2/merdeglace"])
+    assert len(holoviews_outputs(nb)) == 1  # the interactive composites (map_view)
     prepared = tmp_path / "prepared"
     with rasterio.open(prepared / "alps-s2_morteratsch_labels.tif") as src:
         assert src.crs.to_epsg() == 32632 and src.nodata == 255
@@ -139,3 +156,11 @@ def test_notebook_01_writes_cogs_and_summary(tmp_path, sample_data):
     with pytest.raises(StepFailed, match="NoOverlapError"):
         run_notebook("01_data_prep", tmp_path / "bad", scenes=["alps-s2/morteratsch"],
                      outlines="everest-l7")
+
+
+def test_missing_kernel_is_a_clear_error():
+    from glacierkit.run import KernelNotFoundError, check_kernel
+
+    check_kernel()  # make setup / Binder's postBuild registered it
+    with pytest.raises(KernelNotFoundError, match="ipykernel install --sys-prefix --name nope-gk"):
+        check_kernel("nope-gk")

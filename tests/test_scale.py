@@ -291,7 +291,7 @@ def test_a_worker_killed_mid_scene(model, scenes, cluster, tmp_path):
     assert flag.exists(), result
     victim = int(flag.read_text())
     assert victim in pids_before
-    staged = list((out / "scenes").glob(".staging-slow-*"))
+    staged = list((out / "scenes").glob(".staging-slow.*"))
     assert len(staged) == 1 and {p.name for p in staged[0].iterdir()} == OUTPUT_FILES
     assert not (out / "scenes" / "slow").exists()  # not visible until committed
     os.kill(victim, signal.SIGKILL)

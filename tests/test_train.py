@@ -65,8 +65,8 @@ def dataclasses_frozen():
     ({"loss": "mse"}, "Unknown loss 'mse'"),
     ({"split": "spatial"}, "Unknown split 'spatial'"),
     ({"strategy": "tpu"}, "Unknown strategy"),
-    ({"extra": ["ndvi"]}, "Unknown extra channels"),
-    ({"bands": []}, "bands is empty"),
+    ({"extra": ["ndxx"]}, "Unknown extra channels"),
+    ({"bands": [], "extra": []}, "bands is empty"),
     ({"bands": ["nir", "nir"]}, "Channels repeat"),
     ({"patch_size": 100}, "multiples of 2\\*\\*depth = 16"),
     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
@@ -277,6 +277,9 @@ def test_notebook_04_runs_headless_with_tiny_parameters(prepared_alps, tmp_path)
     out = run_notebook("04_unet_training", tmp_path, patch_size=32, stride=64, depth=2,
                        base_filters=4, val_gap=32, epochs=1, extra=[])
     assert out.is_file()
+    from conftest import holoviews_outputs
+
+    assert len(holoviews_outputs(out)) == 1  # the learning curves (history_view)
     model, side = load_model(tmp_path / "model" / "unet.keras")
     assert side["inputs"].channels == ("swir1", "nir", "blue")
     assert side["training_scenes"] == ["alps-s2/aletsch", "alps-s2/fiescher"]
