@@ -123,6 +123,30 @@ def write_scene(path: Path, height: int, width: int, block: int = 512) -> None:
 
 
 
+def build_unet(channels: int, depth: int = 4, base: int = 16):
+    """The CPU preset's shape: ``depth`` levels including the bottleneck, 2 convs each
+    (random weights; ``bench/scale.py`` uses it)."""
+    import keras
+    from keras import layers
+
+    conv = {"padding": "same", "activation": "relu"}
+    inp = keras.Input((None, None, channels))
+    x, skips = inp, []
+    for d in range(depth - 1):
+        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
+        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
+        skips.append(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(base * 2 ** (depth - 1), 3, **conv)(x)
+    x = layers.Conv2D(base * 2 ** (depth - 1), 3, **conv)(x)
+    for d in reversed(range(depth - 1)):
+        x = layers.Conv2DTranspose(base * 2**d, 2, strides=2, padding="same")(x)
+        x = layers.Concatenate()([x, skips[d]])
+        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
+        x = layers.Conv2D(base * 2**d, 3, **conv)(x)
+    return keras.Model(inp, layers.Conv2D(1, 1, activation="sigmoid")(x))
+
+
 class TimedModel:
     """Delegates to a Keras model, adds up the time spent in ``predict_on_batch``, and every
     ``probe_every`` calls also times one raw forward pass of each probe batch (the raw speed

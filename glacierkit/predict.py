@@ -571,6 +571,44 @@ def _normalize_last(raw: np.ndarray, spec: InputSpec) -> np.ndarray:
     return out
 
 
+#: Roles an extra input channel is computed from (for the guard's sample of the bands).
+_EXTRA_ROLES = {"ndsi": ("green", "swir1"), "ndwi": ("green", "nir")}
+
+
+class _Sample:
+    """Every ``step``-th row and column of the bands the domain-shift guard reads, taken
+    block by block while the scene streams through prediction: the guard then needs no
+    second pass over the file (on a lazily opened scene a strided selection reads every
+    block whole). The same pixels as ``scene.isel(y=::step, x=::step)``."""
+
+    def __init__(self, scene: xr.DataArray, spec: InputSpec, step: int):
+        self.step = int(step)
+        needed = set(spec.bands) | {"green", "swir1"}
+        for extra in spec.extra:
+            needed |= set(_EXTRA_ROLES.get(extra, ("*",)))
+        names = [str(b) for b in scene["band"].values]
+        roles = ([str(r) for r in scene["role"].values] if "role" in scene.coords
+                 else [""] * len(names))
+        self.bands = list(range(len(names))) if "*" in needed else [
+            i for i, (n, r) in enumerate(zip(names, roles, strict=True))
+            if n in needed or r in needed]
+        self.parts: dict[int, np.ndarray] = {}
+
+    def take(self, scene: xr.DataArray, b: int, rows: slice) -> None:
+        first = -(-rows.start // self.step) * self.step  # the first sampled row of the block
+        if first < rows.stop:
+            sub = scene.isel(band=self.bands, y=slice(first, rows.stop, self.step),
+                             x=slice(None, None, self.step))
+            self.parts[b] = np.asarray(sub.values)
+
+    def scene(self, scene: xr.DataArray) -> xr.DataArray:
+        """The sampled scene (in memory, coordinates and attrs of the strided selection)."""
+        sub = scene.isel(band=self.bands, y=slice(None, None, self.step),
+                         x=slice(None, None, self.step))
+        data = np.concatenate([self.parts[b] for b in sorted(self.parts)], axis=1)
+        return sub.copy(data=data)
+
+
 class _Rows:
     """Normalized features (channel last) and the nodata mask of a scene, by blocks of rows.
 
@@ -581,8 +619,10 @@ class _Rows:
     masks with :meth:`forget_nodata` once their rows are written.
     """
 
-    def __init__(self, scene: xr.DataArray, spec: InputSpec, block: int, prefetch: bool = True):
+    def __init__(self, scene: xr.DataArray, spec: InputSpec, block: int, prefetch: bool = True,
+                 sample: _Sample | None = None):
         self.scene = scene
+        self.sample = sample
         self.spec = spec
         self.block = block
         self.height = scene.sizes["y"]
@@ -606,6 +646,8 @@ class _Rows:
                 "download or export it again."
             ) from exc
         nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
+        if self.sample is not None:  # while the block's file tiles are in GDAL's cache
+            self.sample.take(self.scene, b, rows)
         return _normalize_last(raw, self.spec), nodata
 
     def _submit(self, b: int) -> Future:
@@ -712,7 +754,7 @@ def _forward(pred: _Predictor, x: np.ndarray, tta: bool) -> tuple[np.ndarray, np
 
 # --------------------------------------------------------------------------- core
 def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bool,
-                  block_rows: int, progress: bool):
+                  block_rows: int, progress: bool, sample: _Sample | None = None):
     """Yield ``(row0, probability rows, confidence rows or None)`` top to bottom."""
     from tqdm.auto import tqdm
 
@@ -724,7 +766,7 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bo
     norm_y, norm_x = ay.norm(), ax.norm()
     cols = _fold(np.arange(ax.start, ax.start + ax.padded), width)
     inside = slice(ax.margin, ax.margin + width)  # the strip's columns that are the scene's
-    rows_src = _Rows(scene, pred.spec, block_rows)
+    rows_src = _Rows(scene, pred.spec, block_rows, sample=sample)
     strip = np.empty((wy, ax.padded, pred.spec.n_channels), dtype="float32")
     acc = np.zeros((wy, ax.padded), dtype="float32")
     acc_c = np.zeros_like(acc) if tta else None
@@ -874,6 +916,11 @@ def predict_scene(
     block = _block_rows(da, block_rows)
     prob = np.empty((height, width), dtype="float32")
     conf = np.empty((height, width), dtype="float32") if tta else None
+    sample = None
+    if guard:
+        from .guard import _step as guard_step
+
+        sample = _Sample(da, pred.spec, guard_step(da.shape))
     log.info("Predicting %dx%d px with %d windows of %dx%d px (steps %d/%d, context %d, "
              "%.2fx the pixels, batch %d, %s, tta %s)", height, width, plan.n_windows,
              plan.ay.window, plan.ax.window, plan.ay.step, plan.ax.step, plan.context,
@@ -881,7 +928,7 @@ def predict_scene(
     # GDAL's block cache would otherwise grow to 5% of RAM while the file streams through.
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         for r0, p, c in _predict_rows(pred, da, plan, tta=tta, block_rows=block,
-                                      progress=progress):
+                                      progress=progress, sample=sample):
             prob[r0: r0 + p.shape[0]] = p
             if tta:
                 conf[r0: r0 + c.shape[0]] = c
@@ -897,7 +944,9 @@ def predict_scene(
         from .guard import guard_report, warn
 
         threshold = float(pred.sidecar.get("architecture", {}).get("threshold", 0.5))
-        report = guard_report(prob, da, pred.spec, pred.sidecar, threshold)
+        step = sample.step
+        report = guard_report(prob[::step, ::step], sample.scene(da), pred.spec, pred.sidecar,
+                              threshold)
         warn(report, str(da.attrs.get("scene_id", "the scene")))
         extra["guard"] = report
     return probability_array(prob, conf if tta else None, da, pred, plan.window, plan.step,

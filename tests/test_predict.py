@@ -367,3 +367,35 @@ def test_cli_errors(trained, tmp_path, capsys):
     assert rc == 2 and "not found" in capsys.readouterr().err
     rc = main(["predict", str(tmp_path / "none.keras"), "x", str(tmp_path / "o")])
     assert rc == 2 and "Model not found" in capsys.readouterr().err
+
+
+def test_guard_reads_its_sample_while_the_scene_streams(trained, tmp_path, monkeypatch):
+    """The domain-shift guard gets every n-th pixel from the blocks prediction reads (no
+    second pass over the file): the same report as the guard on the whole scene."""
+    import warnings
+
+    from glacierkit import guard
+
+    monkeypatch.setattr(guard, "MAX_PIXELS", 1000)  # sample every 5th row and column
+    scene, _ = make_scene(150, 130, seed=6)
+    scene = scene.copy()
+    scene[:, 40:47, 10:90] = np.nan
+    path = write_raster(scene, tmp_path / "scene.tif", tags={"sensor": "landsat8"}, cog=False)
+    _, model, spec = trained
+    from glacierkit.features import feature_stack
+
+    q = [0.005, 0.05, 0.5, 0.95, 0.995]
+    feats = feature_stack(scene.isel(y=slice(0, 60)), spec).values
+    values = {ch: [float(v) for v in np.nanquantile(feats[i], q)]
+              for i, ch in enumerate(spec.channels)}
+    sidecar = {"inputs": spec, "training_distribution": {"quantiles": q, "values": values}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", guard.DomainShiftWarning)
+        prob = predict_scene((model, sidecar), path, window=WINDOW, block_rows=16,
+                             progress=False)
+        lazy = open_scene(path, chunks={"y": 16, "x": -1})
+        whole = guard.guard_report(prob.values, lazy, spec, sidecar, 0.5)
+    assert guard._step(scene.shape) == 5
+    assert prob.attrs["guard"] == whole
+    assert prob.attrs["guard"]["inputs"]["pixels_sampled"] > 500
+    assert set(whole["inputs"]["channels"]) == set(spec.channels)
