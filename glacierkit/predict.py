@@ -575,36 +575,44 @@ def _normalize_last(raw: np.ndarray, spec: InputSpec) -> np.ndarray:
 _EXTRA_ROLES = {"ndsi": ("green", "swir1"), "ndwi": ("green", "nir")}
 
 
+def _band_indices(scene: xr.DataArray, spec: InputSpec, also: tuple[str, ...] = ()
+                  ) -> list[int]:
+    """Indices of the scene's bands that ``spec`` (its bands and the roles its extra
+    channels are computed from) and ``also`` need: all bands for an unknown extra."""
+    needed = set(spec.bands) | set(also)
+    for extra in spec.extra:
+        needed |= set(_EXTRA_ROLES.get(extra, ("*",)))
+    names = [str(b) for b in scene["band"].values]
+    roles = ([str(r) for r in scene["role"].values] if "role" in scene.coords
+             else [""] * len(names))
+    if "*" in needed:
+        return list(range(len(names)))
+    return [i for i, (n, r) in enumerate(zip(names, roles, strict=True))
+            if n in needed or r in needed]
+
+
 class _Sample:
     """Every ``step``-th row and column of the bands the domain-shift guard reads, taken
-    block by block while the scene streams through prediction: the guard then needs no
-    second pass over the file (on a lazily opened scene a strided selection reads every
-    block whole). The same pixels as ``scene.isel(y=::step, x=::step)``."""
+    from the blocks prediction reads anyway: the guard then needs no second pass over the
+    file (on a lazily opened scene a strided selection reads every block whole). The same
+    pixels as ``scene.isel(y=::step, x=::step)``."""
 
-    def __init__(self, scene: xr.DataArray, spec: InputSpec, step: int):
+    #: Roles the guard reads besides the model's (NDSI and the green reflectance).
+    ROLES = ("green", "swir1")
+
+    def __init__(self, step: int):
         self.step = int(step)
-        needed = set(spec.bands) | {"green", "swir1"}
-        for extra in spec.extra:
-            needed |= set(_EXTRA_ROLES.get(extra, ("*",)))
-        names = [str(b) for b in scene["band"].values]
-        roles = ([str(r) for r in scene["role"].values] if "role" in scene.coords
-                 else [""] * len(names))
-        self.bands = list(range(len(names))) if "*" in needed else [
-            i for i, (n, r) in enumerate(zip(names, roles, strict=True))
-            if n in needed or r in needed]
         self.parts: dict[int, np.ndarray] = {}
 
-    def take(self, scene: xr.DataArray, b: int, rows: slice) -> None:
+    def take(self, b: int, rows: slice, values: np.ndarray) -> None:
+        """Keep the sampled rows and columns of block ``b`` (``values``: ``(band, r, W)``)."""
         first = -(-rows.start // self.step) * self.step  # the first sampled row of the block
         if first < rows.stop:
-            sub = scene.isel(band=self.bands, y=slice(first, rows.stop, self.step),
-                             x=slice(None, None, self.step))
-            self.parts[b] = np.asarray(sub.values)
+            self.parts[b] = values[:, first - rows.start:: self.step, :: self.step].copy()
 
-    def scene(self, scene: xr.DataArray) -> xr.DataArray:
-        """The sampled scene (in memory, coordinates and attrs of the strided selection)."""
-        sub = scene.isel(band=self.bands, y=slice(None, None, self.step),
-                         x=slice(None, None, self.step))
+    def scene(self, block_scene: xr.DataArray) -> xr.DataArray:
+        """The sampled scene, with the coordinates of ``block_scene``'s strided selection."""
+        sub = block_scene.isel(y=slice(None, None, self.step), x=slice(None, None, self.step))
         data = np.concatenate([self.parts[b] for b in sorted(self.parts)], axis=1)
         return sub.copy(data=data)
 
@@ -630,6 +638,9 @@ class _Rows:
         self.cache: dict[int, Future] = {}
         self.masks: dict[int, np.ndarray] = {}
         self.n_bands = len(spec.bands)
+        # Only the bands the features (and the guard's sample) need are read.
+        self.bands = _band_indices(scene, spec, _Sample.ROLES if sample is not None else ())
+        self.source = scene.isel(band=self.bands)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="glacierkit-read") \
             if prefetch else None
 
@@ -637,7 +648,7 @@ class _Rows:
         """Block ``b``: features ``(r, W, C)`` and nodata ``(r, W)``."""
         rows = slice(b * self.block, min((b + 1) * self.block, self.height))
         try:
-            raw = feature_stack(self.scene.isel(y=rows), self.spec).values  # (C, r, W)
+            block = self.source.isel(y=rows).compute()  # one read of the bands in use
         except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
             source = self.scene.attrs.get("source") or self.scene.attrs.get("scene_id")
             raise CorruptFileError(
@@ -645,9 +656,10 @@ class _Rows:
                 f"({' '.join(str(exc).split())}). The file is corrupt or truncated: "
                 "download or export it again."
             ) from exc
+        raw = feature_stack(block, self.spec).values  # (C, r, W)
         nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
-        if self.sample is not None:  # while the block's file tiles are in GDAL's cache
-            self.sample.take(self.scene, b, rows)
+        if self.sample is not None:
+            self.sample.take(b, rows, np.asarray(block.values))
         return _normalize_last(raw, self.spec), nodata
 
     def _submit(self, b: int) -> Future:
@@ -920,7 +932,7 @@ def predict_scene(
     if guard:
         from .guard import _step as guard_step
 
-        sample = _Sample(da, pred.spec, guard_step(da.shape))
+        sample = _Sample(guard_step(da.shape))
     log.info("Predicting %dx%d px with %d windows of %dx%d px (steps %d/%d, context %d, "
              "%.2fx the pixels, batch %d, %s, tta %s)", height, width, plan.n_windows,
              plan.ay.window, plan.ax.window, plan.ay.step, plan.ax.step, plan.context,
@@ -945,8 +957,8 @@ def predict_scene(
 
         threshold = float(pred.sidecar.get("architecture", {}).get("threshold", 0.5))
         step = sample.step
-        report = guard_report(prob[::step, ::step], sample.scene(da), pred.spec, pred.sidecar,
-                              threshold)
+        sampled = sample.scene(da.isel(band=_band_indices(da, pred.spec, _Sample.ROLES)))
+        report = guard_report(prob[::step, ::step], sampled, pred.spec, pred.sidecar, threshold)
         warn(report, str(da.attrs.get("scene_id", "the scene")))
         extra["guard"] = report
     return probability_array(prob, conf if tta else None, da, pred, plan.window, plan.step,
