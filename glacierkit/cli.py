@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="windows per forward pass (default: about 1 Mpx)")
     p.add_argument("--window", type=int, default=None,
                    help="largest window size in pixels (default: from the model's memory "
-                   "needs; 1536 for the cpu preset in bfloat16, 1168 in float32)")
+                   "needs; 1792 for the cpu preset in bfloat16, 1168 in float32)")
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="compute precision (default auto: bfloat16 on CPUs with native "
                    "bfloat16, else float32)")

@@ -15,10 +15,10 @@ probability on the scene's exact grid. How it works:
   sine-squared ramp whose weights add up to exactly one (:func:`blend_weights`). Every
   pixel then comes from windows that see it with at least ``context`` pixels around it:
   no seams, and the result does not depend on where the window edges fall (tested by
-  cropping the scene). Windows are as large as about 640 MB of activations allow (for the
-  ``cpu`` preset 1536 px in bfloat16, 1168 px in float32), and shrunk to the fewest pixels
-  that cover the scene, so a full Landsat scene costs 1.31-1.43 window pixels per scene
-  pixel (the former 50% overlap of 256-px windows: 4.2). ``overlap=0.5, context=0`` is that former Hann blend. Window
+  cropping the scene). Windows are as large as the activation memory allows (640 MB in
+  float32, 800 MB in bfloat16: for the ``cpu`` preset 1168 px and 1792 px), and shrunk to
+  the fewest pixels that cover the scene, so a full Landsat scene costs 1.25-1.43 window
+  pixels per scene pixel (the former 50% overlap of 256-px windows: 4.2). ``overlap=0.5, context=0`` is that former Hann blend. Window
   sizes and steps are multiples of the model's pooling factor, so every window sees the
   scene with the same pooling phase.
 * **Any size.** The scene is reflect-padded at every edge by the context and the ramp
@@ -92,11 +92,11 @@ GDAL_CACHE_MB = 128
 #: The smallest default window; larger than a typical training patch gives more context.
 MIN_DEFAULT_WINDOW = 256
 #: The largest default window (pixels). Larger windows waste less work on context.
-MAX_DEFAULT_WINDOW = 1536
+MAX_DEFAULT_WINDOW = 1792
 #: Memory (bytes) the activations of one default window may take, estimated as
 #: ``ACTIVATION_BYTES_PER_FILTER[precision]`` bytes per pixel per filter of the first
-#: convolution.
-WINDOW_MEMORY = 640 * 2**20
+#: convolution. More in bfloat16, whose windows and row blocks are stored in half the bytes.
+WINDOW_MEMORY = {"float32": 640 * 2**20, "bfloat16": 800 * 2**20}
 #: Measured (RSS growth of one forward pass): the committed U-Net, 16 first filters, took
 #: 444-468 bytes per window pixel in float32 and 232 in bfloat16.
 ACTIVATION_BYTES_PER_FILTER = {"float32": 30, "bfloat16": 15}
@@ -125,6 +125,7 @@ class _Predictor:
     first_filters: int = 16  # channels of the first convolution (for the memory estimate)
     precision: str = "float32"
     source: object = None  # the model as loaded
+    bf16_inputs: object = None  # the window dtype in bfloat16, once checked (_input_dtype)
 
     @property
     def name(self) -> str:
@@ -148,7 +149,7 @@ class _Predictor:
             return self
         source = self.source if self.source is not None else self.model
         return dataclasses.replace(self, model=gk_precision.cast_model(source, value),
-                                   precision=value, source=source)
+                                   precision=value, source=source, bf16_inputs=None)
 
 
 def _walk_layers(layer) -> Iterator:
@@ -464,7 +465,8 @@ def _window_size(window: int | None, pred: _Predictor) -> int:
     if window is None:
         # As large as the activation memory allows, up to MAX_DEFAULT_WINDOW.
         per_px = ACTIVATION_BYTES_PER_FILTER.get(pred.precision, 30) * max(1, pred.first_filters)
-        side = int(math.sqrt(WINDOW_MEMORY / per_px)) // m * m
+        budget = WINDOW_MEMORY.get(pred.precision, WINDOW_MEMORY["float32"])
+        side = int(math.sqrt(budget / per_px)) // m * m
         window = max(MIN_DEFAULT_WINDOW, pred.spec.patch_size, min(MAX_DEFAULT_WINDOW, side))
         return int(math.ceil(window / m) * m)
     window = int(window)
@@ -559,15 +561,16 @@ def _check_roles(scene: xr.DataArray, pred: _Predictor) -> None:
         ) from exc
 
 
-def _normalize_last(raw: np.ndarray, spec: InputSpec) -> np.ndarray:
+def _normalize_last(raw: np.ndarray, spec: InputSpec, dtype="float32") -> np.ndarray:
     """:func:`glacierkit.features.normalize` of ``(C, ...)`` features, channel last (the
-    same float32 operations, so the same values, with fewer passes over the block)."""
+    same float32 operations, so the same values, with fewer passes over the block), stored
+    as ``dtype`` (float32, or bfloat16 for a model that rounds its inputs to it anyway)."""
     shape = (raw.shape[0],) + (1,) * (raw.ndim - 1)
     norm = raw.astype("float32", copy=False) - np.asarray(spec.mean, dtype="float32").reshape(shape)
     norm /= np.asarray(spec.std, dtype="float32").reshape(shape)
     np.copyto(norm, 0.0, where=~np.isfinite(norm))  # NaN (nodata) and infinities: the mean
-    out = np.empty(raw.shape[1:] + (raw.shape[0],), dtype="float32")
-    out[...] = np.moveaxis(norm, 0, -1)
+    out = np.empty(raw.shape[1:] + (raw.shape[0],), dtype=dtype)
+    out[...] = np.moveaxis(norm, 0, -1)  # to bfloat16: rounded to nearest even, as TF casts
     return out
 
 
@@ -628,8 +631,9 @@ class _Rows:
     """
 
     def __init__(self, scene: xr.DataArray, spec: InputSpec, block: int, prefetch: bool = True,
-                 sample: _Sample | None = None):
+                 sample: _Sample | None = None, dtype="float32"):
         self.scene = scene
+        self.dtype = dtype
         self.sample = sample
         self.spec = spec
         self.block = block
@@ -648,7 +652,8 @@ class _Rows:
         """Block ``b``: features ``(r, W, C)`` and nodata ``(r, W)``."""
         rows = slice(b * self.block, min((b + 1) * self.block, self.height))
         try:
-            block = self.source.isel(y=rows).compute()  # one read of the bands in use
+            # one read of the bands in use, in this thread: the network keeps the other core
+            block = self.source.isel(y=rows).compute(scheduler="synchronous")
         except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
             source = self.scene.attrs.get("source") or self.scene.attrs.get("scene_id")
             raise CorruptFileError(
@@ -660,7 +665,7 @@ class _Rows:
         nodata = np.isnan(raw[: self.n_bands]).any(axis=0)
         if self.sample is not None:
             self.sample.take(b, rows, np.asarray(block.values))
-        return _normalize_last(raw, self.spec), nodata
+        return _normalize_last(raw, self.spec, self.dtype), nodata
 
     def _submit(self, b: int) -> Future:
         if b not in self.cache:
@@ -726,6 +731,29 @@ class _Rows:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _input_dtype(pred: _Predictor):
+    """The dtype the windows are assembled in: bfloat16 when the model computes in
+    bfloat16 and so rounds its float32 inputs to bfloat16 in its first layers anyway (checked
+    once on a random window: the outputs must be identical), which halves the memory of the
+    strips and row blocks; float32 otherwise."""
+    if pred.precision != "bfloat16":
+        return np.dtype("float32")
+    if pred.bf16_inputs is None:
+        import ml_dtypes
+
+        m = 4 * pred.multiple if pred.fixed is None else pred.fixed
+        x = np.random.default_rng(0).normal(size=(1, m, m, pred.spec.n_channels))
+        x = x.astype("float32")
+        rounded = x.astype(ml_dtypes.bfloat16)
+        same = np.array_equal(np.asarray(pred.model.predict_on_batch(x)),
+                              np.asarray(pred.model.predict_on_batch(rounded)))
+        pred.bf16_inputs = np.dtype(ml_dtypes.bfloat16) if same else np.dtype("float32")
+        if not same:
+            log.info("This model does not round its inputs to bfloat16 in its first layers; "
+                     "windows are assembled in float32.")
+    return pred.bf16_inputs
+
+
 # --------------------------------------------------------------------------- TTA
 def _tta_forward(x: np.ndarray, t: int) -> np.ndarray:
     """Transform ``t`` (0..7) of a batch ``(N, h, w, C)``: optional flip, then ``t % 4`` turns."""
@@ -778,8 +806,9 @@ def _predict_rows(pred: _Predictor, scene: xr.DataArray, plan: _Plan, *, tta: bo
     norm_y, norm_x = ay.norm(), ax.norm()
     cols = _fold(np.arange(ax.start, ax.start + ax.padded), width)
     inside = slice(ax.margin, ax.margin + width)  # the strip's columns that are the scene's
-    rows_src = _Rows(scene, pred.spec, block_rows, sample=sample)
-    strip = np.empty((wy, ax.padded, pred.spec.n_channels), dtype="float32")
+    dtype = _input_dtype(pred)
+    rows_src = _Rows(scene, pred.spec, block_rows, sample=sample, dtype=dtype)
+    strip = np.empty((wy, ax.padded, pred.spec.n_channels), dtype=dtype)
     acc = np.zeros((wy, ax.padded), dtype="float32")
     acc_c = np.zeros_like(acc) if tta else None
     batches = _split(ax.count, plan.batch_size)
@@ -869,8 +898,9 @@ def predict_scene(
         rows at a time.
     window
         Largest window size in pixels, a multiple of the model's pooling factor. Default:
-        as large as about 640 MB of activations allow (for the ``cpu`` preset 1536 px in
-        bfloat16, 1168 px in float32), at least 256 and the training patch size. Windows are
+        as large as the activation memory allows (:data:`WINDOW_MEMORY`; for the ``cpu``
+        preset 1792 px in bfloat16, 1168 px in float32), at least 256 and the training patch
+        size. Windows are
         shrunk to cover the scene with the fewest pixels (small scenes get one window).
     overlap
         Fraction of a window shared with each neighbour, in ``[0, 1)``. Default (None):
