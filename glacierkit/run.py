@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -218,13 +219,34 @@ def check_parameters(notebook: str | os.PathLike, params: Mapping[str, object]) 
             )
 
 
+def _kernel_manager(stderr, ipc_dir: str):
+    """A kernel manager that talks to the kernel over IPC sockets in a private temporary
+    folder ``ipc_dir`` (no TCP port, so no "running over TCP without encryption" warning) and sends
+    the kernel process's own stderr (TensorFlow/absl C++ logs, IPKernelApp) to ``stderr``.
+    What the notebook's cells print or warn still goes into the executed notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = os.path.join(ipc_dir, "k")
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["stderr"] = stderr
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return QuietKernelManager
+
+
 def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
                      parameters: Mapping[str, object], cwd: str | os.PathLike | None = None,
                      log_output: bool = False) -> Path:
     """Execute one notebook with papermill; the output appears only on success.
 
     On failure the partial notebook is kept as ``<output stem>.failed.ipynb`` and
-    :class:`StepFailed` carries the failing cell's error.
+    :class:`StepFailed` carries the failing cell's error. The kernel process's own log
+    (not the cells' output, which is in the notebook) goes to ``<output stem>.kernel.log``.
     """
     import papermill as pm
 
@@ -236,11 +258,14 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.running.ipynb")
     failed = output.with_name(f"{output.stem}.failed.ipynb")
+    kernel_log = open(output.with_name(f"{output.stem}.kernel.log"), "wb")  # noqa: SIM115
+    ipc_dir = tempfile.TemporaryDirectory(prefix="gk-kernel-")
     try:
         pm.execute_notebook(str(notebook), str(tmp), parameters=dict(parameters),
                             kernel_name=KERNEL_NAME, language="python",
                             cwd=str(cwd or notebook.parent), progress_bar=False,
-                            log_output=log_output)
+                            log_output=log_output,
+                            kernel_manager_class=_kernel_manager(kernel_log, ipc_dir.name))
     except pm.PapermillExecutionError as exc:
         os.replace(tmp, failed)
         raise StepFailed(
@@ -251,6 +276,9 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
         if tmp.exists():
             os.replace(tmp, failed)
         raise
+    finally:
+        kernel_log.close()
+        ipc_dir.cleanup()
     os.replace(tmp, output)
     if failed.exists():
         failed.unlink()
@@ -332,29 +360,45 @@ def run_pipeline(
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "pipeline_state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    timings = []
-    for step, notebook, params in plan:
-        if only and step not in only:
-            continue
+    from tqdm.auto import tqdm
+
+    from .report import REPORT_DIR, notebook_html, write_index
+
+    todo = [p for p in plan if not only or p[0] in only]
+    width = max((len(step) for step, _, _ in todo), default=0)
+    echo(f"glacierkit run {name}: {len(todo)} steps -> {run_dir}")
+    bar = tqdm(total=len(todo), unit="step", leave=False, disable=None,
+               bar_format="{desc} {n_fmt}/{total_fmt} steps, {elapsed}")
+    for step, notebook, params in todo:
         out = run_dir / "notebooks" / f"{step}.ipynb"
+        report = run_dir / REPORT_DIR / f"{step}.html"
         key = _hash(params, notebook)
         if not force and state.get(step, {}).get("hash") == key and out.is_file():
-            echo(f"[glacierkit run] {step}: done before with the same parameters, skipped "
-                 "(use --force to run again)")
+            if not report.is_file():
+                notebook_html(out, report)
+            bar.update()
+            echo(f"  {step:<{width}}  skipped: done before with the same parameters "
+                 "(--force runs it again)")
             continue
-        echo(f"[glacierkit run] {step}: running {notebook.name} ...")
+        bar.set_description_str(f"  {step:<{width}}  running")
         t0 = time.perf_counter()
-        execute_notebook(notebook, out, params, cwd=notebook.parent)
+        try:
+            execute_notebook(notebook, out, params, cwd=notebook.parent)
+        finally:
+            bar.clear()
         dt = time.perf_counter() - t0
-        timings.append((step, dt))
         state[step] = {"hash": key, "seconds": round(dt, 1),
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         tmp = state_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, state_path)
-        echo(f"[glacierkit run] {step}: done in {dt:.0f} s -> {out}")
+        notebook_html(out, report)
+        bar.update()
+        echo(f"  {step:<{width}}  {dt:5.0f} s")
+    bar.close()
     _write_summary(run_dir, state)
-    echo(f"[glacierkit run] finished: {run_dir}")
+    index = write_index(run_dir, state, [step for step, _, _ in plan], title=name)
+    echo(f"Report: {index}")
     return run_dir
 
 
