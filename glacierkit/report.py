@@ -42,6 +42,11 @@ def notebook_html(notebook: str | os.PathLike, output: str | os.PathLike) -> Pat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:  # HoloViews leaves display_data without data (comm placeholders)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if o.get("output_type") not in ("display_data", "execute_result")
+                            or o.get("data")]
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     return _write(Path(output), body)
 
