@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -287,6 +288,24 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
 
 
 
+_WARNING = re.compile(r"\b(\w*Warning): (.+)")
+
+
+def notebook_warnings(notebook: str | os.PathLike) -> list[str]:
+    """The distinct ``...Warning: message`` lines the cells of an executed notebook wrote
+    to stderr, in order (``"UserWarning: ..."``)."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    found: dict[str, None] = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                for m in _WARNING.finditer(out.get("text", "")):
+                    found.setdefault(f"{m.group(1)}: {m.group(2).strip()}", None)
+    return list(found)
+
+
 def _hash(params: Mapping[str, object], notebook: Path) -> str:
     blob = json.dumps(params, sort_keys=True, default=str) + notebook.read_text()
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -395,6 +414,11 @@ def run_pipeline(
         notebook_html(out, report)
         bar.update()
         echo(f"  {step:<{width}}  {dt:5.0f} s")
+        warnings = notebook_warnings(out)
+        for w in warnings[:3]:  # real warnings of the notebook's code, not kernel chatter
+            echo(f"    {w[:150]}")
+        if len(warnings) > 3:
+            echo(f"    ... {len(warnings) - 3} more warnings in {report}")
     bar.close()
     _write_summary(run_dir, state)
     index = write_index(run_dir, state, [step for step, _, _ in plan], title=name)

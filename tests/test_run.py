@@ -31,6 +31,8 @@ from pathlib import Path
 Path(output_dir).mkdir(parents=True, exist_ok=True)
 p = Path(output_dir) / 'a.txt'
 p.write_text(str(count) + (p.read_text() if p.exists() else ''))
+import warnings
+warnings.warn("planted warning", UserWarning)
 """)
     write_notebook(nb_dir / "b_second.ipynb", """
 # %% tags=["parameters"]
@@ -182,9 +184,11 @@ def test_run_writes_html_reports_and_an_index(tiny_notebooks, tmp_path):
     messages = []
     run_pipeline(_cfg(tiny_notebooks, out), echo=messages.append)
     # one line per step with its time, and the report's path last
-    assert [m.split()[0] for m in messages[1:3]] == ["a_first", "b_second"]
-    assert all(m.rstrip().endswith(" s") for m in messages[1:3])
+    steps = [m for m in messages if m.startswith("  ") and not m.startswith("    ")]
+    assert [m.split()[0] for m in steps] == ["a_first", "b_second"]
+    assert all(m.rstrip().endswith(" s") for m in steps)
     assert messages[-1] == f"Report: {out / 'index.html'}"
+    assert [m.strip() for m in messages if "Warning" in m] == ["UserWarning: planted warning"]
     report = (out / "reports" / "a_first.html").read_text()
     assert "<html" in report and "# where to write" in report  # the notebook, rendered
     index = (out / "index.html").read_text()
