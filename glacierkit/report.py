@@ -9,6 +9,7 @@ of notebook 05 (``table4.csv``), the key figures and the other files.
 from __future__ import annotations
 
 import html
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,7 +48,10 @@ def notebook_html(notebook: str | os.PathLike, output: str | os.PathLike) -> Pat
             cell.outputs = [o for o in cell.outputs
                             if o.get("output_type") not in ("display_data", "execute_result")
                             or o.get("data")]
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    # nbconvert warns about every figure without alt text (and fills one in): not news
+    quiet = logging.getLogger(f"{__name__}.nbconvert")
+    quiet.setLevel(logging.ERROR)
+    body, _ = HTMLExporter(template_name="lab", log=quiet).from_notebook_node(nb)
     return _write(Path(output), body)
 
 
