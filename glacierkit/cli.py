@@ -85,8 +85,16 @@ def _cmd_predict(args) -> int:
 
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
-    prob = predict_scene(args.model, args.scene, window=args.window, overlap=args.overlap,
-                         batch_size=args.batch_size, tta=args.tta, progress=not args.quiet)
+    import warnings
+
+    from .guard import DomainShiftWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
+        prob = predict_scene(args.model, args.scene, window=args.window, overlap=args.overlap,
+                             batch_size=args.batch_size, tta=args.tta,
+                             progress=not args.quiet)
+    _print_guard(prob.attrs.get("guard"))
     paths = write_prediction(prob, args.outdir, threshold=args.threshold, prefix=args.prefix,
                              probability_dtype="float32" if args.float32 else "uint8")
     if args.outlines:
@@ -99,6 +107,19 @@ def _cmd_predict(args) -> int:
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
+
+
+def _print_guard(report) -> None:
+    """One line per domain-shift guard finding (stderr), or one line saying all is well."""
+    if not report:
+        return
+    if report.get("warnings"):
+        for text in report["warnings"]:
+            print(f"glacierkit: warning: domain shift: {text}", file=sys.stderr)
+        print("glacierkit: warning: the scene differs from the model's training data; check "
+              "the map or adapt the model (README: Map a new region).", file=sys.stderr)
+    else:
+        print("domain-shift guard: the scene lies within the model's training domain")
 
 
 def build_parser() -> argparse.ArgumentParser:

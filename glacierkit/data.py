@@ -45,6 +45,10 @@ __all__ = [
     "fetch_product",
     "outlines",
     "outlines_path",
+    "outline_datasets",
+    "aux_raster",
+    "spectra",
+    "SPECTRA_CLASSES",
     "scene_names",
     "get_scene",
     "split",
@@ -60,6 +64,11 @@ _RGI_CH = "github/lgeibel/snowicesen/a771443641e139f2a07efdb211c356f0bc22920e/da
 _EVEREST = "github/GlacioHack/geoutils-data/bd45050f82f552fc2a1c977993f20b0c13eeb05b/data/Everest_Landsat"
 _XLANDSAT = "github/compgeolab/xlandsat/20c25691d4e30d026a90e0a64d9f2e087634b3dc/data"
 _UNPACKQA = "github/sdtaylor/unpackqa/5ebeca8193b821e8bb54fcc88d6df3325d207388/examples"
+_SATRBEDO = "github/pabl1t0x/SatRbedo/e5b365644b65455a4bbc6dc881e37d134f0d8223/inst/extdata"
+_SATRBEDO_OLD = "github/pabl1t0x/SatRbedo/d7aaea9598625c6e9627c723f030754d2b54a46c/inst/extdata"
+_SPECTRA = ("github/RaineyAbe/glacier-snow-cover-mapping/1a553490d96ba64f0fa1923f75e459871dfac38b/"
+            "inputs-outputs")
+_OGGM = "github/OGGM/oggm-sample-data/99651428d84b68735c87001da70983fa369abd59"
 
 #: Where each sample comes from and under which licence.
 SOURCES: dict[str, dict[str, str]] = {
@@ -88,11 +97,43 @@ SOURCES: dict[str, dict[str, str]] = {
         "licence": "MIT; Landsat courtesy of USGS",
         "description": "Full-scene Landsat 8 Collection 2 QA_PIXEL band (7551 x 7351) over Everest",
     },
+    "athabasca": {
+        "source": "pabl1t0x/SatRbedo@e5b3656 (2020-09-11 scene: @d7aaea9)",
+        "licence": "GPL-3.0-or-later (the package's DESCRIPTION); Landsat: USGS; contains "
+                   "modified Copernicus Sentinel data (2020)",
+        "description": "Athabasca Glacier (Canadian Rockies): HLS-style Landsat 8 OLI "
+                       "(2020-08-16) and Sentinel-2 (2020-09-09, 2020-09-11) at 30 m, with a "
+                       "partial outline (1984 extent, Athabasca Glacier and part of the "
+                       "Columbia Icefield)",
+    },
+    "spectra": {
+        "source": "RaineyAbe/glacier-snow-cover-mapping@1a55349",
+        "licence": "MIT",
+        "description": "Labelled snow/shadowed snow/ice/rock/water pixels from US glaciers on "
+                       "Landsat 8/9 and Sentinel-2 (SR and TOA), 2019-2021",
+    },
+    "rgi-oggm": {
+        "source": "OGGM/oggm-sample-data@9965142",
+        "licence": "BSD-3-Clause (OGGM sample data); RGI CC-BY-4.0",
+        "description": "RGI 6 outlines: 20 glaciers of the Oetztal Alps and 61 Icelandic ice caps",
+    },
 }
 
 # Sentinel-2 files in the Alps sample: file stem -> band name.
 _ALPS_BANDS = {"2": "B02", "3": "B03", "4": "B04", "5": "B05", "6": "B06", "7": "B07",
                "8": "B8A", "11": "B11", "12": "B12"}
+
+
+_L8_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07")
+_S2_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")
+_ATHABASCA = [
+    ("l8-2020-08-16", "landsat8", "2020-08-16", (205, 215),
+     {b.replace("B0", "B"): f"{_SATRBEDO}/athabasca_2020229_{b}_L30.tif" for b in _L8_BANDS}),
+    ("s2-2020-09-09", "sentinel2", "2020-09-09", (205, 215),
+     {b: f"{_SATRBEDO}/athabasca_2020253_{b}_S30.tif" for b in _S2_BANDS}),
+    ("s2-2020-09-11", "sentinel2", "2020-09-11", (207, 216),
+     {b: f"{_SATRBEDO_OLD}/athabasca_{b}_20200911.tif" for b in _S2_BANDS}),
+]
 
 
 @dataclass(frozen=True)
@@ -104,7 +145,7 @@ class SampleScene:
     sensor: str
     product: str
     files: dict[str, str]  # band name -> mirror-relative path
-    crs: str | None = None  # applied when the files carry no georeference
+    crs: str | None = None  # applied when the files carry no georeference (or an unnamed equal one)
     upper_left: tuple[float, float] | None = None  # (x, y) of the crop's outer corner
     resolution: float | None = None
     shape: tuple[int, int] | None = None  # (height, width)
@@ -143,6 +184,22 @@ SCENES: dict[str, SampleScene] = {
         _alps("Morteratsch", (569980.0, 5140020.0), (150, 150), "test", tile="T32TNS"),
         _alps("MerDeGlace", (338560.0, 5087220.0), (270, 270), "unlabelled", labelled=False,
               tile="T32TLR"),
+        *[SampleScene(
+            name=f"athabasca/{key}",
+            dataset="athabasca",
+            sensor=sensor,
+            product="hls",
+            files=files,
+            # The files carry a WKT equal to EPSG:32611 without the code: name it.
+            crs="EPSG:32611",
+            resolution=30.0,
+            shape=shape,
+            split="cross-region",
+            outlines="athabasca",
+            date=date,
+            notes={"region": "Canadian Rockies", "radiometry": "HLS-style surface "
+                   "reflectance x 10000, -9999 fill"},
+        ) for key, sensor, date, shape, files in _ATHABASCA],
         SampleScene(
             name="everest-l7",
             dataset="everest-l7",
@@ -167,13 +224,54 @@ SPLITS: dict[str, dict[str, list[str]]] = {
         "train": ["alps-s2/aletsch", "alps-s2/fiescher"],
         "test": ["alps-s2/morteratsch", "alps-s2/gorner"],
         "unlabelled": ["alps-s2/merdeglace"],
-    }
+    },
+    # Another region: never trained on by the default model; for cross-region scores.
+    "athabasca": {
+        "train": [],
+        "test": ["athabasca/l8-2020-08-16", "athabasca/s2-2020-09-09",
+                 "athabasca/s2-2020-09-11"],
+        "unlabelled": [],
+    },
 }
 
 _OUTLINE_FILES = {
     "alps-s2": [f"{_RGI_CH}/rgi_copy.{ext}" for ext in ("shp", "shx", "dbf", "prj", "cpg")],
     "everest-l7": [f"{_EVEREST}/15_rgi60_glacier_outlines.gpkg"],
+    "athabasca": [f"{_SATRBEDO}/athabasca_outline.{ext}" for ext in ("shp", "shx", "dbf", "prj",
+                                                                     "cpg")],
+    "oetztal": [f"{_OGGM}/test-workflow/rgi/rgi_oetztal.{ext}" for ext in ("shp", "shx", "dbf",
+                                                                           "prj", "cpg")],
+    "iceland": [f"{_OGGM}/test-files/RGI6_icecap.{ext}" for ext in ("shp", "shx", "dbf", "prj",
+                                                                    "cpg")],
 }
+
+#: Outline dataset -> SOURCES key.
+_OUTLINE_SOURCES = {"alps-s2": "rgi-ch", "everest-l7": "everest-l7", "athabasca": "athabasca",
+                    "oetztal": "rgi-oggm", "iceland": "rgi-oggm"}
+
+#: Extra rasters on a scene's grid: name -> (mirror path, what it holds).
+_AUX = {
+    "athabasca/dem": (f"{_SATRBEDO}/athabasca_dem.tif", "elevation (m), int16, nodata -32768"),
+    "athabasca/shadows": (f"{_SATRBEDO}/athabasca_shadows.tif", "cast-shadow layer, float32"),
+}
+
+#: Labelled pixel spectra (data README section 5): (sensor, kind) -> mirror path.
+_SPECTRA_FILES = {
+    ("landsat", "training"): f"{_SPECTRA}/models_training_data/Landsat_training_data.csv",
+    ("sentinel2-sr", "training"): f"{_SPECTRA}/models_training_data/Sentinel-2_SR_training_data.csv",
+    ("sentinel2-toa", "training"):
+        f"{_SPECTRA}/models_training_data/Sentinel-2_TOA_training_data.csv",
+    ("landsat", "validation"): f"{_SPECTRA}/models_validation_data/manually_classified_points/"
+                               "Landsat_manually_classified_points.csv",
+    ("sentinel2-sr", "validation"): f"{_SPECTRA}/models_validation_data/"
+                                    "manually_classified_points/"
+                                    "Sentinel-2_SR_manually_classified_points.csv",
+    ("sentinel2-toa", "validation"): f"{_SPECTRA}/models_validation_data/"
+                                     "manually_classified_points/"
+                                     "Sentinel-2_TOA_manually_classified_points.csv",
+}
+#: Surface classes of the pixel spectra.
+SPECTRA_CLASSES = {1: "snow", 2: "shadowed snow", 3: "ice", 4: "rock", 5: "water"}
 
 _PRODUCTS = {
     "landsat8-l2sp": f"{_XLANDSAT}/LC08_L2SP_218074_20190114_20200829_02_T1-cropped.tar.gz",
@@ -365,11 +463,84 @@ def outlines_path(dataset: str) -> Path:
 def outlines(dataset: str):
     """Glacier outlines of a sample dataset as a GeoDataFrame.
 
-    ``"alps-s2"`` gives the RGI 5.0 Swiss subset (EPSG:4326); ``"everest-l7"`` the RGI 6.0
-    outlines of the Everest crop. Outlines date from around 2000-2003.
+    ``"alps-s2"``: the RGI 5.0 Swiss subset (EPSG:4326); ``"everest-l7"``: the RGI 6.0
+    outlines of the Everest crop (both from about 2000-2003); ``"athabasca"``: one polygon
+    (EPSG:32611), Athabasca Glacier and part of the Columbia Icefield, a **partial** outline
+    (ice outside it is not labelled; see :func:`glacierkit.labels.partial_outline_labels`);
+    ``"oetztal"`` and ``"iceland"``: RGI 6 outlines without imagery.
     """
     import geopandas as gpd
 
     gdf = gpd.read_file(outlines_path(dataset))
-    gdf.attrs["source"] = SOURCES["rgi-ch" if dataset == "alps-s2" else dataset]["source"]
+    gdf.attrs["source"] = SOURCES[_OUTLINE_SOURCES[dataset]]["source"]
     return gdf
+
+
+def outline_datasets() -> list[str]:
+    """Names accepted by :func:`outlines`."""
+    return list(_OUTLINE_FILES)
+
+
+def aux_raster(name: str) -> Path:
+    """Local path of an extra raster of a sample scene: ``"athabasca/dem"`` (elevation in m)
+    or ``"athabasca/shadows"`` (cast shadows), both on the Landsat 8 grid of Athabasca."""
+    if name not in _AUX:
+        raise DataNotFoundError(f"Unknown sample raster {name!r}. Available: {sorted(_AUX)}.")
+    return fetch(_AUX[name][0])
+
+
+def spectra(sensor: str = "landsat", kind: str = "training"):
+    """Labelled pixel spectra from US glaciers (data README section 5) as a DataFrame.
+
+    Parameters
+    ----------
+    sensor
+        ``"landsat"`` (Landsat 8/9, columns ``SR_B1`` ... ``SR_B7``), ``"sentinel2-sr"`` or
+        ``"sentinel2-toa"`` (columns ``B1`` ... ``B12``, ``B8A``).
+    kind
+        ``"training"`` (the source's training points: Gulkana, Wolverine, South Cascade,
+        Sperry, 2021) or ``"validation"`` (hand-classified points, also Lemon Creek and
+        Emmons, 2019-2021).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pixel with the source's columns plus ``surface`` (snow, shadowed snow,
+        ice, rock, water from the ``class`` code) and reflectance by role (``blue``,
+        ``green``, ``red``, ``nir``, ``swir1``, ``swir2``) as given by the source.
+
+    Notes
+    -----
+    Classes are surface types, not glacier membership (snow can be seasonal).
+
+    The source's Landsat values carry the Collection 2 offset twice: water and snow read
+    0.21 in SWIR (about 0.01 on Sentinel-2 SR at the same sites) and fresh snow exceeds 1.
+    The role columns therefore subtract 0.2 from the Landsat values (the ``SR_B*`` columns
+    stay as published). The Sentinel-2 TOA file's ``B11`` is about 100x too small (rock
+    0.002 against 0.23 in ``B12``), so TOA rows have no ``swir1``.
+    """
+    import pandas as pd
+
+    key = (sensor, kind)
+    if key not in _SPECTRA_FILES:
+        raise DataNotFoundError(
+            f"No spectra for sensor={sensor!r}, kind={kind!r}. Valid: sensors "
+            f"{sorted({s for s, _ in _SPECTRA_FILES})}, kinds ['training', 'validation']."
+        )
+    table = pd.read_csv(fetch(_SPECTRA_FILES[key]))
+    cls = next(c for c in table.columns if c.lower() == "class")
+    table["surface"] = table[cls].map(SPECTRA_CLASSES)
+    table = table[table["surface"].notna()].reset_index(drop=True)
+    names = ({"blue": "SR_B2", "green": "SR_B3", "red": "SR_B4", "nir": "SR_B5",
+              "swir1": "SR_B6", "swir2": "SR_B7"} if sensor == "landsat" else
+             {"blue": "B2", "green": "B3", "red": "B4", "nir": "B8A", "swir1": "B11",
+              "swir2": "B12"})
+    if sensor == "sentinel2-toa":
+        names.pop("swir1")  # the source's TOA B11 column is ~100x too small (rock 0.002)
+    offset = -0.2 if sensor == "landsat" else 0.0
+    for role, column in names.items():
+        if column in table:
+            table[role] = (table[column] + offset).astype("float32")
+    table.attrs["source"] = SOURCES["spectra"]["source"]
+    table.attrs["roles_offset"] = offset
+    return table

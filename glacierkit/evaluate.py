@@ -44,8 +44,11 @@ PAPER_TABLE = pd.DataFrame.from_records([
 
 
 def _binary(a) -> np.ndarray:
-    """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded)."""
-    return np.asarray(getattr(a, "values", a)).astype("float32")
+    """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded);
+    unknown labels (:data:`glacierkit.labels.IGNORE`) become NaN."""
+    from .labels import reference
+
+    return reference(a)
 
 
 def block_counts(pred, ref, block: int = 32) -> np.ndarray:
@@ -408,7 +411,7 @@ def compare_methods(
     if unet_threshold is None:
         unet_threshold = float(sidecar.get("architecture", {}).get("threshold", 0.5))
     ensure_prepared(output_dir, test_scenes)
-    results, failures, areas, glaciers, maps, oracles = [], [], [], [], {}, {}
+    results, failures, areas, glaciers, maps, oracles, guards = [], [], [], [], {}, {}, {}
     for s in tqdm(list(test_scenes), desc="test scenes", unit="scene"):
         scene, labels = load_prepared(output_dir, s)
         if labels is None:
@@ -416,6 +419,7 @@ def compare_methods(
 
             raise DataNotFoundError(f"Test scene {s!r} has no labels; it cannot be scored.")
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
+        guards[s] = prob.attrs.get("guard")
         index = ndsi(scene)
         t_oracle = best_threshold(sweep(index, labels, grid), metric)
         oracles[s] = t_oracle
@@ -454,6 +458,7 @@ def compare_methods(
         "tta": tta,
         "overlap": overlap,
         "bootstrap": {"n_boot": n_boot, "block_px": block, "level": 0.95},
+        "domain_shift_guard": guards,
     }
     result = Comparison(
         comparison=comparison, table4=t4, failures=pd.concat(failures, ignore_index=True),

@@ -176,6 +176,20 @@ def _apply_georef(da: xr.DataArray, crs: str, upper_left: tuple[float, float],
     return da.rio.write_transform(Affine(resolution, 0, x0, 0, -resolution, y0))
 
 
+def _name_crs(da: xr.DataArray, crs: str, path) -> xr.DataArray:
+    """Replace a CRS that equals ``crs`` but lacks its code (a bare WKT) by ``crs`` itself."""
+    from pyproj import CRS
+
+    want = CRS.from_user_input(crs)
+    have = CRS.from_user_input(da.rio.crs.to_wkt())
+    if have.to_epsg(min_confidence=20) != want.to_epsg():
+        raise CorruptFileError(
+            f"{path} has the CRS {have.name!r}, not {crs} as registered for this sample. The "
+            "cached file is wrong; delete it so it is downloaded again."
+        )
+    return da.rio.write_crs(crs)
+
+
 def _load(da: xr.DataArray, path) -> xr.DataArray:
     try:
         return da.load()
@@ -284,13 +298,40 @@ def _guess_sensor(text: str) -> str | None:
     return None
 
 
+def _stem(path: Path) -> str:
+    name = path.name
+    suffix = path.suffix.lower()
+    return name[: -len(suffix)] if suffix in _RASTER_SUFFIXES else name.split(".")[0]
+
+
 def _band_from_filename(path: Path, sensor: Sensor) -> str | None:
-    stem = path.name.split(".")[0]
-    m = re.search(r"(?:^|[_\-.])(?:SR_)?(B\d{1,2}A?)$", stem, re.IGNORECASE) or re.search(
-        r"(?:^|[_\-.])(\d{1,2}A?)$", stem)
-    if not m:
-        return None
-    return normalize_band_name(m.group(1), sensor.band_names)
+    """The band a one-band file holds, from its name.
+
+    Any ``_``/``-``/``.``-separated token ``B3``, ``B03``, ``SR_B3`` or ``B8A`` counts
+    (``LC08_..._SR_B3.TIF``, HLS ``HLS.L30.T11UMT.2020229T183513.v2.0.B03.tif``,
+    ``athabasca_2020229_B03_L30.tif``, ``athabasca_B03_20200911.tif``); else a bare
+    trailing number (``.../Aletsch/3.jp2``).
+    """
+    stem = _stem(path)
+    hits = {normalize_band_name(t, sensor.band_names)
+            for t in re.split(r"[_\-.]", stem) if re.fullmatch(r"B\d{1,2}A?", t, re.IGNORECASE)}
+    hits.discard(None)
+    if len(hits) == 1:
+        return hits.pop()
+    if hits:
+        return None  # several band-like tokens: ambiguous
+    m = re.search(r"(?:^|[_\-.])(\d{1,2}A?)$", stem)
+    return normalize_band_name(m.group(1), sensor.band_names) if m else None
+
+
+def _guess_hls(text: str) -> str | None:
+    """``landsat8``/``sentinel2`` for HLS-style names (``L30``/``S30`` tokens), else None."""
+    tokens = {t.upper() for t in re.split(r"[_\-./\\ ]", text)}
+    if "L30" in tokens:
+        return "landsat8"
+    if "S30" in tokens:
+        return "sentinel2"
+    return None
 
 
 def _open_landsat_product(mtl_path: Path, sensor_id, chunks, product) -> xr.DataArray:
@@ -406,6 +447,8 @@ def _open_sample(name: str, sensor_id, chunks, product) -> xr.DataArray:
         layer = open_raster(path, chunks=chunks or None, band=index)
         if entry.crs is not None and not _has_georef(layer):
             layer = _apply_georef(layer, entry.crs, entry.upper_left, entry.resolution)
+        elif entry.crs is not None and layer.rio.crs is not None:
+            layer = _name_crs(layer, entry.crs, path)
         layers.append(_scale(layer, scaling["scale"], scaling["offset"], scaling.get("nodata")))
         names.append(sensor.normalize(band))
     order = sorted(range(len(names)), key=lambda i: sensor.band_names.index(names[i]))
@@ -428,7 +471,11 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
         items = [(str(k), Path(v)) for k, v in paths.items()]
     else:
         items = [(None, Path(p)) for p in paths]
-    sid = sensor_id or _guess_sensor(" ".join(p.name for _, p in items))
+    names_text = " ".join(p.name for _, p in items)
+    hls = _guess_hls(names_text)
+    sid = sensor_id or _guess_sensor(names_text) or hls
+    if hls is not None and product is None:
+        product = "hls"  # int16 x 10000 with -9999 fill, whatever the sensor
     if sid is None:
         raise UnknownSensorError(
             f"Cannot tell the sensor of {[str(p) for _, p in items]}; pass sensor= (one of "

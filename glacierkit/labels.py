@@ -8,6 +8,13 @@ an outline (``all_touched=False``, rasterio's default). This is unbiased for are
 cut by the outline are as often in as out. ``all_touched=True`` marks every pixel the
 outline touches and inflates glacier area by about half a pixel all round (on the Alps
 sample, Aletsch goes from 0.635 to 0.662 glacier fraction).
+
+**Unknown pixels.** Labels hold 1 (glacier), 0 (not glacier) and :data:`IGNORE` = 255
+(unknown: no data, or outside a partial outline where the truth is not known). In memory,
+float labels may use NaN for the same. Every consumer (training tiles and loss, metrics,
+threshold sweeps, the slider, error maps) counts an unknown pixel in no class;
+:func:`reference` gives the common float form. :func:`partial_outline_labels` builds such
+labels from an outline that covers only part of the ice (e.g. Athabasca's).
 """
 
 from __future__ import annotations
@@ -24,7 +31,28 @@ from .exceptions import DataNotFoundError, GlacierKitError, MissingCRSError, NoO
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_outlines", "rasterize_outlines", "align_raster", "glacier_fraction"]
+__all__ = ["IGNORE", "read_outlines", "rasterize_outlines", "align_raster", "glacier_fraction",
+           "reference", "known", "partial_outline_labels", "PARTIAL_MASKS"]
+
+#: Label value of unknown pixels (counted in no class).
+IGNORE = 255
+
+
+def known(labels) -> np.ndarray:
+    """Boolean mask of pixels whose label is known (not NaN, not :data:`IGNORE`)."""
+    values = np.asarray(getattr(labels, "values", labels))
+    ok = values != IGNORE
+    if values.dtype.kind == "f":
+        ok &= ~np.isnan(values)
+    return ok
+
+
+def reference(labels) -> np.ndarray:
+    """Labels as float32: 1 glacier, 0 not glacier, NaN unknown (NaN or :data:`IGNORE`)."""
+    values = np.asarray(getattr(labels, "values", labels))
+    out = (values > 0).astype("float32") if values.dtype != bool else values.astype("float32")
+    out[~known(values)] = np.nan
+    return out
 
 
 def read_outlines(outlines, ids: Iterable[str] | None = None, id_column: str = "RGIId"):
@@ -33,8 +61,8 @@ def read_outlines(outlines, ids: Iterable[str] | None = None, id_column: str = "
     Parameters
     ----------
     outlines
-        A path to a vector file, a sample dataset name (``"alps-s2"``, ``"everest-l7"``), or a
-        GeoDataFrame.
+        A path to a vector file, a sample dataset name (``"alps-s2"``, ``"everest-l7"``,
+        ``"athabasca"`` ...; :func:`glacierkit.data.outline_datasets`), or a GeoDataFrame.
     ids
         Keep only these glacier ids (values of ``id_column``).
     id_column
@@ -47,14 +75,14 @@ def read_outlines(outlines, ids: Iterable[str] | None = None, id_column: str = "
     if isinstance(outlines, gpd.GeoDataFrame):
         gdf = outlines
     elif isinstance(outlines, (str, os.PathLike)) and not Path(outlines).exists() and str(
-            outlines) in ("alps-s2", "everest-l7"):
+            outlines) in _data.outline_datasets():
         gdf = _data.outlines(str(outlines))
     else:
         path = Path(outlines)
         if not path.exists():
             raise DataNotFoundError(
                 f"Outline file not found: {path}. Give a shapefile, GeoPackage or GeoJSON path, "
-                "a GeoDataFrame, or a sample name ('alps-s2', 'everest-l7')."
+                f"a GeoDataFrame, or a sample name {_data.outline_datasets()}."
             )
         try:
             gdf = gpd.read_file(path)
@@ -212,3 +240,78 @@ def glacier_fraction(labels: xr.DataArray, valid: xr.DataArray | None = None) ->
         ok &= np.asarray(valid.values, dtype=bool)
     n = int(ok.sum())
     return float((values[ok] > 0).sum() / n) if n else float("nan")
+
+
+#: Masks :func:`partial_outline_labels` can build, by name.
+PARTIAL_MASKS = {
+    "known-truth": "1 inside the outline; 0 outside where the index is below clear_below on "
+                   "every date (clearly not snow or ice); unknown elsewhere",
+    "inside": "1 inside the outline, unknown elsewhere (scores misses only)",
+    "outline": "1 inside, 0 everywhere outside (treats unlabelled ice as not glacier: biased)",
+}
+
+
+def partial_outline_labels(outlines, like: xr.DataArray, scenes=(), *,
+                           mask: str = "known-truth", clear_below: float = 0.2,
+                           all_touched: bool = False) -> xr.DataArray:
+    """Labels from an outline that covers only part of the ice in the scene.
+
+    With a partial outline (one glacier of an icefield, say), "outside" does not mean "not
+    glacier". The ``known-truth`` mask keeps only pixels whose truth is known: glacier
+    inside the outline, and outside it only pixels that are clearly not snow or ice on
+    every date: NDSI below ``clear_below`` in every one of ``scenes``. Everything else is
+    :data:`IGNORE`. This mask favours NDSI (NDSI cannot make a false alarm on it by
+    construction), so report a method's false-alarm rate on its ``0`` pixels beside kappa.
+
+    Parameters
+    ----------
+    outlines
+        The partial outline (path, sample name or GeoDataFrame).
+    like
+        The grid of the labels.
+    scenes
+        Scenes of the same area (any grids; put on ``like``'s by nearest neighbour) whose
+        NDSI decides "clearly not snow or ice". A pixel with no data on any date is unknown.
+    mask
+        ``"known-truth"`` (default), ``"inside"`` or ``"outline"`` (see :data:`PARTIAL_MASKS`).
+    clear_below
+        NDSI below which a pixel is clearly not snow or ice.
+    all_touched
+        Passed to :func:`rasterize_outlines`.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(y, x)`` uint8: 1, 0 or :data:`IGNORE`, on ``like``'s grid, named ``glacier``.
+    """
+    from rasterio.enums import Resampling
+
+    from .exceptions import ParameterError
+    from .indices import ndsi
+
+    if mask not in PARTIAL_MASKS:
+        raise ParameterError(f"Unknown mask {mask!r}. Valid: {sorted(PARTIAL_MASKS)}.")
+    inside = rasterize_outlines(outlines, like=like, all_touched=all_touched)
+    values = np.where(inside.values > 0, 1, IGNORE).astype("uint8")
+    if mask == "outline":
+        values[:] = (inside.values > 0).astype("uint8")
+    elif mask == "known-truth":
+        if not scenes:
+            raise ParameterError(
+                "mask='known-truth' needs the scenes whose NDSI marks clear rock (scenes=[...])."
+            )
+        clear = np.ones(values.shape, dtype=bool)
+        for scene in scenes:
+            index = ndsi(scene)
+            if index.shape != like.shape[-2:] or not np.allclose(
+                    index.rio.transform()[:6], like.rio.transform()[:6]):
+                index = index.rio.reproject_match(like, resampling=Resampling.nearest)
+            with np.errstate(invalid="ignore"):
+                clear &= np.asarray(index.values) < clear_below  # NaN: not clear
+        values[(inside.values == 0) & clear] = 0
+    out = xr.DataArray(values, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
+                       name="glacier",
+                       attrs={"mask": mask, "clear_below": clear_below,
+                              "long_name": "glacier (1) / not glacier (0) / unknown (255)",
+                              "_FillValue": IGNORE})
+    return out.rio.write_crs(like.rio.crs).rio.write_transform(like.rio.transform())

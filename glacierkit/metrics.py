@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from .labels import IGNORE
+
 __all__ = ["Counts", "confusion", "scores", "score_arrays", "table", "METRICS"]
 
 #: Metric names in the order tables show them.
@@ -61,7 +63,8 @@ def confusion(pred, ref, valid=None) -> Counts:
     ----------
     pred, ref
         Arrays (numpy, xarray or dask) of the same shape: glacier where > 0 (booleans or
-        0/1). NaN in either is excluded.
+        0/1). NaN in either, and reference pixels equal to
+        :data:`glacierkit.labels.IGNORE` (255, unknown), are excluded.
     valid
         Optional boolean mask; only True pixels count.
     """
@@ -72,6 +75,8 @@ def confusion(pred, ref, valid=None) -> Counts:
     ok = np.ones(p.shape, dtype=bool)
     if p.dtype.kind == "f":
         ok &= ~np.isnan(p)
+    if r.dtype != bool:
+        ok &= r != IGNORE  # unknown (partial outlines, no data)
     if r.dtype.kind == "f":
         ok &= ~np.isnan(r)
     if valid is not None:

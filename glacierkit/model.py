@@ -108,7 +108,8 @@ def count_params(in_channels: int, depth: int = 5, base_filters: int = 64) -> in
 
 
 def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
-               mixed_precision: bool = False, name: str = "unet"):
+               mixed_precision: bool = False, name: str = "unet", prior: dict | None = None,
+               residual_l2: float = 0.0, dropout: float = 0.0):
     """Build the paper's U-Net (see the module docstring for the exact design).
 
     Parameters
@@ -124,6 +125,17 @@ def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
         predictions are float32 probabilities.
     name
         The Keras model name.
+    prior
+        ``None`` (the paper's network) or the arguments of
+        :class:`glacierkit.layers.IndexPrior` (``channel``, ``mean``, ``std``,
+        ``threshold``, ``slope``): the output becomes ``sigmoid(prior + network logit)``
+        and the network's last convolution starts at zero, so the untrained model *is*
+        the index threshold and training learns corrections to it.
+    residual_l2
+        With a prior: L2 penalty on the network's logit (per pixel), which keeps it near
+        the prior where the data do not ask otherwise.
+    dropout
+        Spatial dropout rate before the output convolution (0: none).
 
     Returns
     -------
@@ -157,7 +169,19 @@ def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
                                    name=f"dec{level}_up")(x)
         x = layers.Concatenate(dtype=dtype, name=f"dec{level}_concat")([x, skips[level]])
         x = conv_block(x, filters, f"dec{level}")
-    outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="glacier")(x)
+    if dropout:
+        x = layers.SpatialDropout2D(float(dropout), name="dropout")(x)
+    if prior is None:
+        outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="glacier")(x)
+        return keras.Model(inputs, outputs, name=name)
+    from .layers import IndexPrior
+
+    reg = keras.regularizers.L2(float(residual_l2)) if residual_l2 else None
+    logit = layers.Conv2D(1, 1, dtype="float32", kernel_initializer="zeros",
+                          activity_regularizer=reg, name="correction")(x)
+    base = IndexPrior(**prior, dtype="float32", name="prior")(inputs)
+    total = layers.Add(dtype="float32", name="logit")([base, logit])
+    outputs = layers.Activation("sigmoid", dtype="float32", name="glacier")(total)
     return keras.Model(inputs, outputs, name=name)
 
 

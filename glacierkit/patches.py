@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LeakySplitWarning", "Box", "ValidationItem", "Patches", "window_starts",
            "blocked_regions", "make_patches", "channel_stats", "pad_to_multiple",
-           "dihedral", "training_dataset", "SPLITS", "SIDES"]
+           "dihedral", "training_dataset", "tf_features", "photometric_augment",
+           "ROLE_WAVELENGTHS", "SPLITS", "SIDES"]
 
 SPLITS = ("blocked", "random")
 SIDES = ("bottom", "top", "left", "right")
@@ -119,6 +120,14 @@ class Patches:
     regions: dict[str, dict[str, Box | None]]
     split: str = "blocked"
     settings: dict = field(default_factory=dict)
+    #: Raw reflectance tiles ``(n, s, s, roles)`` by :attr:`roles` (NaN kept), for
+    #: augmentation in reflectance space; ``s`` >= patch size when tiles are zoomed.
+    raw: np.ndarray | None = None
+    roles: tuple[str, ...] = ()
+    #: Per tile: the source scene's band medians (``normalization="scene"``) and its pixel
+    #: size in metres.
+    medians: np.ndarray | None = None
+    resolution: np.ndarray | None = None
 
     @property
     def n_train(self) -> int:
@@ -236,15 +245,26 @@ def pad_to_multiple(item: ValidationItem, multiple: int) -> ValidationItem:
 
 
 def _to_numpy(scene: xr.DataArray, labels, spec: InputSpec, name: str):
-    feats = feature_stack(scene, spec).values.astype("float32")
-    lab = np.asarray(getattr(labels, "values", labels), dtype="float32")
+    """Features, labels (0/1, NaN unknown), valid mask, raw reflectance by role, medians."""
+    from .bands import select_bands
+    from .features import scene_medians
+    from .labels import reference
+
+    medians = scene_medians(scene, spec.bands) if spec.normalization == "scene" else None
+    feats = feature_stack(scene, spec, medians=medians).values.astype("float32")
+    lab = reference(labels)
     if lab.shape != feats.shape[1:]:
         raise ParameterError(
             f"Labels of {name!r} have shape {lab.shape}; the scene is {feats.shape[1:]}. "
             "Rasterize the outlines on the scene's grid (glacierkit.labels.rasterize_outlines)."
         )
     valid = np.isfinite(lab) & np.isfinite(feats).all(axis=0)
-    return feats, lab, valid
+    raw = np.asarray(select_bands(scene, spec.roles).values, dtype="float32")
+    try:
+        res = float(abs(scene.rio.resolution()[0]))
+    except Exception:  # noqa: BLE001 - no transform: resolution unknown
+        res = float("nan")
+    return feats, lab, valid, raw, medians, res
 
 
 def make_patches(
@@ -260,6 +280,8 @@ def make_patches(
     side: str = "bottom",
     split: str = "blocked",
     seed: int = 42,
+    tile_size: int | None = None,
+    fixed_stats: bool = False,
 ) -> Patches:
     """Cut ``{name: (scene, labels)}`` into normalized training tiles and validation images.
 
@@ -288,31 +310,44 @@ def make_patches(
         ``"blocked"`` (default) or ``"random"`` (the paper's; leaks, and warns so).
     seed
         Seeds the random split.
+    tile_size
+        Size of the stored training tiles (default ``patch_size``). Larger tiles let
+        :func:`training_dataset` zoom (resolution augmentation): it cuts a window of the
+        zoomed size from each and resamples it to ``patch_size``.
+    fixed_stats
+        Keep ``spec``'s normalization statistics (fine-tuning a model whose inputs are
+        already normalized so) instead of computing them from the training tiles.
     """
     if split not in SPLITS:
         raise ParameterError(f"Unknown split {split!r}. Valid: {list(SPLITS)}.")
     if not scenes:
         raise ParameterError("make_patches needs at least one (scene, labels) pair.")
-    spec = InputSpec(spec.bands, spec.extra, patch_size=patch_size)
+    if fixed_stats and not spec.mean:
+        raise ParameterError("fixed_stats=True needs an InputSpec with statistics.")
+    given = spec
+    spec = InputSpec(spec.bands, spec.extra, patch_size=patch_size,
+                     normalization=spec.normalization)
+    tile = int(tile_size or patch_size)
+    if tile < patch_size:
+        raise ParameterError(f"tile_size={tile} is smaller than patch_size={patch_size}.")
     records, tiles, val_items, regions = [], [], [], {}
     coverage: dict[str, np.ndarray] = {}
     arrays = {}
     for name, (scene, labels) in scenes.items():
         if labels is None:
             raise ParameterError(f"Scene {name!r} has no labels; training needs outlines.")
-        feats, lab, valid = _to_numpy(scene, labels, spec, name)
-        arrays[name] = (feats, lab, valid)
+        arrays[name] = _to_numpy(scene, labels, spec, name)
+        lab, valid = arrays[name][1], arrays[name][2]
         h, w = lab.shape
         if split == "blocked":
-            reg = blocked_regions(h, w, patch_size, val_fraction, gap, side, scene=name)
+            reg = blocked_regions(h, w, tile, val_fraction, gap, side, scene=name)
         else:
             reg = {"train": Box(0, h, 0, w), "validation": None}
         regions[name] = reg
         tr = reg["train"]
-        for r in window_starts(tr.height, patch_size, stride):
-            for c in window_starts(tr.width, patch_size, stride):
-                box = Box(tr.row0 + r, tr.row0 + r + patch_size, tr.col0 + c,
-                          tr.col0 + c + patch_size)
+        for r in window_starts(tr.height, tile, stride):
+            for c in window_starts(tr.width, tile, stride):
+                box = Box(tr.row0 + r, tr.row0 + r + tile, tr.col0 + c, tr.col0 + c + tile)
                 ok = valid[box.slices()]
                 nan_fraction = 1.0 - float(ok.mean())
                 glacier = float(lab[box.slices()][ok].mean()) if ok.any() else float("nan")
@@ -323,7 +358,7 @@ def make_patches(
                 else:
                     status = "kept"
                 records.append({"scene": name, "row": box.row0, "col": box.col0,
-                                "size": patch_size, "split": "train",
+                                "size": tile, "split": "train",
                                 "nan_fraction": round(nan_fraction, 4),
                                 "glacier_fraction": round(glacier, 4), "status": status})
                 if status == "kept":
@@ -359,30 +394,41 @@ def make_patches(
             f"{catalogue['status'].value_counts().to_dict()}). Lower min_glacier_fraction, "
             "raise max_nan_fraction or use a smaller patch_size/stride."
         )
-    for name, (_, _, valid) in arrays.items():
-        cov = np.zeros(valid.shape, dtype=bool)
-        for n, box in tiles:
-            if n == name:
-                cov[box.slices()] = True
-        coverage[name] = cov & valid
-    names = [n for n in arrays if coverage[n].any()]
-    mean, std = channel_stats([arrays[n][0] for n in names], [coverage[n] for n in names])
-    spec = spec.with_stats(mean, std)
+    if fixed_stats:
+        spec = spec.with_stats(given.mean, given.std)
+    else:
+        for name, arr in arrays.items():
+            valid = arr[2]
+            cov = np.zeros(valid.shape, dtype=bool)
+            for n, box in tiles:
+                if n == name:
+                    cov[box.slices()] = True
+            coverage[name] = cov & valid
+        names = [n for n in arrays if coverage[n].any()]
+        mean, std = channel_stats([arrays[n][0] for n in names], [coverage[n] for n in names])
+        spec = spec.with_stats(mean, std)
 
-    n, c = len(tiles), spec.n_channels
-    x = np.empty((n, patch_size, patch_size, c), dtype="float32")
-    y = np.empty((n, patch_size, patch_size), dtype="float32")
-    wt = np.empty((n, patch_size, patch_size), dtype="float32")
+    n, c, nr = len(tiles), spec.n_channels, len(spec.roles)
+    x = np.empty((n, tile, tile, c), dtype="float32")
+    y = np.empty((n, tile, tile), dtype="float32")
+    wt = np.empty((n, tile, tile), dtype="float32")
+    raw = np.empty((n, tile, tile, nr), dtype="float32")
+    medians = np.ones((n, len(spec.bands)), dtype="float32")
+    resolution = np.empty(n, dtype="float32")
     for i, (name, box) in enumerate(tiles):
-        feats, lab, valid = arrays[name]
+        feats, lab, valid, rw, med, res = arrays[name]
         x[i] = normalize(np.moveaxis(feats[:, box.row0:box.row1, box.col0:box.col1], 0, -1),
                          spec, axis=-1)
+        raw[i] = np.moveaxis(rw[:, box.row0:box.row1, box.col0:box.col1], 0, -1)
         ok = valid[box.slices()]
         y[i] = np.where(ok, lab[box.slices()], 0.0)
         wt[i] = ok
+        if med is not None:
+            medians[i] = med
+        resolution[i] = res
     validation = []
     for name, box in val_items:
-        feats, lab, valid = arrays[name]
+        feats, lab, valid = arrays[name][:3]
         ok = valid[box.slices()]
         validation.append(ValidationItem(
             name, box,
@@ -393,7 +439,10 @@ def make_patches(
                 "max_nan_fraction": max_nan_fraction,
                 "min_glacier_fraction": min_glacier_fraction, "val_fraction": val_fraction,
                 "gap": gap, "side": side, "split": split, "seed": seed}
-    out = Patches(spec, x, y, wt, validation, catalogue, regions, split, settings)
+    if tile != patch_size:
+        settings["tile_size"] = tile
+    out = Patches(spec, x, y, wt, validation, catalogue, regions, split, settings,
+                  raw=raw, roles=spec.roles, medians=medians, resolution=resolution)
     s = out.summary().iloc[-1]
     log.info("tiles: %d candidates, %d kept, %d dropped for no data, %d for a glacier "
              "fraction below %s; %d validation images (%d pixels)", s["candidate_tiles"],
@@ -416,9 +465,69 @@ def dihedral(image, k):
     return tf.cond(k >= 4, lambda: tf.image.flip_left_right(out), lambda: out)
 
 
+#: Nominal centre wavelength (micrometres) per role, for the haze term of the photometric
+#: augmentation (path radiance falls off roughly as wavelength ** -2).
+ROLE_WAVELENGTHS = {"coastal": 0.443, "blue": 0.49, "green": 0.56, "red": 0.665,
+                    "rededge1": 0.705, "rededge2": 0.74, "rededge3": 0.783, "nir": 0.865,
+                    "swir1": 1.61, "swir2": 2.2}
+
+
+def tf_features(raw, roles, spec: InputSpec, medians=None):
+    """The model's normalized input channels from reflectance by role, in TensorFlow.
+
+    The same computation as :func:`glacierkit.features.feature_stack` followed by
+    :func:`glacierkit.features.normalize` (NaN becomes 0), so that tiles can be augmented in
+    reflectance space on the fly. ``raw`` is ``(..., len(roles))``; ``medians`` the
+    per-band scene medians for ``normalization="scene"``.
+    """
+    import tensorflow as tf
+
+    from .features import ND_CHANNELS
+
+    roles = list(roles)
+    chans = []
+    for j, band in enumerate(spec.bands):
+        v = raw[..., roles.index(band)]
+        if spec.normalization == "scene":
+            v = v / medians[..., j]
+        chans.append(v)
+    nan = tf.constant(float("nan"), raw.dtype)
+    for name in spec.extra:
+        a, b = (raw[..., roles.index(r)] for r in ND_CHANNELS[name])
+        den = a + b
+        nd = tf.where(tf.equal(den, 0.0), nan, (a - b) / tf.where(tf.equal(den, 0.0), 1.0, den))
+        chans.append(tf.clip_by_value(nd, -1.0, 1.0))
+    x = tf.stack(chans, axis=-1)
+    x = (x - tf.constant(spec.mean, raw.dtype)) / tf.constant(spec.std, raw.dtype)
+    return tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+
+
+def photometric_augment(raw, roles, strength: float, seed):
+    """Random gain and offset of reflectance tiles ``(h, w, len(roles))``, per tile.
+
+    ``r' = g * g_b * r + o_b``: a global gain ``g`` (illumination, slope; log-uniform,
+    0.67-1.5 at strength 1), a per-band gain ``g_b`` (calibration and band-pass differences
+    between sensors, +-10 %), and a per-band offset ``o_b`` made of a haze term
+    ``h (0.49 / lambda_b) ** 2`` (path radiance, as between surface and top-of-atmosphere
+    reflectance; ``h`` in [-0.02, 0.08]) plus +-0.01 of noise. ``seed`` is a stateless seed
+    pair.
+    """
+    import tensorflow as tf
+
+    n = len(roles)
+    lam = tf.constant([ROLE_WAVELENGTHS.get(r, 1.0) for r in roles], tf.float32)
+    u = tf.random.stateless_uniform([2 * n + 2], seed=seed, minval=-1.0, maxval=1.0)
+    g = tf.exp(0.4 * strength * u[0])
+    gb = tf.exp(0.1 * strength * u[1:n + 1])
+    h = strength * (0.03 + 0.05 * u[n + 1])
+    ob = h * (0.49 / lam) ** 2 + 0.01 * strength * u[n + 2:]
+    return raw * (g * gb) + ob
+
+
 def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
                      start_epoch: int = 0, epochs: int | None = None, augment: bool = True,
-                     jitter: float = 0.0):
+                     jitter: float = 0.0, photometric: float = 0.0,
+                     resolutions: tuple[float, float] | tuple = ()):
     """Training batches ``(x, y, w)`` as a ``tf.data.Dataset``, with on-the-fly augmentation.
 
     Shapes: x ``(b, p, p, c)``, y ``(b, p, p, 1)``, w ``(b, p, p)`` (per-pixel weights).
@@ -432,6 +541,17 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
     ``jitter`` > 0 adds radiometric augmentation: every channel of a tile is scaled by
     ``1 + u`` and shifted by ``v`` (in normalized units), ``u, v`` uniform in
     ``[-jitter, jitter]``, mimicking illumination and atmosphere differences between scenes.
+
+    ``photometric`` > 0 augments in reflectance space instead, before the index channels
+    are computed (:func:`photometric_augment`; 1 is the full strength), so that NDSI and
+    the other normalized differences see what a brighter, hazier or differently calibrated
+    scene would give.
+
+    ``resolutions=(lo, hi)`` (metres) is the resolution augmentation: each tile is seen at
+    a pixel size drawn log-uniformly in ``[lo, hi]``: a window of ``p * size / native`` pixels
+    is cut (at a random place) from the stored tile and resampled to ``p`` (inputs
+    bilinear with antialiasing, labels and weights nearest). Stored tiles must be large
+    enough (``make_patches(..., tile_size=...)``).
 
     Returns
     -------
@@ -450,27 +570,63 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
         )
     steps = n // batch_size
     per_epoch = steps * batch_size
-    x = tf.constant(patches.x)
-    yw = tf.constant(np.stack([patches.y, patches.w], axis=-1))
     seed = int(seed)
     n_channels = patches.x.shape[-1]
     first = start_epoch * per_epoch
     last = None if epochs is None else epochs * per_epoch
+    p_out = patches.spec.patch_size
+    tile = patches.x.shape[1]
+    reflectance = photometric > 0 or bool(resolutions) or tile != p_out
+    if reflectance and patches.raw is None:
+        raise ParameterError("These tiles hold no reflectance (raw) tiles to augment.")
+    if resolutions and (len(resolutions) != 2 or not 0 < resolutions[0] <= resolutions[1]):
+        raise ParameterError(
+            f"resolutions must be (smallest, largest) pixel sizes in metres; got {resolutions}."
+        )
+    if reflectance:
+        src = tf.constant(np.nan_to_num(patches.raw, nan=0.0))
+        med = tf.constant(patches.medians)
+        res = tf.constant(np.nan_to_num(patches.resolution, nan=20.0))
+    else:
+        src = tf.constant(patches.x)
+    yw = tf.constant(np.stack([patches.y, patches.w], axis=-1))
+
+    def seed_of(k, g):
+        return tf.stack([tf.constant(seed + k, tf.int64), g])
 
     def element(g):
         epoch = g // per_epoch
         j = g % per_epoch
         i = tf.random.experimental.index_shuffle(
             j, seed=tf.stack([tf.constant(seed, tf.int64), epoch]), max_index=n - 1)
-        xi, ywi = tf.gather(x, i), tf.gather(yw, i)
+        xi, ywi = tf.gather(src, i), tf.gather(yw, i)
         if augment:
-            k = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed + 1, tf.int64), g]),
-                                            minval=0, maxval=8, dtype=tf.int32)
+            k = tf.random.stateless_uniform([], seed=seed_of(1, g), minval=0, maxval=8,
+                                            dtype=tf.int32)
             xi, ywi = dihedral(xi, k), dihedral(ywi, k)
+        if reflectance:
+            size = tf.constant(float(p_out))
+            if resolutions:
+                lo, hi = np.log(resolutions[0]), np.log(resolutions[1])
+                target = tf.exp(tf.random.stateless_uniform([], seed=seed_of(3, g),
+                                                            minval=lo, maxval=hi))
+                size = size * target / tf.gather(res, i)
+            c = tf.clip_by_value(tf.cast(tf.round(size), tf.int32), 8, tile)
+            o = tf.random.stateless_uniform([2], seed=seed_of(4, g), minval=0,
+                                            maxval=tile - c + 1, dtype=tf.int32)
+            xi = xi[o[0]:o[0] + c, o[1]:o[1] + c]
+            ywi = ywi[o[0]:o[0] + c, o[1]:o[1] + c]
+            if resolutions or tile != p_out:
+                xi = tf.image.resize(xi, (p_out, p_out), method="bilinear", antialias=True)
+                ywi = tf.image.resize(ywi, (p_out, p_out), method="nearest")
+            if photometric > 0:
+                xi = photometric_augment(xi, patches.roles, float(photometric), seed_of(5, g))
+            xi = tf_features(xi, patches.roles, patches.spec, tf.gather(med, i))
+            xi.set_shape([p_out, p_out, n_channels])
+            ywi.set_shape([p_out, p_out, 2])
         if jitter > 0:
             uv = tf.random.stateless_uniform(
-                [2, n_channels], seed=tf.stack([tf.constant(seed + 2, tf.int64), g]),
-                minval=-jitter, maxval=jitter)
+                [2, n_channels], seed=seed_of(2, g), minval=-jitter, maxval=jitter)
             xi = xi * (1.0 + uv[0]) + uv[1]
         return xi, ywi[..., 0:1], ywi[..., 1]
 

@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from .bands import PAPER_BANDS, composite
+from .labels import known
 
 __all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS",
            "show_split", "show_patches", "show_dihedral", "leaflet_map", "ERROR_CODES",
@@ -277,10 +278,9 @@ def error_classes(prediction, labels) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         pg, rg = p > 0, r > 0
     codes = np.where(pg, np.where(rg, 1, 2), np.where(rg, 3, 0)).astype("uint8")
-    bad = np.zeros(p.shape, dtype=bool)
-    for a in (p, r):
-        if a.dtype.kind == "f":
-            bad |= np.isnan(a)
+    bad = ~known(r)  # NaN or IGNORE (unknown) in the reference
+    if p.dtype.kind == "f":
+        bad |= np.isnan(p)
     codes[bad] = NODATA_CODE
     return codes
 

@@ -452,6 +452,7 @@ def predict_scene(
     tta: bool = False,
     block_rows: int = BLOCK_ROWS,
     progress: bool = True,
+    guard: bool = True,
 ) -> xr.DataArray:
     """Glacier probability over a whole scene, on the scene's exact grid.
 
@@ -483,6 +484,11 @@ def predict_scene(
         Dask-backed scenes are read by their own y chunks.
     progress
         Show a progress bar (``tqdm.auto``).
+    guard
+        Run the domain-shift guard (:mod:`glacierkit.guard`): compare the scene's inputs
+        with the model's training distribution and check the map's physical sense; warn
+        (:class:`glacierkit.guard.DomainShiftWarning`) above the documented limits. The
+        report is in ``attrs["guard"]`` and goes into the written files' tags.
 
     Returns
     -------
@@ -520,7 +526,16 @@ def predict_scene(
                 conf[r0: r0 + c.shape[0]] = c
     if np.isnan(prob).all():
         log.warning("Every pixel of the scene is nodata; the prediction is all NaN.")
-    return probability_array(prob, conf if tta else None, da, pred, win, step, overlap, tta)
+    extra = {}
+    if guard:
+        from .guard import guard_report, warn
+
+        threshold = float(pred.sidecar.get("architecture", {}).get("threshold", 0.5))
+        report = guard_report(prob, da, pred.spec, pred.sidecar, threshold)
+        warn(report, str(da.attrs.get("scene_id", "the scene")))
+        extra["guard"] = report
+    return probability_array(prob, conf if tta else None, da, pred, win, step, overlap, tta,
+                             **extra)
 
 
 def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, overlap: float,
@@ -649,6 +664,11 @@ def write_prediction(
     out_dir = Path(output_dir)
     tags = {k: prob.attrs[k] for k in ("model", "scene_id", "sensor", "date", "window",
                                        "overlap", "tta") if k in prob.attrs}
+    if prob.attrs.get("guard"):
+        import json
+
+        tags["domain_shift_guard"] = json.dumps(prob.attrs["guard"], default=float)
+        tags["in_training_domain"] = "yes" if prob.attrs["guard"].get("in_domain") else "no"
     unit_note = (f"value / {PROBABILITY_SCALE} = {{}} in [0, 1]; {NODATA_UINT8} = nodata")
     paths: dict[str, Path] = {}
     # GDAL's block cache defaults to 5% of RAM; keep the COG conversion lean.

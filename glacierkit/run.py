@@ -585,6 +585,17 @@ def _write_summary(run_dir: Path, state: Mapping) -> None:
         df = pd.read_csv(table, keep_default_na=False)
         lines += ["", "## U-Net against NDSI on the test scenes (pooled, %)", "",
                   _markdown(df), "", "Per scene: comparison.csv; provenance: metrics.json."]
+    other = run_dir / "other_region" / "cross_region.csv"  # notebook 05, "Another region"
+    if other.is_file():
+        import pandas as pd
+
+        df = pd.read_csv(other)
+        cols = ["scene", "method", "threshold", "MA", "FA", "KC", "rock_FA"]
+        df = df[cols].assign(**{c: (100 * df[c]).round(1) for c in ("MA", "FA", "KC", "rock_FA")})
+        lines += ["", f"## Another region: {df['scene'].iloc[0].split('/')[0]} (known-truth "
+                  "mask, %)", "", _markdown(df), "",
+                  "rock_FA: share of the clear-rock pixels called glacier. Details: "
+                  "other_region/cross_region.json."]
     tmp = run_dir / ".summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, run_dir / "summary.md")

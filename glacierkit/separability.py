@@ -88,6 +88,35 @@ def pooled_pixel_table(pairs: Iterable[tuple[xr.DataArray, object]], **kwargs) -
     return pd.concat(parts, ignore_index=True)
 
 
+#: Surfaces of the labelled spectra (glacierkit.data.spectra) counted as snow/ice.
+SNOW_ICE = ("snow", "shadowed snow", "ice")
+
+
+def spectra_pixel_table(spectra: pd.DataFrame, roles: Sequence[str] = OLI_ROLES,
+                        snow_ice: Sequence[str] = SNOW_ICE) -> pd.DataFrame:
+    """A :func:`pixel_table` from labelled pixel spectra (:func:`glacierkit.data.spectra`).
+
+    ``glacier`` is 1 for the ``snow_ice`` surfaces and 0 for rock and water; the index
+    columns are computed from the role columns with the same formulas as on scenes. Rows
+    missing a role are dropped; roles the table lacks (Sentinel-2 TOA has no ``swir1``)
+    raise :class:`~glacierkit.exceptions.ParameterError`.
+    """
+    missing = [r for r in roles if r not in spectra.columns]
+    if missing:
+        raise ParameterError(
+            f"The spectra have no {missing} column(s); they have {list(spectra.columns)}."
+        )
+    t = spectra[list(roles)].astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t["ndsi"] = (t["green"] - t["swir1"]) / (t["green"] + t["swir1"])
+        t["ndwi"] = (t["green"] - t["nir"]) / (t["green"] + t["nir"])
+        t["red_swir_ratio"] = t["red"] / t["swir1"]
+    t["glacier"] = spectra["surface"].isin(list(snow_ice)).astype("int8")
+    t["surface"] = spectra["surface"].to_numpy()
+    t = t.replace([np.inf, -np.inf], np.nan).dropna().reset_index(drop=True)
+    return t
+
+
 def _two_classes(y) -> tuple[np.ndarray, int, int]:
     y = np.asarray(y).astype(bool).reshape(-1)
     n1 = int(y.sum())
@@ -148,7 +177,7 @@ def rank_features(table: pd.DataFrame, features: Sequence[str] | None = None) ->
     ``separability`` (= max(AUC, 1 - AUC)), ``glacier`` (higher or lower), ``JM``,
     ``rank``.
     """
-    features = list(features or [c for c in table.columns if c != "glacier"])
+    features = list(features or [c for c in table.columns if c not in ("glacier", "surface")])
     y = table["glacier"].to_numpy()
     rows = []
     for f in features:

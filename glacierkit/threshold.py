@@ -43,6 +43,7 @@ import xarray as xr
 
 from . import _kernels
 from .exceptions import DataNotFoundError, ParameterError
+from .labels import IGNORE, reference
 from .metrics import score_arrays
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,11 @@ def _index_dtype(dtype) -> np.dtype:
 
 
 def _label_ready(arr):
-    """Labels as a dtype the kernel takes (bool, ints, float32, float64)."""
+    """Labels as a dtype the kernel takes (bool, ints, float32, float64), with unknown
+    pixels (:data:`glacierkit.labels.IGNORE`) as NaN so that no class counts them."""
     kind = np.dtype(arr.dtype).kind
+    if kind in "iuf" and (arr == IGNORE).any():
+        return reference(arr)
     if kind in "biu" or np.dtype(arr.dtype) in (np.float32, np.float64):
         return arr
     return arr.astype("float32")

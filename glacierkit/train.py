@@ -40,11 +40,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+import xarray as xr
 
+from . import layers as _layers  # noqa: F401  (registers custom layers for checkpoints)
 from . import metrics as gk_metrics
 from .bands import PAPER_BANDS
 from .exceptions import DataNotFoundError, GlacierKitError, ParameterError
-from .features import EXTRA_CHANNELS, InputSpec, save_keras, save_model
+from .features import EXTRA_CHANNELS, NORMALIZATIONS, InputSpec, save_keras, save_model
 from .io import atomic_path
 from .model import PRESETS, build_unet, check_input_size
 from .patches import SIDES, SPLITS, Patches, make_patches, pad_to_multiple, training_dataset
@@ -102,6 +104,26 @@ class TrainConfig:
     jitter
         Radiometric augmentation strength (0: flips/rotations only); see
         :func:`glacierkit.patches.training_dataset`.
+    photometric
+        Photometric augmentation strength in reflectance space (0: none; 1: global gain
+        0.67-1.5, per-band gain +-10 %, haze/TOA-like offsets; see
+        :func:`glacierkit.patches.photometric_augment`).
+    resolutions
+        Resolution augmentation: ``(smallest, largest)`` pixel size in metres at which tiles
+        are seen, e.g. ``(10, 30)`` (empty: native resolution only).
+    normalization
+        ``"global"`` or ``"scene"`` (band channels divided by the scene's band medians; see
+        :class:`glacierkit.features.InputSpec`).
+    prior
+        ``""`` (the paper's network) or ``"ndsi"``: the network corrects the NDSI threshold
+        rule (learned on the training tiles) instead of replacing it
+        (:class:`glacierkit.layers.IndexPrior`); needs ``"ndsi"`` in ``extra``.
+    prior_slope
+        The prior's logit per NDSI unit.
+    residual_l2
+        L2 penalty on the network's correction logit (with a prior).
+    dropout
+        Spatial dropout before the output convolution.
     seed
         Seeds weights, tile order and augmentation.
     strategy
@@ -134,6 +156,13 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     loss: str = "bce"
     jitter: float = 0.0
+    photometric: float = 0.0
+    resolutions: tuple[float, ...] = ()
+    normalization: str = "global"
+    prior: str = ""
+    prior_slope: float = 20.0
+    residual_l2: float = 0.0
+    dropout: float = 0.0
     seed: int = 42
     strategy: str = "auto"
 
@@ -146,12 +175,36 @@ class TrainConfig:
             if isinstance(value, str):
                 value = (value,) if value else ()
             setf(name, tuple(str(v) for v in value))
+        res = self.resolutions
+        if res is None or res == 0:
+            res = ()
+        try:
+            res = tuple(float(v) for v in res)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"resolutions must be two pixel sizes in metres, e.g. [10, 30]; got {res!r}."
+            ) from None
+        if res and (len(res) != 2 or not 0 < res[0] <= res[1]):
+            raise ParameterError(
+                f"resolutions must be [smallest, largest] pixel sizes in metres, e.g. [10, 30]; "
+                f"got {list(res)}."
+            )
+        setf("resolutions", res)
+        if self.prior is None:
+            setf("prior", "")
+        if self.prior not in ("", "ndsi"):
+            raise ParameterError(f"Unknown prior {self.prior!r}. Valid: '' (none), 'ndsi'.")
+        if self.prior == "ndsi" and "ndsi" not in self.extra:
+            raise ParameterError(
+                "prior='ndsi' needs the NDSI as an input channel: add 'ndsi' to extra."
+            )
+        self._choice("normalization", NORMALIZATIONS)
         for name in ("depth", "base_filters"):
             if getattr(self, name) in (0, None):
                 setf(name, None)
         if self.learning_rate in (0, None):
             setf("learning_rate", None)
-        if not self.bands:
+        if not self.bands and not self.extra:
             raise ParameterError("bands is empty; give roles such as ['swir1', 'nir', 'blue'].")
         if len(set(self.channels)) != len(self.channels):
             raise ParameterError(f"Channels repeat: {self.channels}.")
@@ -175,7 +228,9 @@ class TrainConfig:
             setf(name, int(value))
         for name, low, high in (("max_nan_fraction", 0.0, 1.0),
                                 ("min_glacier_fraction", 0.0, 1.0),
-                                ("val_fraction", 0.0, 0.5), ("jitter", 0.0, 1.0)):
+                                ("val_fraction", 0.0, 0.5), ("jitter", 0.0, 1.0),
+                                ("photometric", 0.0, 2.0), ("prior_slope", 0.1, 1000.0),
+                                ("residual_l2", 0.0, 1.0), ("dropout", 0.0, 0.9)):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not low <= value <= high:
                 raise ParameterError(f"{name} must be a number in [{low}, {high}]; got {value!r}.")
@@ -220,7 +275,18 @@ class TrainConfig:
     @property
     def input_spec(self) -> InputSpec:
         """The input contract without statistics (those come from the training tiles)."""
-        return InputSpec(self.bands, self.extra, patch_size=self.patch_size)
+        return InputSpec(self.bands, self.extra, patch_size=self.patch_size,
+                         normalization=self.normalization)
+
+    @property
+    def tile_size(self) -> int:
+        """Stored tile size: the patch size, larger when resolution augmentation zooms out
+        (by the largest pixel size over the 20 m of the sample scenes, rounded up to a
+        multiple of 8)."""
+        if not self.resolutions:
+            return self.patch_size
+        zoom = max(1.0, self.resolutions[1] / 20.0)
+        return int(np.ceil(self.patch_size * zoom / 8) * 8)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -245,6 +311,11 @@ class TrainConfig:
         return cls(**{"bands": PAPER_BANDS, "extra": (), "preset": "paper",
                       "optimizer": "adadelta", "lr_schedule": "constant", "loss": "bce",
                       "batch_size": 8, **changes})
+
+
+#: Fields added after the first sidecars were written, with the value that means "off".
+_NEW_FIELDS = {"photometric": 0.0, "resolutions": [], "normalization": "global", "prior": "",
+               "prior_slope": 20.0, "residual_l2": 0.0, "dropout": 0.0}
 
 
 @dataclass
@@ -403,17 +474,24 @@ class _Checkpoints(keras.callbacks.Callback):
 # --- data --------------------------------------------------------------------------------------
 
 def load_scenes(scenes: Sequence[str], prepared_dir: str | os.PathLike,
-                allow_test_scenes: bool = False) -> dict:
+                allow_test_scenes: bool = False, glacier_free: Sequence[str] = ()) -> dict:
     """``{name: (scene, labels)}`` from prepared scenes (notebook 01's output folder).
 
     Refuses scenes of a benchmark's test split unless ``allow_test_scenes``: nothing may be
-    tuned on them, and training is tuning.
+    tuned on them, and training is tuning. Scenes named in ``glacier_free`` are known to
+    hold no glacier at all (e.g. the tropical Landsat 8 sample): every valid pixel is
+    labelled 0, no outlines needed. They teach the network what is *not* glacier in other
+    regions and on other sensors (water, cloud, bright soil).
     """
     from .prep import load_prepared
 
     out = {}
-    for name in scenes:
+    for name in [*scenes, *[g for g in glacier_free if g not in scenes]]:
         scene, labels = load_prepared(prepared_dir, name)
+        if name in glacier_free:
+            valid = np.isfinite(scene.values).all(axis=0)
+            labels = xr.DataArray(np.where(valid, 0.0, np.nan).astype("float32"),
+                                  dims=("y", "x"), coords={"y": scene["y"], "x": scene["x"]})
         if scene.attrs.get("split") == "test" and not allow_test_scenes:
             raise ParameterError(
                 f"{name!r} is a test scene of the benchmark split; training on it would make "
@@ -427,9 +505,11 @@ def load_scenes(scenes: Sequence[str], prepared_dir: str | os.PathLike,
 
 
 def prepare_patches(config: TrainConfig, scenes, prepared_dir=None,
-                    allow_test_scenes: bool = False) -> Patches:
+                    allow_test_scenes: bool = False, spec: InputSpec | None = None,
+                    glacier_free: Sequence[str] = ()) -> Patches:
     """Tiles and validation images for ``config`` from scene names or ``{name: (scene,
-    labels)}``."""
+    labels)}``. With ``spec`` (a pretrained model's inputs), its normalization statistics
+    are kept instead of computed from the tiles."""
     if isinstance(scenes, Patches):
         expected = {"patch_size": config.patch_size, "stride": config.stride,
                     "max_nan_fraction": config.max_nan_fraction,
@@ -438,6 +518,9 @@ def prepare_patches(config: TrainConfig, scenes, prepared_dir=None,
                     "side": config.val_side, "split": config.split}
         diff = {k: (scenes.settings.get(k), v) for k, v in expected.items()
                 if scenes.settings.get(k) != v}
+        if scenes.settings.get("tile_size", config.patch_size) != config.tile_size:
+            diff["tile_size"] = (scenes.settings.get("tile_size", config.patch_size),
+                                 config.tile_size)
         if scenes.spec.channels != config.channels:
             diff["channels"] = (scenes.spec.channels, config.channels)
         if diff:
@@ -449,12 +532,13 @@ def prepare_patches(config: TrainConfig, scenes, prepared_dir=None,
     if not isinstance(scenes, Mapping):
         if prepared_dir is None:
             raise ParameterError("Scene names need prepared_dir (notebook 01's output_dir).")
-        scenes = load_scenes(list(scenes), prepared_dir, allow_test_scenes)
+        scenes = load_scenes(list(scenes), prepared_dir, allow_test_scenes, glacier_free)
     return make_patches(
-        scenes, config.input_spec, patch_size=config.patch_size, stride=config.stride,
+        scenes, spec or config.input_spec, patch_size=config.patch_size, stride=config.stride,
         max_nan_fraction=config.max_nan_fraction,
         min_glacier_fraction=config.min_glacier_fraction, val_fraction=config.val_fraction,
-        gap=config.val_gap, side=config.val_side, split=config.split, seed=config.seed)
+        gap=config.val_gap, side=config.val_side, split=config.split, seed=config.seed,
+        tile_size=config.tile_size, fixed_stats=spec is not None)
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -494,7 +578,7 @@ def _verbose(verbose):
 # --- fit ---------------------------------------------------------------------------------------
 
 def _comparable(config_dict: dict) -> dict:
-    return {k: v for k, v in config_dict.items() if k != "epochs"}
+    return {k: v for k, v in {**_NEW_FIELDS, **config_dict}.items() if k != "epochs"}
 
 
 def _trim_log(csv_path: Path, epochs_done: int) -> None:
@@ -514,8 +598,16 @@ def _trim_log(csv_path: Path, epochs_done: int) -> None:
 def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         prepared_dir: str | os.PathLike | None = None, resume: bool = True,
         callbacks: Sequence = (), verbose=None, allow_test_scenes: bool = False,
-        mixed_precision: bool | None = None) -> TrainResult:
+        mixed_precision: bool | None = None, init_model: str | os.PathLike | None = None,
+        glacier_free: Sequence[str] = ()) -> TrainResult:
     """Train a U-Net; resume an interrupted run in the same ``output_dir``.
+
+    With ``init_model`` it **fine-tunes** a pretrained model instead of starting from random
+    weights: the network, its input bands and its normalization statistics are kept (the
+    weights expect them), and ``config`` sets the training (use a small learning rate, e.g.
+    1e-4, and a few epochs). This adapts a model to a new region in minutes from the
+    user's scenes and RGI outlines; unknown pixels (label 255, e.g. outside a partial
+    outline) count in neither the loss nor the scores.
 
     Parameters
     ----------
@@ -540,6 +632,12 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     mixed_precision
         None (default): float16 compute on a GPU, float32 on a CPU (where float16 is 3-7x
         slower). The output layer is float32 either way.
+    init_model
+        A ``.keras`` model (with its sidecar) to start from. ``config`` must name the same
+        input channels; its preset/depth/filters are ignored (the model's are used).
+    glacier_free
+        Scene names (in ``prepared_dir``) known to hold no glacier: all their pixels are
+        labelled 0 (see :func:`load_scenes`).
     """
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig; got {type(config).__name__}.")
@@ -547,11 +645,21 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     out = Path(output_dir)
     ckpt = out / "checkpoints"
     csv_path = out / "training_log.csv"
-    patches = prepare_patches(config, scenes, prepared_dir, allow_test_scenes)
+    init = _init_model(init_model, config) if init_model is not None else None
+    patches = prepare_patches(config, scenes, prepared_dir, allow_test_scenes,
+                              spec=init[1]["inputs"] if init else None,
+                              glacier_free=glacier_free)
     scene_names = patches.scenes
+    if patches.n_train < config.batch_size:
+        raise ParameterError(
+            f"Only {patches.n_train} training tiles for batch_size={config.batch_size} "
+            f"({patches.summary().iloc[-1].to_dict()}). Lower batch_size, stride or "
+            "patch_size, raise max_nan_fraction (partial labels), or add scenes."
+        )
     state_path = ckpt / "last.json"
     state = {"config": config.to_dict(), "scenes": scene_names, "seed": config.seed,
              "epochs_done": 0, "best": None,
+             "init_model": init[1]["path"] if init else None,
              "data_order": "tile order and augmentation drawn from (seed, epoch)"}
     if state_path.is_file() and not resume:
         for f in [*ckpt.glob("*.keras"), state_path, csv_path]:
@@ -559,11 +667,13 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     elif state_path.is_file():
         old = json.loads(state_path.read_text())
         if _comparable(old["config"]) != _comparable(state["config"]) or \
-                old["scenes"] != scene_names:
+                old["scenes"] != scene_names or old.get("init_model") != state["init_model"]:
             diff = {k: (old["config"].get(k), v) for k, v in state["config"].items()
                     if k != "epochs" and old["config"].get(k) != v}
             if old["scenes"] != scene_names:
                 diff["scenes"] = (old["scenes"], scene_names)
+            if old.get("init_model") != state["init_model"]:
+                diff["init_model"] = (old.get("init_model"), state["init_model"])
             raise ParameterError(
                 f"{out} holds checkpoints of a different training (differences, old -> new: "
                 f"{diff}). Use another output_dir, or resume=False to start over."
@@ -574,6 +684,11 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     keras.utils.set_random_seed(config.seed)
     strategy, on_gpu, n_gpus = _devices(config)
     mixed = on_gpu if mixed_precision is None else bool(mixed_precision)
+    prior = None
+    if init is None and config.prior:
+        prior = _prior(config, patches)
+    elif init is not None:
+        prior = init[1].get("architecture", {}).get("prior")
     with strategy.scope():
         if initial_epoch and (ckpt / state.get("checkpoint", "")).is_file():
             log.info("resuming from %s: %d epochs done", state["checkpoint"], initial_epoch)
@@ -581,12 +696,17 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         else:
             initial_epoch = 0
             state.update({"epochs_done": 0, "best": None})
-            model = build_unet(config.n_channels, config.model_depth, config.model_filters,
-                               mixed_precision=mixed)
+            if init is not None:
+                model = keras.saving.load_model(init[1]["path"], compile=False)
+            else:
+                model = build_unet(config.n_channels, config.model_depth, config.model_filters,
+                                   mixed_precision=mixed, prior=prior,
+                                   residual_l2=config.residual_l2, dropout=config.dropout)
             _compile(model, config, patches.n_train // config.batch_size, mixed)
     _trim_log(csv_path, initial_epoch)
 
-    validation = ValidationMetrics(patches.validation, config.loss, 2 ** config.model_depth)
+    depth = int(init[1]["architecture"]["depth"]) if init else config.model_depth
+    validation = ValidationMetrics(patches.validation, config.loss, 2 ** depth)
     ckpt.mkdir(parents=True, exist_ok=True)
     # Order matters: validation scores first (the others read them from the logs), the
     # CSV row before the checkpoint commit (a kill in between re-runs that epoch and
@@ -596,7 +716,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     if initial_epoch < config.epochs:
         ds, steps = training_dataset(patches, config.batch_size, config.seed,
                                      start_epoch=initial_epoch, epochs=config.epochs,
-                                     jitter=config.jitter)
+                                     jitter=config.jitter, photometric=config.photometric,
+                                     resolutions=config.resolutions)
         log.info("training %d tiles (%d steps/epoch), epochs %d..%d", patches.n_train, steps,
                  initial_epoch, config.epochs - 1)
         model.fit(ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
@@ -618,10 +739,12 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
                     for n, c in per_scene.items()}
     history = pd.read_csv(csv_path) if csv_path.is_file() else pd.DataFrame()
     best_epoch = int(state["best"]["epoch"])
+    arch = ({**init[1]["architecture"], "mixed_precision": mixed} if init else
+            {"name": "unet", "preset": config.preset, "depth": config.model_depth,
+             "base_filters": config.model_filters, "params": int(best.count_params()),
+             "mixed_precision": mixed, "threshold": THRESHOLD, "prior": prior})
     info = {
-        "architecture": {"name": "unet", "preset": config.preset, "depth": config.model_depth,
-                  "base_filters": config.model_filters, "params": int(best.count_params()),
-                  "mixed_precision": mixed, "threshold": THRESHOLD},
+        "architecture": arch,
         "config": config.to_dict(),
         "training_scenes": scene_names,
         "validation": {"split": patches.split, "selection": "best val_accuracy (paper)",
@@ -632,6 +755,11 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         "metrics": {"validation": {**scores, **pooled.as_dict()},
                     "validation_per_scene": scene_scores, "best_epoch": best_epoch,
                     "epochs": int(state["epochs_done"]), "val_loss": values["val_loss"]},
+        "training_distribution": training_distribution(patches, config.photometric,
+                                                       config.seed),
+        "fine_tuned_from": ({"path": init[1]["path"], "sha256": init[1]["sha256"],
+                             "training_scenes": init[1].get("training_scenes")}
+                            if init else None),
         "environment": {"keras": keras.__version__, "tensorflow": _tf_version(),
                         "gpus": n_gpus, "strategy": type(strategy).__name__,
                         "train_seconds_this_run": round(train_seconds, 1)},
@@ -641,6 +769,93 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
              scores["OA"], scores["KC"], scores["IoU"], model_path)
     return TrainResult(model_path, history, info["metrics"], best_epoch, initial_epoch,
                        train_seconds, patches)
+
+
+def _init_model(path, config: TrainConfig):
+    """Load a model to fine-tune and check that ``config`` asks for the same inputs."""
+    import hashlib
+
+    from .features import load_model, resolve_model_path
+
+    path = resolve_model_path(path)
+    model, sidecar = load_model(path)
+    spec: InputSpec = sidecar["inputs"]
+    if spec.channels != config.channels or spec.normalization != config.normalization:
+        raise ParameterError(
+            f"The model {path} takes the channels {list(spec.channels)} "
+            f"({spec.normalization} normalization) but the config asks for "
+            f"{list(config.channels)} ({config.normalization}). Fine-tuning keeps the model's "
+            f"inputs: use TrainConfig(bands={list(spec.bands)}, extra={list(spec.extra)}, "
+            f"normalization={spec.normalization!r}, ...)."
+        )
+    if config.patch_size % (2 ** int(sidecar.get("architecture", {}).get("depth", 1))):
+        raise ParameterError(f"patch_size={config.patch_size} does not suit the model {path}.")
+    sidecar["path"] = str(path)
+    sidecar["sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    del model  # fit() loads it again inside the distribution strategy's scope
+    return None, sidecar
+
+
+def _prior(config: TrainConfig, patches: Patches) -> dict:
+    """The NDSI prior's arguments: the KC-best NDSI threshold of the training tiles."""
+    from .threshold import best_threshold, class_histogram, fine_grid
+
+    c = patches.spec.channels.index("ndsi")
+    mean, std = patches.spec.mean[c], patches.spec.std[c]
+    ok = patches.w > 0
+    ndsi = patches.x[..., c][ok] * std + mean
+    table = class_histogram(ndsi, patches.y[ok], fine_grid(-0.2, 0.8, 0.01)).table()
+    t = best_threshold(table, "KC")
+    log.info("NDSI prior: threshold %.2f (KC-best on the training tiles), slope %.1f", t,
+             config.prior_slope)
+    return {"channel": c, "mean": float(mean), "std": float(std), "threshold": float(t),
+            "slope": float(config.prior_slope)}
+
+
+#: Quantiles of each input channel saved in the sidecar (the domain-shift guard's reference).
+DISTRIBUTION_QUANTILES = (0.005, 0.05, 0.25, 0.5, 0.75, 0.95, 0.995)
+
+
+def training_distribution(patches: Patches, photometric: float = 0.0, seed: int = 0,
+                          max_pixels: int = 2_000_000) -> dict:
+    """Per-channel quantiles of the (unnormalized) inputs the model was trained on, and the
+    share of training pixels with a negative reflectance, for the sidecar (the reference of
+    the domain-shift guard, :mod:`glacierkit.guard`).
+
+    With photometric augmentation the statistics are those of augmented tiles (each tile
+    once, with a seeded random augmentation), since that is what the network saw.
+    """
+    spec = patches.spec
+    ok = patches.w > 0
+    mean, std = np.asarray(spec.mean, "float32"), np.asarray(spec.std, "float32")
+    if photometric > 0 and patches.raw is not None:
+        import tensorflow as tf
+
+        from .patches import photometric_augment, tf_features
+
+        feats, negative, masks = [], [], []
+        for i in range(patches.n_train):
+            raw = photometric_augment(tf.constant(np.nan_to_num(patches.raw[i])), patches.roles,
+                                      float(photometric), tf.constant([seed, i], tf.int64))
+            x = tf_features(raw, patches.roles, spec, tf.constant(patches.medians[i]))
+            feats.append(x.numpy())
+            negative.append((raw.numpy() < 0).any(axis=-1))
+            masks.append(ok[i])
+        m = np.stack(masks)
+        x, neg = np.stack(feats)[m], np.stack(negative)[m]
+    else:
+        x = patches.x[ok]
+        neg = ((patches.raw[ok] < 0).any(axis=-1) if patches.raw is not None
+               else np.zeros(len(x), bool))
+    step = max(1, int(len(x) // max_pixels))
+    x = x[::step]
+    raw = x * std + mean
+    q = np.quantile(raw, DISTRIBUTION_QUANTILES, axis=0)  # (quantiles, channels)
+    return {"channels": list(spec.channels), "quantiles": list(DISTRIBUTION_QUANTILES),
+            "values": {ch: [round(float(v), 5) for v in q[:, i]]
+                       for i, ch in enumerate(spec.channels)},
+            "negative_reflectance": round(float(np.mean(neg)), 5),
+            "augmented": bool(photometric > 0), "pixels": int(x.shape[0])}
 
 
 def _tf_version() -> str:

@@ -34,6 +34,7 @@
 train_scenes: list = ["alps-s2/aletsch", "alps-s2/fiescher"]  # prepared scenes the rankings are computed on
 test_scenes: list = ["alps-s2/morteratsch", "alps-s2/gorner"]  # held-out prepared scenes, shown for information only
 max_pixels: int = 200000  # labelled pixels sampled per scene for the rankings
+spectra: list = ["landsat", "sentinel2-sr"]  # labelled pixel spectra from US glaciers to rank the same way; [] skips them
 seed: int = 0  # random seed of the pixel sample
 output_dir: str = "../runs/interactive"  # folder notebook 01 wrote prepared/ to; bands/ and figures/ go here too
 
@@ -132,3 +133,25 @@ if test_scenes:
     combos_test = sp.rank_combinations(test_pixels)
     write_table(combos_test, tables / "combinations_test.csv")
     display(Markdown(sp.describe_rank(combos_test, gk.bands.PAPER_BANDS)), combos_test.head(8))
+
+# %% [markdown]
+# ## Other regions and sensors: labelled spectra from US glaciers
+#
+# The Alps rankings come from two crops of one Sentinel-2 tile. The pixel spectra of
+# `glacierkit.data.spectra` were labelled by hand at six glaciers in Alaska, Washington and
+# Montana (2019-2021) on **Landsat 8/9** and **Sentinel-2**: snow, shadowed snow, ice (here
+# glacier) against rock and water. Classes are surface types, not glacier membership, and
+# the classes are not balanced like a scene, so compare the *orders*, not the numbers, with
+# the Alps tables above.
+
+# %%
+spectra_rankings = {}
+for sensor in spectra:
+    table = sp.spectra_pixel_table(gk.data.spectra(sensor, "training"))
+    ranked = sp.rank_combinations(table)
+    spectra_rankings[sensor] = ranked
+    write_table(ranked, tables / f"combinations_spectra_{sensor}.csv")
+    display(Markdown(f"**{sensor}**: {len(table)} pixels "
+                     f"({dict(table['surface'].value_counts())}). "
+                     + sp.describe_rank(ranked, gk.bands.PAPER_BANDS)))
+    display(sp.rank_features(table).head(6))

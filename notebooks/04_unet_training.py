@@ -38,6 +38,15 @@
 # seeds), so it is on by default. `extra=[]` gives the paper's three bands. A GPU is used automatically, with mixed
 # precision, and several GPUs train under `MirroredStrategy`.
 #
+# **Generalization.** `photometric`, `resolutions`, `normalization`, `prior` and
+# `glacier_free` are the recipe options compared in `models/README.md` (on Athabasca, a
+# region the model never saw); the committed model's recipe is in its sidecar's `config`.
+#
+# **Adapt to a new region.** `init_model` fine-tunes a pretrained model on your own
+# prepared scenes and outlines (keep its bands and extras; use a small `learning_rate`,
+# e.g. 0.0001, and few `epochs`). Pixels labelled unknown (255) count in neither loss nor
+# scores. See "Map a new region" in the README.
+#
 # **Interrupted?** Run the notebook again with the same parameters: training continues from
 # the last completed epoch (`model/checkpoints/`). Raise `epochs` to train longer.
 
@@ -62,6 +71,12 @@ optimizer: str = "adam"  # adam, or adadelta as in the paper
 learning_rate: float = 0.0  # 0 means the default, 0.001 for adam and 1.0 for adadelta
 lr_schedule: str = "cosine"  # cosine decays to 0 over the epochs; constant as in the paper
 loss: str = "bce"  # bce as in the paper, dice or focal
+photometric: float = 0.0  # photometric augmentation strength in reflectance space, 0 is off
+resolutions: list = []  # resolution augmentation, smallest and largest pixel size in metres, e.g. [10, 30]; [] is off
+normalization: str = "global"  # global, or scene to divide the bands by the scene band medians
+prior: str = ""  # ndsi makes the network correct the NDSI threshold rule instead of replacing it
+glacier_free: list = []  # prepared scenes known to hold no glacier, all labelled 0, e.g. ["landsat8-l2sp"]
+init_model: str = ""  # a pretrained model to fine-tune, e.g. models/unet_alps_s2.keras; empty trains from scratch
 seed: int = 42  # seeds the weights, tile order and augmentation
 strategy: str = "auto"  # auto uses MirroredStrategy with several GPUs; none, mirrored or multiworker
 output_dir: str = "../runs/interactive"  # notebook 01 output folder; the model goes to model/ in it
@@ -88,6 +103,10 @@ hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the ins
 # %%
 output_dir = Path(output_dir)
 model_dir = output_dir / "model"
+if init_model:  # fine-tuning keeps the pretrained model's inputs
+    init_spec = gk.features.load_model(gk.features.resolve_model_path(init_model))[1]["inputs"]
+    bands, extra, normalization = list(init_spec.bands), list(init_spec.extra), init_spec.normalization
+    print(f"fine-tuning {init_model}: inputs {init_spec.channels}, {normalization} normalization")
 (output_dir / "figures").mkdir(parents=True, exist_ok=True)
 config = TrainConfig(bands=bands, extra=extra, preset=preset, depth=depth,
                      base_filters=base_filters, patch_size=patch_size, stride=stride,
@@ -95,7 +114,9 @@ config = TrainConfig(bands=bands, extra=extra, preset=preset, depth=depth,
                      min_glacier_fraction=min_glacier_fraction, val_fraction=val_fraction,
                      val_gap=val_gap, val_side=val_side, split=split, batch_size=batch_size,
                      epochs=epochs, optimizer=optimizer, learning_rate=learning_rate,
-                     lr_schedule=lr_schedule, loss=loss, seed=seed, strategy=strategy)
+                     lr_schedule=lr_schedule, loss=loss, photometric=photometric,
+                     resolutions=resolutions, normalization=normalization, prior=prior,
+                     seed=seed, strategy=strategy)
 n_params = gk.model.count_params(config.n_channels, config.model_depth, config.model_filters)
 print(f"channels {config.channels}, depth {config.model_depth}, base filters "
       f"{config.model_filters}: {n_params:,} parameters; {config.optimizer} lr {config.lr}")
@@ -107,8 +128,10 @@ print(f"channels {config.channels}, depth {config.model_depth}, base filters "
 # Normalization statistics come from the training tiles alone.
 
 # %%
-gk.prep.ensure_prepared(output_dir, scenes)  # notebook 01 prepares them; this makes the notebook run alone
-patches = gk.train.prepare_patches(config, scenes, prepared_dir=output_dir)
+gk.prep.ensure_prepared(output_dir, [*scenes, *glacier_free])  # so the notebook runs alone
+init_spec = init_spec if init_model else None
+patches = gk.train.prepare_patches(config, scenes, prepared_dir=output_dir, spec=init_spec,
+                                   glacier_free=glacier_free)
 summary = patches.summary()
 model_dir.mkdir(parents=True, exist_ok=True)
 with atomic_path(model_dir / "tiles.csv") as tmp:
@@ -118,8 +141,9 @@ summary
 # %%
 import matplotlib.pyplot as plt
 
-fig, axes = plt.subplots(1, len(scenes), figsize=(5 * len(scenes), 5.5), squeeze=False)
-for ax, name in zip(axes[0], scenes):
+fig, axes = plt.subplots(1, len(patches.scenes), figsize=(5 * len(patches.scenes), 5.5),
+                         squeeze=False)
+for ax, name in zip(axes[0], patches.scenes):
     scene, labels = gk.prep.load_prepared(output_dir, name)
     gk.plot.show_split(scene, patches, name, labels=labels, ax=ax)
 fig.tight_layout()
@@ -142,7 +166,8 @@ fig = gk.plot.show_dihedral(patches, index=0)
 
 # %%
 t0 = time.perf_counter()
-result = gk.train.fit(config, patches, model_dir)
+result = gk.train.fit(config, patches, model_dir,
+                      init_model=gk.features.resolve_model_path(init_model) if init_model else None)
 print(f"{time.perf_counter() - t0:.0f} s; started at epoch {result.initial_epoch}; "
       f"best epoch {result.best_epoch + 1} of {config.epochs}; model: {result.model_path}")
 
