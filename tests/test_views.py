@@ -108,6 +108,7 @@ def test_curve_views_render_to_html_and_png(tmp_path):
                             "accuracy": np.linspace(0.6, 0.95, 5),
                             "val_accuracy": np.linspace(0.55, 0.9, 5),
                             "val_iou": np.linspace(0.4, 0.8, 5), "val_kc": np.linspace(0.2, 0.7, 5)})
+    open_figures = set(matplotlib.pyplot.get_fignums())
     views = {"hist": histogram_view(hist, marks={"Otsu": th.otsu(hist)}, title="NDSI"),
              "sweep": sweep_view(table, mark=0.3, title="sweep"),
              "history": history_view(history, best_epoch=3)}
@@ -121,7 +122,7 @@ def test_curve_views_render_to_html_and_png(tmp_path):
     text = _html(views["history"], tmp_path)
     assert "validation (OA)" in text and "best (val accuracy)" in text and "val_kc" not in text
     assert len(views["history"]) == 3
-    assert matplotlib.pyplot.get_fignums() == []  # the PNG renderings were closed
+    assert set(matplotlib.pyplot.get_fignums()) == open_figures  # PNG renderings were closed
 
 
 def test_grid_keeps_each_views_axes(tmp_path):
