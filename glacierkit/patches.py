@@ -183,13 +183,22 @@ def blocked_regions(height: int, width: int, patch_size: int, val_fraction: floa
     """The validation block and the training region of one scene (blocked split).
 
     The validation block is ``round(val_fraction * n)`` rows (``side`` top/bottom) or
-    columns (left/right) on that side; the training region is the rest minus ``gap``.
+    columns (left/right) on that side; the training region is the rest minus ``gap``. A
+    scene too small along that axis but large enough along the other gets its block on the
+    side turned by 90 degrees (bottom -> right, top -> left and back).
     """
     if side not in SIDES:
         raise ParameterError(f"Unknown validation side {side!r}. Valid: {list(SIDES)}.")
     along = height if side in ("top", "bottom") else width
     n_val = max(1, int(round(val_fraction * along)))
     n_train = along - n_val - gap
+    turned = {"bottom": "right", "top": "left", "right": "bottom", "left": "top"}[side]
+    other = width if side in ("top", "bottom") else height
+    if n_train < patch_size and other - max(1, int(round(val_fraction * other))) - gap >= \
+            patch_size:
+        log.info("Scene %r (%d x %d px) is too small for a %s validation block; it gets a %s "
+                 "one.", scene, height, width, side, turned)
+        return blocked_regions(height, width, patch_size, val_fraction, gap, turned, scene)
     if n_train < patch_size:
         raise ParameterError(
             f"Scene {scene!r} ({height} x {width} px) is too small for the blocked split: "

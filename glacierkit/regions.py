@@ -402,7 +402,8 @@ def adapt(
               # most of a partially labelled tile is unknown: keep tiles with 10 % known
               "max_nan_fraction": 0.9}
     tuned_cfg = TrainConfig(**common, epochs=epochs, learning_rate=learning_rate,
-                            preset=base.preset, depth=base.depth, base_filters=base.base_filters)
+                            preset=base.preset, depth=base.depth, base_filters=base.base_filters,
+                            prior=base.prior)
     scratch_cfg = TrainConfig(**common, epochs=scratch_epochs, preset=base.preset,
                               depth=base.depth, base_filters=base.base_filters,
                               photometric=base.photometric, resolutions=base.resolutions,

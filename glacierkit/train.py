@@ -605,7 +605,9 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     With ``init_model`` it **fine-tunes** a pretrained model instead of starting from random
     weights: the network, its input bands and its normalization statistics are kept (the
     weights expect them), and ``config`` sets the training (use a small learning rate, e.g.
-    1e-4, and a few epochs). This adapts a model to a new region in minutes from the
+    1e-4, and a few epochs). A model with an NDSI prior gets its prior's threshold re-fitted
+    on the new tiles when ``config.prior`` is ``"ndsi"`` (the network then learns the
+    region's corrections to it). This adapts a model to a new region in minutes from the
     user's scenes and RGI outlines; unknown pixels (label 255, e.g. outside a partial
     outline) count in neither the loss nor the scores.
 
@@ -689,6 +691,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         prior = _prior(config, patches)
     elif init is not None:
         prior = init[1].get("architecture", {}).get("prior")
+        if prior and config.prior:  # adapt the prior to the new region's tiles too
+            prior = {**prior, "threshold": _prior(config, patches)["threshold"]}
     with strategy.scope():
         if initial_epoch and (ckpt / state.get("checkpoint", "")).is_file():
             log.info("resuming from %s: %d epochs done", state["checkpoint"], initial_epoch)
@@ -698,6 +702,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             state.update({"epochs_done": 0, "best": None})
             if init is not None:
                 model = keras.saving.load_model(init[1]["path"], compile=False)
+                if prior:
+                    model.get_layer("prior").threshold = float(prior["threshold"])
             else:
                 model = build_unet(config.n_channels, config.model_depth, config.model_filters,
                                    mixed_precision=mixed, prior=prior,
@@ -739,7 +745,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
                     for n, c in per_scene.items()}
     history = pd.read_csv(csv_path) if csv_path.is_file() else pd.DataFrame()
     best_epoch = int(state["best"]["epoch"])
-    arch = ({**init[1]["architecture"], "mixed_precision": mixed} if init else
+    arch = ({**init[1]["architecture"], "mixed_precision": mixed, "prior": prior} if init else
             {"name": "unet", "preset": config.preset, "depth": config.model_depth,
              "base_filters": config.model_filters, "params": int(best.count_params()),
              "mixed_precision": mixed, "threshold": THRESHOLD, "prior": prior})
@@ -805,7 +811,7 @@ def _prior(config: TrainConfig, patches: Patches) -> dict:
     ok = patches.w > 0
     ndsi = patches.x[..., c][ok] * std + mean
     table = class_histogram(ndsi, patches.y[ok], fine_grid(-0.2, 0.8, 0.01)).table()
-    t = best_threshold(table, "KC")
+    t = round(best_threshold(table, "KC"), 4)
     log.info("NDSI prior: threshold %.2f (KC-best on the training tiles), slope %.1f", t,
              config.prior_slope)
     return {"channel": c, "mean": float(mean), "std": float(std), "threshold": float(t),

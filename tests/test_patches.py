@@ -58,8 +58,11 @@ def test_blocked_regions_sides_and_errors():
     assert r["validation"] == Box(0, 600, 0, 100) and r["train"] == Box(0, 600, 164, 500)
     r = blocked_regions(600, 500, 128, 0.2, 0, "top")
     assert r["validation"] == Box(0, 120, 0, 500) and r["train"] == Box(120, 600, 0, 500)
+    # too small along the rows, large enough along the columns: the block turns right
+    r = blocked_regions(200, 500, 128, 0.2, 128, "bottom")
+    assert r["validation"] == Box(0, 200, 400, 500) and r["train"] == Box(0, 200, 0, 272)
     with pytest.raises(ParameterError, match="too small for the blocked split"):
-        blocked_regions(200, 500, 128, 0.2, 128, "bottom")
+        blocked_regions(200, 300, 128, 0.2, 128, "bottom")
     with pytest.raises(ParameterError, match="Unknown validation side"):
         blocked_regions(600, 500, 128, 0.2, 0, "middle")
 
