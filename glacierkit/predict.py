@@ -650,6 +650,8 @@ def write_prediction(
     * ``mask.tif``: uint8, 1 glacier (``p > threshold``), 0 not glacier, 255 nodata.
     * ``confidence.tif`` (when ``confidence`` is given or ``prob`` carries a ``confidence``
       coordinate from ``tta=True``): uint8 like the probability, 0..250 = 0..1.
+    * beside each, its QGIS style (``probability.qml`` ...; :mod:`glacierkit.qgis`), so the
+      layers open readable in QGIS.
 
     Parameters
     ----------
@@ -741,6 +743,10 @@ def write_prediction(
                 resampling="AVERAGE",
                 tags={**tags, "encoding": unit_note.format(
                     "fraction of the 8 flips/rotations agreeing with the mean decision")})
+        from .qgis import write_style
+
+        for kind, path in paths.items():  # QGIS default styles, committed with the set
+            write_style(path, kind)
     paths = {kind: final_dir / p.name for kind, p in paths.items()}
     log.info("Wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
