@@ -557,7 +557,8 @@ def _run_steps(plan, run_dir: Path, *, name: str, force: bool, only, echo) -> Pa
             echo(f"  {step:<{width}}  {len(missing)} of its outputs are gone "
                  f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}), running again")
         elif record and record.get("hash") != key and not force:
-            echo(f"  {step:<{width}}  its parameters, notebook or an earlier step changed")
+            echo(f"  {step:<{width}}  its parameters, notebook or an earlier step changed: "
+                 "running again")
         bar.set_description_str(f"  {step:<{width}}  running")
         before = _snapshot(run_dir)
         t0 = time.perf_counter()
