@@ -100,8 +100,19 @@ def _walk_layers(layer) -> Iterator:
         yield from _walk_layers(sub)
 
 
+def _members(model) -> list:
+    """The parallel sub-models of an ensemble (:func:`glacierkit.model.ensemble`), or []."""
+    subs = [la for la in getattr(model, "layers", []) or [] if hasattr(la, "layers")
+            and getattr(la, "layers", None)]
+    return subs if len(subs) > 1 else []
+
+
 def _pool_factor(model) -> int:
-    """2 ** (number of 2x downsampling layers): pooling and strided convolutions."""
+    """2 ** (number of 2x downsampling layers): pooling and strided convolutions (the
+    largest of the members for an ensemble, whose members run side by side)."""
+    members = _members(model)
+    if members:
+        return max(_pool_factor(m) for m in members)
     n = 0
     for layer in _walk_layers(model):
         kind = type(layer).__name__

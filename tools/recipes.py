@@ -72,6 +72,8 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     # green); from here on the water's NIR is 0.05-0.35 times its green (see lake_augment)
     "prior+negatives+darklakes+ndwi": ({"prior": "ndsi", "lakes": 0.3,
                                         "extra": ("ndsi", "ndwi")}, {"negatives": True}),
+    "prior+negatives+lakes+shadows+ndwi": ({"prior": "ndsi", "lakes": 0.3, "shadows": 0.3,
+                                            "extra": ("ndsi", "ndwi")}, {"negatives": True}),
     "robust": ({"bands": ("swir1", "nir", "blue"), "extra": ND_ALL, "photometric": 1.0,
                 "resolutions": (10.0, 30.0), "prior": "ndsi"}, {"negatives": True}),
     "robust-nd": ({"bands": (), "extra": ND_ALL, "photometric": 1.0,
