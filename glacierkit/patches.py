@@ -544,9 +544,10 @@ def lake_augment(raw, yw, roles, probability: float, seed):
     Lakes are the classical NDSI false alarm (water is dark in SWIR too), and the training
     scenes hold almost none. The lake is an ellipse (radii 3-30 px) at a random place, with
     a water spectrum drawn from physics rather than from any test data: green 0.03-0.18
-    (clear to turbid glacial water), blue 0.6-1.1 and red 0.4-0.9 times green, NIR 0.05-0.35
-    times green (water absorbs NIR; shadowed snow and ice keep NIR near green), SWIR1
-    0.1-0.6 times NIR and SWIR2 below SWIR1, plus 0.003 of pixel noise. ``raw`` is ``(p, p, len(roles))``
+    (clear to turbid glacial water), blue 0.6-1.1 and red 0.4-0.9 times green, NIR 0.05-0.25
+    times green (water absorbs NIR within centimetres, so even silty lakes stay far below
+    green; bare and dirty glacier ice, also dark in the NIR, keeps about half of green or
+    more), SWIR1 0.1-0.6 times NIR and SWIR2 below SWIR1, plus 0.003 of pixel noise. ``raw`` is ``(p, p, len(roles))``
     reflectance, ``yw`` ``(p, p, 2)`` labels and weights.
     """
     import tensorflow as tf
@@ -561,7 +562,7 @@ def lake_augment(raw, yw, roles, probability: float, seed):
     blob = ((yy - u[1] * size) / ry) ** 2 + ((xx - u[2] * size) / rx) ** 2 <= 1.0
     blob = tf.logical_and(blob, apply)
     green = 0.03 + 0.15 * u[5]
-    nir = green * (0.05 + 0.30 * u[8])  # water absorbs NIR: well below green
+    nir = green * (0.05 + 0.20 * u[8])  # water absorbs NIR: well below green
     swir1 = nir * (0.1 + 0.5 * u[9])
     value = {"green": green, "blue": green * (0.6 + 0.5 * u[6]),
              "red": green * (0.4 + 0.5 * u[7]), "nir": nir, "swir1": swir1,

@@ -917,7 +917,7 @@ def save_ensemble(members: Sequence[str | os.PathLike], path: str | os.PathLike,
             if k in first}
     info["architecture"] = {**first["architecture"], "name": "ensemble",
                             "members": len(loaded), "params": int(net.count_params())}
-    info["config"] = {**first["config"], "seed": None}
+    info["config"] = dict(first["config"])  # the recipe (with the first member's seed)
     info["ensemble"] = [{"seed": side["config"]["seed"], "path": str(p),
                          "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
                          "validation": side.get("metrics", {}).get("validation")}

@@ -69,11 +69,14 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "prior+negatives+lakes0.15+ndwi": ({"prior": "ndsi", "lakes": 0.15,
                                         "extra": ("ndsi", "ndwi")}, {"negatives": True}),
     # the runs above with "lakes" used a first water model (NIR up to 0.04 whatever the
-    # green); from here on the water's NIR is 0.05-0.35 times its green (see lake_augment)
+    # green); the "darklakes" and "shadows" runs a second (NIR 0.05-0.35 times green)
     "prior+negatives+darklakes+ndwi": ({"prior": "ndsi", "lakes": 0.3,
                                         "extra": ("ndsi", "ndwi")}, {"negatives": True}),
     "prior+negatives+lakes+shadows+ndwi": ({"prior": "ndsi", "lakes": 0.3, "shadows": 0.3,
                                             "extra": ("ndsi", "ndwi")}, {"negatives": True}),
+    # from here on the water's NIR is 0.05-0.25 times its green (clear to silty lakes)
+    "prior+negatives+clearlakes+ndwi": ({"prior": "ndsi", "lakes": 0.3,
+                                         "extra": ("ndsi", "ndwi")}, {"negatives": True}),
     "robust": ({"bands": ("swir1", "nir", "blue"), "extra": ND_ALL, "photometric": 1.0,
                 "resolutions": (10.0, 30.0), "prior": "ndsi"}, {"negatives": True}),
     "robust-nd": ({"bands": (), "extra": ND_ALL, "photometric": 1.0,
