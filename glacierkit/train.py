@@ -716,8 +716,10 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             state.update({"epochs_done": 0, "best": None})
             if init is not None:
                 model = keras.saving.load_model(init[1]["path"], compile=False)
-                if prior:
-                    model.get_layer("prior").threshold = float(prior["threshold"])
+                if prior:  # every IndexPrior (one per member of an ensemble)
+                    for layer in _all_layers(model):
+                        if isinstance(layer, _layers.IndexPrior):
+                            layer.threshold = float(prior["threshold"])
             else:
                 model = build_unet(config.n_channels, config.model_depth, config.model_filters,
                                    mixed_precision=mixed, prior=prior,
@@ -790,6 +792,12 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
              scores["OA"], scores["KC"], scores["IoU"], model_path)
     return TrainResult(model_path, history, info["metrics"], best_epoch, initial_epoch,
                        train_seconds, patches)
+
+
+def _all_layers(layer):
+    for sub in getattr(layer, "layers", []) or []:
+        yield sub
+        yield from _all_layers(sub)
 
 
 def _init_model(path, config: TrainConfig):

@@ -275,14 +275,15 @@ def test_notebook_04_runs_headless_with_tiny_parameters(prepared_alps, tmp_path)
 
     shutil.copytree(prepared_alps / "prepared", tmp_path / "prepared")
     out = run_notebook("04_unet_training", tmp_path, patch_size=32, stride=64, depth=2,
-                       base_filters=4, val_gap=32, epochs=1, extra=[])
+                       base_filters=4, val_gap=32, epochs=1)
     assert out.is_file()
     from conftest import holoviews_outputs
 
     assert len(holoviews_outputs(out)) == 1  # the learning curves (history_view)
     model, side = load_model(tmp_path / "model" / "unet.keras")
-    assert side["inputs"].channels == ("swir1", "nir", "blue")
-    assert side["training_scenes"] == ["alps-s2/aletsch", "alps-s2/fiescher"]
+    assert side["inputs"].channels == ("swir1", "nir", "blue", "ndsi", "ndwi")  # the defaults
+    assert side["config"]["prior"] == "ndsi" and side["config"]["shadows"] == 0.0
+    assert side["training_scenes"] == ["alps-s2/aletsch", "alps-s2/fiescher", "landsat8-l2sp"]
     for name in ("04_tiles_split.png", "04_example_tiles.png", "04_learning_curves.png"):
         assert (tmp_path / "figures" / name).is_file()
     scores = pd.read_csv(tmp_path / "model" / "validation_scores.csv")
