@@ -309,10 +309,9 @@ def test_pretrained_model_reproduces_its_validation_scores(prepared_alps):
     """The committed model + sidecar alone re-score the validation blocks as recorded."""
     from glacierkit.data import split
     from glacierkit.features import feature_stack
+    from glacierkit.io import open_scene
     from glacierkit.metrics import confusion, scores
     from glacierkit.prep import load_prepared
-
-    from glacierkit.io import open_scene
 
     assert PRETRAINED.stat().st_size < 30 * 2 ** 20  # an ensemble of three 1.9 M-parameter nets
     model, side = load_model(PRETRAINED)
