@@ -1,7 +1,10 @@
-# glacierkit: the two commands.
-#   make run    set up .venv, register the kernel, run the notebook pipeline on the sample data
-#   make test   set up .venv (if needed) and run the test suite
-# Both use the local mirror of the sample data when it exists (../shared/data), else the
+# glacierkit: three commands.
+#   make run    set up .venv, register the kernel, run the notebook pipeline on the sample data;
+#               ends with the path of the run's index.html (HTML reports of every notebook)
+#   make test   set up .venv (if needed) and run the test suite (what CI runs)
+#   make lab    set up .venv (if needed) and open JupyterLab on notebooks/ with the kernel
+#               "Python (glacierkit)"
+# All use the local mirror of the sample data when it exists (../shared/data), else the
 # user cache, else download from the pinned public sources.
 
 PYTHON ?= python3
@@ -9,6 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NAME ?= sample
 PIPELINE ?= pipelines/sample.yml
+PIP := $(BIN)/python -m pip --quiet --quiet --disable-pip-version-check
 
 ifeq ($(origin GLACIERKIT_DATA_DIR), undefined)
   ifneq ($(wildcard ../shared/data/SHA256SUMS),)
@@ -16,22 +20,26 @@ ifeq ($(origin GLACIERKIT_DATA_DIR), undefined)
   endif
 endif
 
-.PHONY: setup run test lint bench clean-runs
+.PHONY: setup run test lab lint bench clean-runs
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name glacierkit --display-name "Python (glacierkit)"
-	touch $@
+	@echo "Setting up $(VENV) (pip; a few minutes the first time) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(PIP) install -e ".[test]"
+	@$(BIN)/python -m ipykernel install --sys-prefix --name glacierkit --display-name "Python (glacierkit)" >/dev/null
+	@touch $@
 
 run: setup
-	$(BIN)/glacierkit run $(PIPELINE) --name $(NAME)
+	@$(BIN)/glacierkit run $(PIPELINE) --name $(NAME)
 
 test: setup
 	$(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: setup
 	$(BIN)/ruff check glacierkit tests bench

@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 
 _LAZY = {"indices", "metrics", "threshold", "patches", "model", "train", "predict",
          "vectorize", "evaluate", "plot", "prep", "run", "cli", "separability", "slider",
-         "features", "batch", "chunked", "precision", "layers", "guard", "regions", "staging"}
+         "features", "batch", "chunked", "precision", "layers", "guard", "regions", "staging",
+         "qgis", "report"}
 
 __all__ = ["bands", "data", "exceptions", "io", "labels", "GlacierKitError", "__version__",
            *sorted(_LAZY)]

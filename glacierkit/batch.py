@@ -208,7 +208,8 @@ def process_scene(
             "crs": str(da.rio.crs),
             "glacier_area_km2": float(polygons["area_km2"].sum()) if len(polygons) else 0.0,
             "n_polygons": int(len(polygons)),
-            "files": ["probability.tif", "mask.tif", "outlines.gpkg"],
+            "files": ["probability.tif", "mask.tif", "outlines.gpkg", "probability.qml",
+                      "mask.qml"],
         }
         source = None if outlines is False else (outlines or _sample_outlines(str(scene)))
         if source is not None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from .exceptions import ParameterError
 
 __all__ = ["Preset", "PRESETS", "build_unet", "build_from_preset", "count_params",
-           "check_input_size"]
+           "check_input_size", "ensemble"]
 
 
 @dataclass(frozen=True)
@@ -192,3 +192,28 @@ def build_from_preset(preset: str, in_channels: int | None = None, **overrides):
     p = PRESETS[preset]
     kwargs = {"depth": p.depth, "base_filters": p.base_filters, **overrides}
     return build_unet(in_channels or len(p.bands), name=f"unet_{preset}", **kwargs)
+
+
+def ensemble(models, name: str = "unet_ensemble"):
+    """One Keras model that averages the glacier probability of several trained models.
+
+    The members must take the same inputs (the same channels and normalization, as models
+    trained with one recipe and different seeds do). Averaging a few seeds removes much
+    of the seed-to-seed variation of a network trained on little data, which matters most
+    on regions none of them has seen. The result saves and loads as one ``.keras`` file.
+    """
+    import keras
+
+    models = list(models)
+    if len(models) < 2:
+        raise ParameterError(f"An ensemble needs at least two models; got {len(models)}.")
+    shapes = {tuple(m.input_shape) for m in models}
+    if len(shapes) != 1:
+        raise ParameterError(f"The members take different inputs: {sorted(shapes)}.")
+    inputs = keras.Input(shape=models[0].input_shape[1:], name="image")
+    outs = []
+    for i, m in enumerate(models):
+        m.name = f"member{i}"
+        outs.append(m(inputs))
+    return keras.Model(inputs, keras.layers.Average(dtype="float32", name="glacier")(outs),
+                       name=name)

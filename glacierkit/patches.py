@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LeakySplitWarning", "Box", "ValidationItem", "Patches", "window_starts",
            "blocked_regions", "make_patches", "channel_stats", "pad_to_multiple",
-           "dihedral", "training_dataset", "tf_features", "photometric_augment", "lake_augment",
+           "dihedral", "training_dataset", "tf_features", "photometric_augment", "lake_augment", "shadow_augment",
            "ROLE_WAVELENGTHS", "SPLITS", "SIDES"]
 
 SPLITS = ("blocked", "random")
@@ -544,8 +544,10 @@ def lake_augment(raw, yw, roles, probability: float, seed):
     Lakes are the classical NDSI false alarm (water is dark in SWIR too), and the training
     scenes hold almost none. The lake is an ellipse (radii 3-30 px) at a random place, with
     a water spectrum drawn from physics rather than from any test data: green 0.03-0.18
-    (clear to turbid glacial water), blue 0.6-1.1 and red 0.4-0.9 times green, NIR below
-    0.04, SWIR below 0.02, plus 0.003 of pixel noise. ``raw`` is ``(p, p, len(roles))``
+    (clear to turbid glacial water), blue 0.6-1.1 and red 0.4-0.9 times green, NIR 0.05-0.25
+    times green (water absorbs NIR within centimetres, so even silty lakes stay far below
+    green; bare and dirty glacier ice, also dark in the NIR, keeps about half of green or
+    more), SWIR1 0.1-0.6 times NIR and SWIR2 below SWIR1, plus 0.003 of pixel noise. ``raw`` is ``(p, p, len(roles))``
     reflectance, ``yw`` ``(p, p, 2)`` labels and weights.
     """
     import tensorflow as tf
@@ -560,9 +562,11 @@ def lake_augment(raw, yw, roles, probability: float, seed):
     blob = ((yy - u[1] * size) / ry) ** 2 + ((xx - u[2] * size) / rx) ** 2 <= 1.0
     blob = tf.logical_and(blob, apply)
     green = 0.03 + 0.15 * u[5]
+    nir = green * (0.05 + 0.20 * u[8])  # water absorbs NIR: well below green
+    swir1 = nir * (0.1 + 0.5 * u[9])
     value = {"green": green, "blue": green * (0.6 + 0.5 * u[6]),
-             "red": green * (0.4 + 0.5 * u[7]), "nir": 0.04 * u[8] * (0.3 + 0.7 * u[5]),
-             "swir1": 0.02 * u[9], "swir2": 0.015 * u[10], "coastal": green * (0.6 + 0.5 * u[6])}
+             "red": green * (0.4 + 0.5 * u[7]), "nir": nir, "swir1": swir1,
+             "swir2": swir1 * (0.5 + 0.4 * u[10]), "coastal": green * (0.6 + 0.5 * u[6])}
     water = tf.stack([value.get(r, value["nir"]) for r in roles])
     noise = tf.random.stateless_normal(tf.shape(raw), seed=seed + 1, stddev=0.003)
     raw = tf.where(blob[..., None], tf.maximum(water + noise, 0.0), raw)
@@ -570,10 +574,37 @@ def lake_augment(raw, yw, roles, probability: float, seed):
     return raw, yw
 
 
+def shadow_augment(raw, roles, probability: float, seed):
+    """Cast a synthetic shadow on part of a tile with the given probability; labels stay.
+
+    Lit only by the sky, a shadowed surface keeps its spectral shape scaled down (to
+    8-50 %) and tilted towards the blue: ``r' = r s (lambda / 0.56) ** -k`` with ``k`` in
+    [0.5, 3] (skylight is Rayleigh-like). It is the counterpart of :func:`lake_augment`:
+    shadowed snow and ice are dark in the NIR and SWIR like water, but bluish, while
+    glacial lakes are not; without shadows in training, a network that learns lakes also
+    learns to drop shadowed ice. The shadow is an ellipse (radii 5-40 px) at a random place.
+    """
+    import tensorflow as tf
+
+    p = tf.shape(raw)[0]
+    u = tf.random.stateless_uniform([8], seed=seed)
+    apply = u[0] < probability
+    size = tf.cast(p, tf.float32)
+    grid = tf.cast(tf.range(p), tf.float32) + 0.5
+    yy, xx = grid[:, None], grid[None, :]
+    ry, rx = 5.0 + 35.0 * u[3], 5.0 + 35.0 * u[4]
+    blob = ((yy - u[1] * size) / ry) ** 2 + ((xx - u[2] * size) / rx) ** 2 <= 1.0
+    blob = tf.logical_and(blob, apply)
+    lam = tf.constant([ROLE_WAVELENGTHS.get(r, 1.0) for r in roles], tf.float32)
+    factor = (0.08 + 0.42 * u[5]) * (lam / 0.56) ** -(0.5 + 2.5 * u[6])
+    return tf.where(blob[..., None], raw * factor, raw)
+
+
 def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
                      start_epoch: int = 0, epochs: int | None = None, augment: bool = True,
                      jitter: float = 0.0, photometric: float = 0.0,
-                     resolutions: tuple[float, float] | tuple = (), lakes: float = 0.0):
+                     resolutions: tuple[float, float] | tuple = (), lakes: float = 0.0,
+                     shadows: float = 0.0):
     """Training batches ``(x, y, w)`` as a ``tf.data.Dataset``, with on-the-fly augmentation.
 
     Shapes: x ``(b, p, p, c)``, y ``(b, p, p, 1)``, w ``(b, p, p)`` (per-pixel weights).
@@ -594,7 +625,8 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
     scene would give.
 
     ``lakes`` > 0 pastes a synthetic lake into that share of the tiles
-    (:func:`lake_augment`), so that water is learned as not glacier.
+    (:func:`lake_augment`), so that water is learned as not glacier; ``shadows`` > 0 casts
+    a synthetic shadow on that share (:func:`shadow_augment`), labels unchanged.
 
     ``resolutions=(lo, hi)`` (metres) is the resolution augmentation: each tile is seen at
     a pixel size drawn log-uniformly in ``[lo, hi]``: a window of ``p * size / native`` pixels
@@ -625,7 +657,8 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
     last = None if epochs is None else epochs * per_epoch
     p_out = patches.spec.patch_size
     tile = patches.x.shape[1]
-    reflectance = photometric > 0 or bool(resolutions) or tile != p_out or lakes > 0
+    reflectance = (photometric > 0 or bool(resolutions) or tile != p_out or lakes > 0
+                   or shadows > 0)
     if reflectance and patches.raw is None:
         raise ParameterError("These tiles hold no reflectance (raw) tiles to augment.")
     if resolutions and (len(resolutions) != 2 or not 0 < resolutions[0] <= resolutions[1]):
@@ -668,6 +701,8 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
             if resolutions or tile != p_out:
                 xi = tf.image.resize(xi, (p_out, p_out), method="bilinear", antialias=True)
                 ywi = tf.image.resize(ywi, (p_out, p_out), method="nearest")
+            if shadows > 0:
+                xi = shadow_augment(xi, patches.roles, float(shadows), seed_of(7, g))
             if lakes > 0:
                 xi, ywi = lake_augment(xi, ywi, patches.roles, float(lakes), seed_of(6, g))
             if photometric > 0:

@@ -31,7 +31,8 @@ from .labels import known
 __all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS",
            "show_split", "show_patches", "show_dihedral", "leaflet_map", "ERROR_CODES",
            "error_classes", "display_stride", "show_error_map", "show_profiles", "map_view",
-           "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view"]
+           "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view",
+           "grid"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
 ERROR_COLOURS = {"TN": "#f2f2f2", "TP": "#4a90d9", "FP": "#e8542f", "FN": "#f5c518"}
@@ -491,14 +492,13 @@ def histogram_view(hist, *, marks: dict[str, float] | None = None, title: str = 
     smooth = _mpl(df.hvplot.line(x="index value", y="smoothed", color="black", line_width=1),
                   color="black", linewidth=1)
     view = bars * smooth
-    lines = dict(marks or {})
-    if np.isfinite(hist.valley):
-        lines = {"valley": hist.valley, **lines}
     top = float(np.max(hist.counts)) if len(hist.counts) else 1.0
-    for (name, value), colour in zip(lines.items(), ("red", "green", "purple", "orange"),
+    if np.isfinite(hist.valley):
+        view = view * _mark(float(hist.valley), f"valley {hist.valley:.2f}", (0, top), "red",
+                            "dashed")
+    for (name, value), colour in zip((marks or {}).items(), ("green", "purple", "orange"),
                                      strict=False):
-        view = view * _mark(float(value), f"{name} {value:.2f}", (0, top), colour,
-                            "dashed" if name == "valley" else "solid")
+        view = view * _mark(float(value), f"{name} {value:.2f}", (0, top), colour)
     view = _mpl(view, title=title, ylabel="pixels", legend_position="top_left", fig_inches=5)
     return view.opts(title=title, width=width, height=height, legend_position="top_left")
 
@@ -540,6 +540,14 @@ def history_view(history, best_epoch: int | None = None, *, width: int = 330,
             view = view * _mark(best_epoch + 1, "best (val accuracy)", span, "grey", "dotted")
         plots.append(_mpl(view, title=title, ylabel=title, show_grid=True))
     return hv.Layout(plots).cols(3)
+
+
+def grid(views, cols: int = 3, *, shared_axes: bool = False):
+    """Views side by side, ``cols`` per row; each keeps its own axes unless ``shared_axes``
+    (both in the notebook and in the PNG of :func:`save_figure`)."""
+    hv = _hv()
+    layout = hv.Layout(list(views)).cols(cols)
+    return _mpl(layout, shared_axes=shared_axes).opts(shared_axes=shared_axes)
 
 
 def glacier_table_view(glaciers, *, columns: Sequence[str] | None = None, height: int = 300):

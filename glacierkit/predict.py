@@ -159,8 +159,19 @@ def _walk_layers(layer) -> Iterator:
         yield from _walk_layers(sub)
 
 
+def _members(model) -> list:
+    """The parallel sub-models of an ensemble (:func:`glacierkit.model.ensemble`), or []."""
+    subs = [la for la in getattr(model, "layers", []) or [] if hasattr(la, "layers")
+            and getattr(la, "layers", None)]
+    return subs if len(subs) > 1 else []
+
+
 def _pool_factor(model) -> int:
-    """2 ** (number of 2x downsampling layers): pooling and strided convolutions."""
+    """2 ** (number of 2x downsampling layers): pooling and strided convolutions (the
+    largest of the members for an ensemble, whose members run side by side)."""
+    members = _members(model)
+    if members:
+        return max(_pool_factor(m) for m in members)
     n = 0
     for layer in _walk_layers(model):
         kind = type(layer).__name__
@@ -186,8 +197,14 @@ def _reach(model) -> tuple[int, int]:
 
     The radius adds up every layer's reach at its scale, walking the layers in order:
     exact (up to a pixel of alignment) for a chain of layers such as a U-Net, whose
-    longest path visits every layer, and an overestimate for parallel branches.
+    longest path visits every layer, and an overestimate for parallel branches. For an
+    ensemble the radius is the largest of its members' and the filters add up (the members
+    can run side by side, so their activations count together in the memory estimate).
     """
+    members = _members(model)
+    if members:
+        reaches = [_reach(m) for m in members]
+        return max(r for r, _ in reaches), sum(f for _, f in reaches)
     scale, radius, first = 1.0, 0.0, None
     for layer in _walk_layers(model):
         kind = type(layer).__name__
@@ -1102,6 +1119,8 @@ def write_prediction(
     * ``mask.tif``: uint8, 1 glacier (``p > threshold``), 0 not glacier, 255 nodata.
     * ``confidence.tif`` (when ``confidence`` is given or ``prob`` carries a ``confidence``
       coordinate from ``tta=True``): uint8 like the probability, 0..250 = 0..1.
+    * beside each, its QGIS style (``probability.qml`` ...; :mod:`glacierkit.qgis`), so the
+      layers open readable in QGIS.
 
     Parameters
     ----------
@@ -1194,6 +1213,10 @@ def write_prediction(
                 resampling="AVERAGE",
                 tags={**tags, "encoding": unit_note.format(
                     "fraction of the 8 flips/rotations agreeing with the mean decision")})
+        from .qgis import write_style
+
+        for kind, path in paths.items():  # QGIS default styles, committed with the set
+            write_style(path, kind)
     paths = {kind: final_dir / p.name for kind, p in paths.items()}
     log.info("Wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths

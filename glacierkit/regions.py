@@ -365,7 +365,7 @@ def adapt(
       inputs and normalization, ``learning_rate``, ``epochs``, tiles of ``patch_size`` with a
       blocked validation block inside the adapted part (which picks the epoch);
     - the same recipe trained from scratch on the same pixels (``scratch_epochs``, learning
-      rate 1e-3);
+      rate 1e-3; one network, also when the pretrained model is an ensemble);
     - NDSI at the threshold learned on the training scenes.
 
     Pixels outside the partial outline that are not clear rock are unknown (255): they count
@@ -410,6 +410,7 @@ def adapt(
     scratch_cfg = TrainConfig(**common, epochs=scratch_epochs, preset=base.preset,
                               depth=base.depth, base_filters=base.base_filters,
                               photometric=base.photometric, resolutions=base.resolutions,
+                              lakes=base.lakes, shadows=base.shadows,
                               prior=base.prior, prior_slope=base.prior_slope,
                               residual_l2=base.residual_l2, dropout=base.dropout)
     seconds = {}

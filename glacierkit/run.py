@@ -53,6 +53,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -271,13 +273,34 @@ def check_parameters(notebook: str | os.PathLike, params: Mapping[str, object]) 
             )
 
 
+def _kernel_manager(stderr, ipc_dir: str):
+    """A kernel manager that talks to the kernel over IPC sockets in a private temporary
+    folder ``ipc_dir`` (no TCP port, so no "running over TCP without encryption" warning) and sends
+    the kernel process's own stderr (TensorFlow/absl C++ logs, IPKernelApp) to ``stderr``.
+    What the notebook's cells print or warn still goes into the executed notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = os.path.join(ipc_dir, "k")
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["stderr"] = stderr
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return QuietKernelManager
+
+
 def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
                      parameters: Mapping[str, object], cwd: str | os.PathLike | None = None,
                      log_output: bool = False) -> Path:
     """Execute one notebook with papermill; the output appears only on success.
 
     On failure the partial notebook is kept as ``<output stem>.failed.ipynb`` and
-    :class:`StepFailed` carries the failing cell's error.
+    :class:`StepFailed` carries the failing cell's error. The kernel process's own log
+    (not the cells' output, which is in the notebook) goes to ``<output stem>.kernel.log``.
     """
     import papermill as pm
 
@@ -289,11 +312,14 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.running.ipynb")
     failed = output.with_name(f"{output.stem}.failed.ipynb")
+    kernel_log = open(output.with_name(f"{output.stem}.kernel.log"), "wb")  # noqa: SIM115
+    ipc_dir = tempfile.TemporaryDirectory(prefix="gk-kernel-")
     try:
         pm.execute_notebook(str(notebook), str(tmp), parameters=dict(parameters),
                             kernel_name=KERNEL_NAME, language="python",
                             cwd=str(cwd or notebook.parent), progress_bar=False,
-                            log_output=log_output)
+                            log_output=log_output,
+                            kernel_manager_class=_kernel_manager(kernel_log, ipc_dir.name))
     except pm.PapermillExecutionError as exc:
         os.replace(tmp, failed)
         raise StepFailed(
@@ -304,12 +330,33 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
         if tmp.exists():
             os.replace(tmp, failed)
         raise
+    finally:
+        kernel_log.close()
+        ipc_dir.cleanup()
     os.replace(tmp, output)
     if failed.exists():
         failed.unlink()
     return output
 
 
+
+
+_WARNING = re.compile(r"\b(\w*Warning): (.+)")
+
+
+def notebook_warnings(notebook: str | os.PathLike) -> list[str]:
+    """The distinct ``...Warning: message`` lines the cells of an executed notebook wrote
+    to stderr, in order (``"UserWarning: ..."``)."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    found: dict[str, None] = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                for m in _WARNING.finditer(out.get("text", "")):
+                    found.setdefault(f"{m.group(1)}: {m.group(2).strip()}", None)
+    return list(found)
 
 
 def _hash(params: Mapping[str, object], notebook: Path, upstream=()) -> str:
@@ -465,12 +512,16 @@ def run_pipeline(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_lock(run_dir):
-        _run_steps(plan, run_dir, force=force, only=only, echo=echo)
-    echo(f"[glacierkit run] finished: {run_dir}")
+        index = _run_steps(plan, run_dir, name=name, force=force, only=only, echo=echo)
+    echo(f"Report: {index}")
     return run_dir
 
 
-def _run_steps(plan, run_dir: Path, *, force: bool, only, echo) -> None:
+def _run_steps(plan, run_dir: Path, *, name: str, force: bool, only, echo) -> Path:
+    """Run the steps of ``plan`` that need it; return the run's ``index.html``."""
+    from tqdm.auto import tqdm
+
+    from .report import REPORT_DIR, notebook_html, write_index
     from .staging import fault_point
 
     nb_out = run_dir / "notebooks"
@@ -480,6 +531,11 @@ def _run_steps(plan, run_dir: Path, *, force: bool, only, echo) -> None:
             stale.unlink(missing_ok=True)
     state_path = run_dir / "pipeline_state.json"
     state = _read_state(state_path)
+    todo = [p for p in plan if not only or p[0] in only]
+    width = max((len(step) for step, _, _ in todo), default=0)
+    echo(f"glacierkit run {name}: {len(todo)} steps -> {run_dir}")
+    bar = tqdm(total=len(todo), unit="step", leave=False, disable=None,
+               bar_format="{desc} {n_fmt}/{total_fmt} steps, {elapsed}")
     upstream: list[tuple[str, str | None]] = []
     for step, notebook, params in plan:
         key = _hash(params, notebook, upstream)
@@ -487,21 +543,29 @@ def _run_steps(plan, run_dir: Path, *, force: bool, only, echo) -> None:
         if only and step not in only:
             continue
         out = nb_out / f"{step}.ipynb"
+        report = run_dir / REPORT_DIR / f"{step}.html"
         record = state.get(step, {})
         missing = [f for f in record.get("outputs", []) if not (run_dir / f).exists()]
         if not force and record.get("hash") == key and out.is_file() and not missing:
-            echo(f"[glacierkit run] {step}: done before with the same parameters and inputs, "
-                 "skipped (use --force to run again)")
+            if not report.is_file():
+                notebook_html(out, report)
+            bar.update()
+            echo(f"  {step:<{width}}  skipped: done before with the same parameters and inputs "
+                 "(--force runs it again)")
             continue
         if record.get("hash") == key and missing:
-            echo(f"[glacierkit run] {step}: {len(missing)} of its outputs are gone "
+            echo(f"  {step:<{width}}  {len(missing)} of its outputs are gone "
                  f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}), running again")
         elif record and record.get("hash") != key and not force:
-            echo(f"[glacierkit run] {step}: its parameters, notebook or an earlier step changed")
-        echo(f"[glacierkit run] {step}: running {notebook.name} ...")
+            echo(f"  {step:<{width}}  its parameters, notebook or an earlier step changed: "
+                 "running again")
+        bar.set_description_str(f"  {step:<{width}}  running")
         before = _snapshot(run_dir)
         t0 = time.perf_counter()
-        execute_notebook(notebook, out, params, cwd=Path.cwd())
+        try:
+            execute_notebook(notebook, out, params, cwd=Path.cwd())
+        finally:
+            bar.clear()
         dt = time.perf_counter() - t0
         fault_point("run:executed")
         after = _snapshot(run_dir)
@@ -513,8 +577,17 @@ def _run_steps(plan, run_dir: Path, *, force: bool, only, echo) -> None:
         tmp = state_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, state_path)
-        echo(f"[glacierkit run] {step}: done in {dt:.0f} s -> {out}")
+        notebook_html(out, report)
+        bar.update()
+        echo(f"  {step:<{width}}  {dt:5.0f} s")
+        warnings = notebook_warnings(out)
+        for w in warnings[:3]:  # real warnings of the notebook's code, not kernel chatter
+            echo(f"    {w[:150]}")
+        if len(warnings) > 3:
+            echo(f"    ... {len(warnings) - 3} more warnings in {report}")
+    bar.close()
     _write_summary(run_dir, state)
+    return write_index(run_dir, state, [step for step, _, _ in plan], title=name)
 
 
 def read_scene_list(path: str | os.PathLike) -> list[str]:

@@ -54,7 +54,7 @@ from .patches import SIDES, SPLITS, Patches, make_patches, pad_to_multiple, trai
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "prepare_patches", "load_scenes",
+__all__ = ["TrainConfig", "TrainResult", "fit", "prepare_patches", "load_scenes", "save_ensemble",
            "DiceLoss", "ValidationMetrics", "OPTIMIZERS", "LOSSES", "STRATEGIES",
            "DEFAULT_LEARNING_RATES", "MODEL_NAME"]
 
@@ -115,6 +115,9 @@ class TrainConfig:
         Share of training tiles that get a synthetic lake (label 0): water is NDSI's
         classical false alarm and the sample scenes hold almost none
         (:func:`glacierkit.patches.lake_augment`).
+    shadows
+        Share of training tiles that get a synthetic cast shadow, labels unchanged
+        (:func:`glacierkit.patches.shadow_augment`): shadowed ice stays glacier.
     resolutions
         Resolution augmentation: ``(smallest, largest)`` pixel size in metres at which tiles
         are seen, e.g. ``(10, 30)`` (empty: native resolution only).
@@ -171,6 +174,7 @@ class TrainConfig:
     jitter: float = 0.0
     photometric: float = 0.0
     lakes: float = 0.0
+    shadows: float = 0.0
     resolutions: tuple[float, ...] = ()
     normalization: str = "global"
     prior: str = ""
@@ -245,7 +249,7 @@ class TrainConfig:
         for name, low, high in (("max_nan_fraction", 0.0, 1.0),
                                 ("min_glacier_fraction", 0.0, 1.0),
                                 ("val_fraction", 0.0, 0.5), ("jitter", 0.0, 1.0),
-                                ("photometric", 0.0, 2.0), ("lakes", 0.0, 1.0),
+                                ("photometric", 0.0, 2.0), ("lakes", 0.0, 1.0), ("shadows", 0.0, 1.0),
                                 ("prior_slope", 0.1, 1000.0),
                                 ("residual_l2", 0.0, 1.0), ("dropout", 0.0, 0.9)):
             value = getattr(self, name)
@@ -331,8 +335,9 @@ class TrainConfig:
 
 
 #: Fields added after the first sidecars were written, with the value that means "off".
-_NEW_FIELDS = {"photometric": 0.0, "lakes": 0.0, "resolutions": [], "normalization": "global", "prior": "",
-               "prior_slope": 20.0, "residual_l2": 0.0, "dropout": 0.0, "precision": "auto"}
+_NEW_FIELDS = {"photometric": 0.0, "lakes": 0.0, "shadows": 0.0, "resolutions": [],
+               "normalization": "global", "prior": "", "prior_slope": 20.0, "residual_l2": 0.0,
+               "dropout": 0.0, "precision": "auto"}
 
 
 @dataclass
@@ -737,8 +742,10 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             state.update({"epochs_done": 0, "best": None})
             if init is not None:
                 model = keras.saving.load_model(init[1]["path"], compile=False)
-                if prior:
-                    model.get_layer("prior").threshold = float(prior["threshold"])
+                if prior:  # every IndexPrior (one per member of an ensemble)
+                    for layer in _all_layers(model):
+                        if isinstance(layer, _layers.IndexPrior):
+                            layer.threshold = float(prior["threshold"])
             else:
                 model = build_unet(config.n_channels, config.model_depth, config.model_filters,
                                    mixed_precision=mixed, prior=prior,
@@ -762,7 +769,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         ds, steps = training_dataset(patches, config.batch_size, config.seed,
                                      start_epoch=initial_epoch, epochs=config.epochs,
                                      jitter=config.jitter, photometric=config.photometric,
-                                     resolutions=config.resolutions, lakes=config.lakes)
+                                     resolutions=config.resolutions, lakes=config.lakes,
+                                     shadows=config.shadows)
         log.info("training %d tiles (%d steps/epoch), epochs %d..%d", patches.n_train, steps,
                  initial_epoch, config.epochs - 1)
         model.fit(ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
@@ -819,6 +827,12 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
              scores["OA"], scores["KC"], scores["IoU"], model_path)
     return TrainResult(model_path, history, info["metrics"], best_epoch, initial_epoch,
                        train_seconds, patches)
+
+
+def _all_layers(layer):
+    for sub in getattr(layer, "layers", []) or []:
+        yield sub
+        yield from _all_layers(sub)
 
 
 def _init_model(path, config: TrainConfig):
@@ -912,3 +926,58 @@ def _tf_version() -> str:
     import tensorflow as tf
 
     return tf.__version__
+
+
+def save_ensemble(members: Sequence[str | os.PathLike], path: str | os.PathLike,
+                  scenes=None, prepared_dir: str | os.PathLike | None = None,
+                  glacier_free: Sequence[str] = ()) -> Path:
+    """Average trained models of one recipe (different seeds) into one model file.
+
+    The members must share their inputs (channels, normalization statistics), which models
+    of one :class:`TrainConfig` trained on the same scenes with different seeds do. The
+    sidecar keeps the first member's contract and records every member's seed, sidecar
+    path, sha256 and validation scores. With ``scenes`` (names in ``prepared_dir``, or
+    ``{name: (scene, labels)}``; ``glacier_free`` as in :func:`fit`) the ensemble is scored
+    on the same validation blocks.
+    """
+    import hashlib
+
+    from .features import load_model
+    from .model import ensemble
+
+    loaded = [load_model(p) for p in members]
+    first = loaded[0][1]
+    for p, (_, side) in zip(members, loaded, strict=True):
+        if side["inputs"] != first["inputs"]:
+            raise ParameterError(
+                f"{p} takes other inputs than {members[0]} ({side['inputs']} vs "
+                f"{first['inputs']}): only models of one recipe on the same scenes can be "
+                "averaged."
+            )
+    net = ensemble([m for m, _ in loaded])
+    config = TrainConfig.from_dict(first["config"])
+    info = {k: first[k] for k in ("training_scenes", "validation", "training_distribution")
+            if k in first}
+    info["architecture"] = {**first["architecture"], "name": "ensemble",
+                            "members": len(loaded), "params": int(net.count_params())}
+    info["config"] = dict(first["config"])  # the recipe (with the first member's seed)
+    info["ensemble"] = [{"seed": side["config"]["seed"], "path": str(p),
+                         "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+                         "validation": side.get("metrics", {}).get("validation")}
+                        for p, (_, side) in zip(members, loaded, strict=True)]
+    if scenes is not None:
+        patches = prepare_patches(config, scenes, prepared_dir, spec=first["inputs"],
+                                  glacier_free=glacier_free)
+        values, per_scene = ValidationMetrics(
+            patches.validation, config.loss, 2 ** int(first["architecture"]["depth"])
+        ).evaluate(net)
+        pooled = None
+        for c in per_scene.values():
+            pooled = c if pooled is None else pooled + c
+        scores = {k: v for k, v in gk_metrics.scores(pooled).items() if k != "reasons"}
+        info["metrics"] = {"validation": {**scores, **pooled.as_dict()},
+                           "validation_per_scene": {
+                               n: {k: v for k, v in gk_metrics.scores(c).items()
+                                   if k != "reasons"} for n, c in per_scene.items()},
+                           "val_loss": values["val_loss"]}
+    return save_model(net, path, first["inputs"], **info)

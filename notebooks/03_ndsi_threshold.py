@@ -86,8 +86,8 @@ pd.DataFrame({"scene": scenes, "split": ["train" if s in train_scenes else "test
 # %%
 hists = {name: th.histogram(ndsi[name], labels[name]) for name in scenes}
 summary = th.histogram_summary(hists)
-histograms = hv.Layout([histogram_view(h, marks={"Otsu": th.otsu(h)}, title=name)
-                        for name, h in hists.items()]).cols(2)
+histograms = gk.plot.grid([histogram_view(h, marks={"Otsu": th.otsu(h)}, title=name)
+                          for name, h in hists.items()], cols=2)
 save_figure(histograms, figures / "03_ndsi_histograms.png")
 display(summary)
 histograms

@@ -15,10 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Point at the local mirror when it exists and nothing else was chosen (the Makefile does
 # the same), so the real-data tests run offline.
 if not os.environ.get("GLACIERKIT_DATA_DIR"):
-    for candidate in (ROOT.parent / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "SHA256SUMS").is_file():
-            os.environ["GLACIERKIT_DATA_DIR"] = str(candidate)
-            break
+    candidate = ROOT.parent / "shared" / "data"
+    if (candidate / "SHA256SUMS").is_file():
+        os.environ["GLACIERKIT_DATA_DIR"] = str(candidate)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -47,6 +47,11 @@ def _tree(folder: Path) -> dict[str, int]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _styled(*names: str) -> set[str]:
+    """The file names plus the QGIS style (``.qml``) written beside every GeoTIFF."""
+    return set(names) | {n[:-4] + ".qml" for n in names if n.endswith(".tif")}
+
+
 def _cli(capsys, *argv) -> tuple[int, str]:
     from glacierkit.cli import main
 
@@ -117,7 +122,7 @@ def test_predict_writes_one_complete_set_and_refuses_to_mix(model, scenes, tmp_p
                    *PREDICT_OPTS)
     assert rc == 0, err
     first = set(_tree(out))
-    assert first == {"probability.tif", "mask.tif", "confidence.tif", "outlines.gpkg"}
+    assert first == _styled("probability.tif", "mask.tif", "confidence.tif", "outlines.gpkg")
     # another scene into the same folder: refused without --force, nothing changed
     before = _tree(out)
     rc, err = _cli(capsys, "predict", model, scenes["b"], out, *PREDICT_OPTS)
@@ -127,7 +132,7 @@ def test_predict_writes_one_complete_set_and_refuses_to_mix(model, scenes, tmp_p
     # with --force the whole earlier set goes: no confidence/outlines of scene a remain
     rc, err = _cli(capsys, "predict", model, scenes["b"], out, "--force", *PREDICT_OPTS)
     assert rc == 0, err
-    assert set(_tree(out)) == {"probability.tif", "mask.tif"}
+    assert set(_tree(out)) == _styled("probability.tif", "mask.tif")
     with rasterio.open(out / "mask.tif") as m, rasterio.open(out / "probability.tif") as p:
         assert m.shape == p.shape == (40, 56)
 
@@ -159,9 +164,9 @@ def test_other_prefixes_in_the_folder_are_kept(model, scenes, tmp_path, capsys):
     assert _cli(capsys, "predict", model, scenes["b"], out, "--prefix", "b_",
                 *PREDICT_OPTS)[0] == 0
     assert _cli(capsys, "predict", model, scenes["b"], out, "--force", *PREDICT_OPTS)[0] == 0
-    assert set(_tree(out)) == {"a_probability.tif", "a_mask.tif", "a_confidence.tif",
-                               "b_probability.tif", "b_mask.tif", "probability.tif",
-                               "mask.tif"}
+    assert set(_tree(out)) == _styled("a_probability.tif", "a_mask.tif", "a_confidence.tif",
+                                      "b_probability.tif", "b_mask.tif", "probability.tif",
+                                      "mask.tif")
 
 
 def test_write_prediction_replaces_the_whole_set(model, scenes, tmp_path):
@@ -177,7 +182,7 @@ def test_write_prediction_replaces_the_whole_set(model, scenes, tmp_path):
     paths = write_prediction(plain, tmp_path)
     assert set(paths) == {"probability", "mask"} and all(p.parent == tmp_path
                                                           for p in paths.values())
-    assert set(_tree(tmp_path)) == {"probability.tif", "mask.tif", "notes.txt"}
+    assert set(_tree(tmp_path)) == _styled("probability.tif", "mask.tif", "notes.txt")
 
 
 # --------------------------------------------------------------------------- item 4

@@ -89,8 +89,8 @@ def predict_rule(model, scene, out: Path, capsys, *extra) -> tuple[int, str]:
     assert sha(scene) == before, "the input changed"
     assert "Traceback" not in err
     if rc == 0:
-        assert sorted(p.name for p in out.iterdir()) == ["mask.tif", "outlines.gpkg",
-                                                         "probability.tif"]
+        assert sorted(p.name for p in out.iterdir()) == [  # with their QGIS styles
+            "mask.qml", "mask.tif", "outlines.gpkg", "probability.qml", "probability.tif"]
         with rasterio.open(scene) as src, rasterio.open(out / "mask.tif") as m:
             assert m.shape == (src.height, src.width) and m.crs == src.crs
             assert np.allclose(tuple(m.transform), tuple(src.transform), rtol=1e-9, atol=1e-9)

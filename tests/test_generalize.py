@@ -198,3 +198,47 @@ def test_train_only_scenes_give_tiles_but_no_validation_block():
     assert [v.scene for v in p.validation] == ["s0"]
     kept = p.catalogue[p.catalogue["status"] == "kept"]
     assert kept[kept.scene == "s1"]["row"].max() == 96 - 32  # tiles reach the bottom edge
+
+
+def test_lake_and_shadow_augmentation():
+    import tensorflow as tf
+
+    from glacierkit.patches import lake_augment, shadow_augment
+
+    roles = ("blue", "green", "nir", "swir1")
+    raw = tf.fill([64, 64, 4], 0.6)
+    yw = tf.ones([64, 64, 2])
+    r, y = lake_augment(raw, yw, roles, 1.0, tf.constant([1, 5], tf.int64))
+    lake = y.numpy()[..., 0] == 0
+    assert lake.any() and (y.numpy()[..., 1] == 1).all()
+    water = r.numpy()[lake]
+    assert (water[:, 2] < 0.4 * water[:, 1] + 0.01).all()  # NIR well below green
+    assert (water[:, 3] < 0.05).all()
+    r2, y2 = lake_augment(raw, yw, roles, 0.0, tf.constant([1, 5], tf.int64))
+    np.testing.assert_array_equal(r2.numpy(), raw.numpy())
+    s = shadow_augment(raw, roles, 1.0, tf.constant([2, 9], tf.int64)).numpy()
+    shade = s[..., 0] != 0.6
+    assert shade.any()
+    px = s[shade][0]
+    assert px[0] > px[1] > px[2] > px[3] and px[1] < 0.6 * 0.5 + 1e-6  # darker, bluish
+
+
+def test_ensemble_averages_members_and_loads_as_one_model(robust, tmp_path):
+    from glacierkit.predict import predict_scene
+    from glacierkit.train import TrainConfig, fit, save_ensemble
+
+    config, first = robust
+    second = fit(config.replace(seed=7), _scenes(unknown=True), tmp_path / "s7", verbose=0)
+    path = save_ensemble([first.model_path, second.model_path], tmp_path / "ens" / "unet.keras",
+                         _scenes(unknown=True))
+    model, side = load_model(path)
+    assert side["architecture"]["name"] == "ensemble" and side["architecture"]["members"] == 2
+    assert [m["seed"] for m in side["ensemble"]] == [42, 7]
+    assert "KC" in side["metrics"]["validation"]
+    scene, _ = make_scene(64, 48, seed=3)
+    probs = [predict_scene(str(p), scene, progress=False, guard=False).values
+             for p in (first.model_path, second.model_path, path)]
+    np.testing.assert_allclose(probs[2], (probs[0] + probs[1]) / 2, atol=2e-3)
+    with pytest.raises(ParameterError, match="other inputs"):
+        other = fit(TrainConfig(epochs=1, **TINY), _scenes(), tmp_path / "other", verbose=0)
+        save_ensemble([first.model_path, other.model_path], tmp_path / "bad.keras")

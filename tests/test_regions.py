@@ -283,7 +283,7 @@ def test_committed_model_has_spectral_sense(sample_data, sensor):
     table = spectral_sense(str(MODEL), data.spectra(sensor, "training")).set_index("surface")
     called = table["model: % glacier"]
     assert called["rock"] <= 10 and called["water"] <= 10, table
-    assert called["ice"] >= 90 and called["snow"] >= 90, table
+    assert called["ice"] >= 85 and called["snow"] >= 85, table
 
 
 def test_spectra_mosaic_is_made_of_the_spectra(sample_data):

@@ -31,6 +31,8 @@ from pathlib import Path
 Path(output_dir).mkdir(parents=True, exist_ok=True)
 p = Path(output_dir) / 'a.txt'
 p.write_text(str(count) + (p.read_text() if p.exists() else ''))
+import warnings
+warnings.warn("planted warning", UserWarning)
 """)
     write_notebook(nb_dir / "b_second.ipynb", """
 # %% tags=["parameters"]
@@ -164,3 +166,33 @@ def test_missing_kernel_is_a_clear_error():
     check_kernel()  # make setup / Binder's postBuild registered it
     with pytest.raises(KernelNotFoundError, match="ipykernel install --sys-prefix --name nope-gk"):
         check_kernel("nope-gk")
+
+
+def test_run_writes_html_reports_and_an_index(tiny_notebooks, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = tmp_path / "run"
+    (out / "figures").mkdir(parents=True)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    fig.savefig(out / "figures" / "05_error_maps.png")
+    fig.savefig(out / "figures" / "99_extra.png")
+    (out / "table4.csv").write_text("method,KC\nDeep U-Net,82.8\nNDSI <0.39>,69.7\n")
+    messages = []
+    run_pipeline(_cfg(tiny_notebooks, out), echo=messages.append)
+    # one line per step with its time, and the report's path last
+    steps = [m for m in messages if m.startswith("  ") and not m.startswith("    ")]
+    assert [m.split()[0] for m in steps] == ["a_first", "b_second"]
+    assert all(m.rstrip().endswith(" s") for m in steps)
+    assert messages[-1] == f"Report: {out / 'index.html'}"
+    assert [m.strip() for m in messages if "Warning" in m] == ["UserWarning: planted warning"]
+    report = (out / "reports" / "a_first.html").read_text()
+    assert "<html" in report and "# where to write" in report  # the notebook, rendered
+    index = (out / "index.html").read_text()
+    for text in ("a_first", "b_second", 'href="reports/a_first.html"', "Deep U-Net", "82.8",
+                 "NDSI &lt;0.39&gt;", "src='figures/05_error_maps.png'", "figures/99_extra.png"):
+        assert text in index, text
+    assert not list(out.rglob("*.tmp"))

@@ -36,7 +36,8 @@ from glacierkit.run import load_pipeline, read_scene_list  # noqa: E402
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 WINDOW = 32
-OUTPUT_FILES = {"probability.tif", "mask.tif", "outlines.gpkg", RESULT_FILE}
+OUTPUT_FILES = {"probability.tif", "mask.tif", "outlines.gpkg", RESULT_FILE,
+                "probability.qml", "mask.qml"}  # QGIS styles (glacierkit.qgis)
 
 
 @pytest.fixture(scope="module")

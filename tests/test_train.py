@@ -275,14 +275,15 @@ def test_notebook_04_runs_headless_with_tiny_parameters(prepared_alps, tmp_path)
 
     shutil.copytree(prepared_alps / "prepared", tmp_path / "prepared")
     out = run_notebook("04_unet_training", tmp_path, patch_size=32, stride=64, depth=2,
-                       base_filters=4, val_gap=32, epochs=1, extra=[])
+                       base_filters=4, val_gap=32, epochs=1)
     assert out.is_file()
     from conftest import holoviews_outputs
 
     assert len(holoviews_outputs(out)) == 1  # the learning curves (history_view)
     model, side = load_model(tmp_path / "model" / "unet.keras")
-    assert side["inputs"].channels == ("swir1", "nir", "blue")
-    assert side["training_scenes"] == ["alps-s2/aletsch", "alps-s2/fiescher"]
+    assert side["inputs"].channels == ("swir1", "nir", "blue", "ndsi", "ndwi")  # the defaults
+    assert side["config"]["prior"] == "ndsi" and side["config"]["shadows"] == 0.0
+    assert side["training_scenes"] == ["alps-s2/aletsch", "alps-s2/fiescher", "landsat8-l2sp"]
     for name in ("04_tiles_split.png", "04_example_tiles.png", "04_learning_curves.png"):
         assert (tmp_path / "figures" / name).is_file()
     scores = pd.read_csv(tmp_path / "model" / "validation_scores.csv")
@@ -308,18 +309,25 @@ def test_pretrained_model_reproduces_its_validation_scores(prepared_alps):
     """The committed model + sidecar alone re-score the validation blocks as recorded."""
     from glacierkit.data import split
     from glacierkit.features import feature_stack
+    from glacierkit.io import open_scene
     from glacierkit.metrics import confusion, scores
     from glacierkit.prep import load_prepared
 
-    assert PRETRAINED.stat().st_size < 10 * 2 ** 20
+    assert PRETRAINED.stat().st_size < 30 * 2 ** 20  # an ensemble of three 1.9 M-parameter nets
     model, side = load_model(PRETRAINED)
-    assert set(side["training_scenes"]) <= set(split("alps-s2")["train"])
+    # the Alps train scenes and the glacier-free tropical Landsat 8 crop, never a test scene
+    assert set(side["training_scenes"]) <= {*split("alps-s2")["train"], "landsat8-l2sp"}
     spec = side["inputs"]
-    assert spec.channels == ("swir1", "nir", "blue", "ndsi") and spec.patch_size == 128
+    assert spec.channels == ("swir1", "nir", "blue", "ndsi", "ndwi") and spec.patch_size == 128
+    assert side["architecture"]["prior"]["threshold"] > 0
     step = 2 ** side["architecture"]["depth"]
     total = None
     for name, region in side["validation"]["regions"].items():
-        scene, labels = load_prepared(prepared_alps, name)
+        if name == "landsat8-l2sp":  # glacier-free: every valid pixel is "not glacier"
+            scene = open_scene(name)
+            labels = xr.DataArray(np.where(np.isfinite(scene.values).all(axis=0), 0.0, np.nan))
+        else:
+            scene, labels = load_prepared(prepared_alps, name)
         b = region["validation"]
         window = (slice(b["row0"], b["row1"]), slice(b["col0"], b["col1"]))
         x = np.moveaxis(feature_stack(scene, spec).values[(slice(None), *window)], 0, -1)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from bokeh.models import GlyphRenderer, HoverTool
+from bokeh.plotting import figure
 
 from conftest import make_scene
 
@@ -107,6 +108,7 @@ def test_curve_views_render_to_html_and_png(tmp_path):
                             "accuracy": np.linspace(0.6, 0.95, 5),
                             "val_accuracy": np.linspace(0.55, 0.9, 5),
                             "val_iou": np.linspace(0.4, 0.8, 5), "val_kc": np.linspace(0.2, 0.7, 5)})
+    open_figures = set(matplotlib.pyplot.get_fignums())
     views = {"hist": histogram_view(hist, marks={"Otsu": th.otsu(hist)}, title="NDSI"),
              "sweep": sweep_view(table, mark=0.3, title="sweep"),
              "history": history_view(history, best_epoch=3)}
@@ -120,7 +122,23 @@ def test_curve_views_render_to_html_and_png(tmp_path):
     text = _html(views["history"], tmp_path)
     assert "validation (OA)" in text and "best (val accuracy)" in text and "val_kc" not in text
     assert len(views["history"]) == 3
-    assert matplotlib.pyplot.get_fignums() == []  # the PNG renderings were closed
+    assert set(matplotlib.pyplot.get_fignums()) == open_figures  # PNG renderings were closed
+
+
+def test_grid_keeps_each_views_axes(tmp_path):
+    from glacierkit import threshold as th
+    from glacierkit.indices import ndsi
+    from glacierkit.plot import grid, histogram_view
+
+    scene, glacier = make_scene()
+    small, _ = make_scene(height=16, width=12)
+    views = [histogram_view(th.histogram(ndsi(s)), title=t) for s, t in ((scene, "big"), (small, "small"))]
+    model = hv.render(grid(views, cols=2), backend="bokeh")
+    tops = sorted(f.y_range.end for f in model.select({"type": figure}))
+    assert tops[0] < tops[1] / 4  # the small scene's counts are not squashed by the big one's
+    fig = hv.render(grid(views, cols=2), backend="matplotlib")
+    ylims = sorted(ax.get_ylim()[1] for ax in fig.axes)
+    assert ylims[0] < ylims[-1] / 4
 
 
 def test_glacier_table_view_is_sortable_html(tmp_path):
