@@ -287,7 +287,8 @@ def test_notebook_04_runs_headless_with_tiny_parameters(prepared_alps, tmp_path)
     for name in ("04_tiles_split.png", "04_example_tiles.png", "04_learning_curves.png"):
         assert (tmp_path / "figures" / name).is_file()
     scores = pd.read_csv(tmp_path / "model" / "validation_scores.csv")
-    assert list(scores["scene"]) == ["alps-s2/aletsch", "alps-s2/fiescher", "pooled"]
+    assert list(scores["scene"]) == ["alps-s2/aletsch", "alps-s2/fiescher", "landsat8-l2sp",
+                                     "pooled"]
     assert len(pd.read_csv(tmp_path / "model" / "tiles.csv")) > 0
 
 
