@@ -149,8 +149,35 @@ class _Predictor:
         if value == self.precision:
             return self
         source = self.source if self.source is not None else self.model
-        return dataclasses.replace(self, model=gk_precision.cast_model(source, value),
+        return dataclasses.replace(self, model=_runner(source, value),
                                    precision=value, source=source, bf16_inputs=None)
+
+
+class _MemberMean:
+    """An ensemble (:func:`glacierkit.model.ensemble`) run one member at a time: the mean
+    of the members' probabilities, as the ensemble's ``Average`` computes it, with the
+    activation memory of one member (so windows stay as large as for a single model)."""
+
+    def __init__(self, members: list):
+        self.members = members
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        total = None
+        for member in self.members:
+            y = np.asarray(member.predict_on_batch(x), dtype="float32")
+            total = y if total is None else total + y
+        return total / len(self.members)
+
+
+def _runner(model, precision: str):
+    """What runs the forward pass: ``model`` cast to ``precision``; an ensemble's members
+    cast and run one at a time."""
+    from . import precision as gk_precision
+
+    members = _members(model)
+    if members:
+        return _MemberMean([gk_precision.cast_model(m, precision) for m in members])
+    return gk_precision.cast_model(model, precision)
 
 
 def _walk_layers(layer) -> Iterator:
@@ -198,13 +225,12 @@ def _reach(model) -> tuple[int, int]:
     The radius adds up every layer's reach at its scale, walking the layers in order:
     exact (up to a pixel of alignment) for a chain of layers such as a U-Net, whose
     longest path visits every layer, and an overestimate for parallel branches. For an
-    ensemble the radius is the largest of its members' and the filters add up (the members
-    can run side by side, so their activations count together in the memory estimate).
+    ensemble: the largest of its members' (prediction runs them one at a time).
     """
     members = _members(model)
     if members:
         reaches = [_reach(m) for m in members]
-        return max(r for r, _ in reaches), sum(f for _, f in reaches)
+        return max(r for r, _ in reaches), max(f for _, f in reaches)
     scale, radius, first = 1.0, 0.0, None
     for layer in _walk_layers(model):
         kind = type(layer).__name__
