@@ -161,6 +161,10 @@ class _MemberMean:
     def __init__(self, members: list):
         self.members = members
 
+    @property
+    def layers(self) -> list:  # the members, as the ensemble's own sub-models
+        return self.members
+
     def predict_on_batch(self, x) -> np.ndarray:
         total = None
         for member in self.members:
