@@ -33,8 +33,8 @@ probability on the scene's exact grid. How it works:
   dask, so only the rows in use are in memory; a background thread reads the next rows
   while the network works), windows are cut from one strip of rows at a time, and
   finished rows leave the blending buffer as soon as no later window touches them. A full
-  Landsat scene (7,700 x 7,800, 7 bands) needs about 1.8 GB beyond the model at the peak
-  (``bench/predict.py``): the output (240 MB in float32), the row blocks of two strips,
+  Landsat scene (7,700 x 7,800, 7 bands) needs about 1.9 GB beyond the model at the peak
+  (``bench/predict.py``, the committed three-member model in bfloat16): the output (240 MB in float32), the row blocks of two strips,
   one strip of windows and the network's activations for one window (in bfloat16 the
   strips and blocks are stored in bfloat16, which the network rounds its inputs to).
 * **Test-time augmentation.** ``tta=True`` averages the 8 flips/rotations of every window
