@@ -582,7 +582,7 @@ def _run_steps(plan, run_dir: Path, *, name: str, force: bool, only, echo) -> Pa
         echo(f"  {step:<{width}}  {dt:5.0f} s")
         warnings = notebook_warnings(out)
         for w in warnings[:3]:  # real warnings of the notebook's code, not kernel chatter
-            echo(f"    {w[:150]}")
+            echo(f"    {w if len(w) <= 160 else w[:160].rsplit(' ', 1)[0] + ' ...'}")
         if len(warnings) > 3:
             echo(f"    ... {len(warnings) - 3} more warnings in {report}")
     bar.close()
