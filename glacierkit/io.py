@@ -1082,7 +1082,7 @@ def write_raster(
     if np.issubdtype(dtype, np.integer) and np.issubdtype(out.dtype, np.floating):
         fill = 0 if nodata is None else nodata
         out = out.fillna(fill)
-    out = out.astype(dtype)
+    out = out.astype(dtype, copy=False)  # no copy of a full scene already in its dtype
     out = out.rio.write_nodata(nodata, encoded=False) if nodata is not None else out
     out.attrs = {}
     out.encoding = {}
@@ -1093,7 +1093,8 @@ def write_raster(
             predictor = 3 if np.issubdtype(dtype, np.floating) else 2
             out.rio.to_raster(tmp_gtiff, driver="GTiff", tiled=True, blockxsize=256,
                               blockysize=256, compress=compress, predictor=predictor,
-                              interleave="band", BIGTIFF="IF_SAFER", tags=all_tags)
+                              interleave="band", BIGTIFF="IF_SAFER", tags=all_tags,
+                              windowed=True)  # block by block: no full-size copy
             with rasterio.open(tmp_gtiff, "r+") as dst:
                 if descriptions is not None:
                     for i, d in enumerate(descriptions, start=1):

@@ -1111,8 +1111,12 @@ def _encode_unit(values: np.ndarray, rows: int = 1024) -> np.ndarray:
 
 def _encode_mask(values: np.ndarray, threshold: float) -> np.ndarray:
     """1 where ``p > threshold``, 0 elsewhere, 255 where NaN."""
-    out = (values > threshold).astype("uint8")
-    out[np.isnan(values)] = NODATA_UINT8
+    out = np.empty(values.shape, dtype="uint8")
+    for r in range(0, values.shape[0], 1024):  # by blocks of rows: small temporaries
+        v = values[r: r + 1024]
+        block = (v > threshold).astype("uint8")
+        block[np.isnan(v)] = NODATA_UINT8
+        out[r: r + 1024] = block
     return out
 
 
