@@ -29,8 +29,11 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         nb = Path(tmp) / "trivial.ipynb"
-        jupytext.write(jupytext.reads('# %% tags=["parameters"]\noutput_dir: str = "."  # where to write\n'
-                                      "\n# %%\nx = 1 + 1\n", fmt="py:percent"), str(nb))
+        trivial = jupytext.reads('# %% tags=["parameters"]\noutput_dir: str = "."  # where to write\n'
+                                 "\n# %%\nx = 1 + 1\n", fmt="py:percent")
+        trivial.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                          "language": "python"}
+        jupytext.write(trivial, str(nb))
         times = []
         for i in range(args.repeats):
             t0 = time.perf_counter()

@@ -241,6 +241,19 @@ def task_sweep(scene_path: str, chunks, outlines) -> int:
     return int(table["TP"].iloc[0] + table["FN"].iloc[0])
 
 
+def _n_tasks(dask_scheduler=None) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def _wait_no_tasks(client, timeout: float = 60.0) -> None:
+    """Until the scheduler holds no task (the previous graph fully released)."""
+    deadline = time.monotonic() + timeout
+    while client.run_on_scheduler(_n_tasks):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the scheduler still holds tasks after {timeout:.0f} s")
+        time.sleep(0.05)  # polling for the event
+
+
 def bench_big(args, tmp: Path, bp) -> dict:
     import dask
     import distributed  # noqa: F401 - its config must exist before dask.config.set below
@@ -270,7 +283,8 @@ def bench_big(args, tmp: Path, bp) -> dict:
                     client = mem_client if mode == "in_memory" else lim_client
                     # A fresh worker process each time: freed memory that the allocator
                     # keeps would otherwise carry over from one measurement to the next.
-                    client.restart()
+                    _wait_no_tasks(client)  # restart refuses while the last graph's
+                    client.restart()  # tasks are still being released
                     idle[mode] = client.run(start_sampler)
                     idle[mode] = list(idle[mode].values())[0]
                     t = time.perf_counter()
@@ -327,6 +341,14 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--tmp", default=None)
     args = parser.parse_args()
+    # the synthetic scenes are far from any training data: the domain-shift guard would
+    # warn on every one, here and in the workers (which inherit the environment)
+    import warnings
+
+    from glacierkit.guard import DomainShiftWarning
+
+    warnings.simplefilter("ignore", DomainShiftWarning)
+    os.environ["PYTHONWARNINGS"] = "ignore::UserWarning"
     bp = _bench_predict()
     tmp = Path(tempfile.mkdtemp(prefix="gk-scale-", dir=args.tmp))
     print(f"{os.cpu_count()} cores; temporary files in {tmp}")

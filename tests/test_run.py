@@ -196,3 +196,15 @@ def test_run_writes_html_reports_and_an_index(tiny_notebooks, tmp_path):
                  "NDSI &lt;0.39&gt;", "src='figures/05_error_maps.png'", "figures/99_extra.png"):
         assert text in index, text
     assert not list(out.rglob("*.tmp"))
+
+
+def test_bench_runner_still_runs():
+    """bench/runner.py (a trivial notebook through the runner) ends with its ratio line."""
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "runner.py"), "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.fullmatch(r"runner_overhead_s: \d+\.\d\d", proc.stdout.strip().splitlines()[-1])
