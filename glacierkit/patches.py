@@ -538,6 +538,20 @@ def photometric_augment(raw, roles, strength: float, seed):
     return raw * (g * gb) + ob
 
 
+def _random_ellipse(p, u, r_min: float, r_max: float, apply):
+    """A ``(p, p)`` boolean ellipse for the lake and shadow augmentations: centre at
+    ``(u[1], u[2]) * p``, radii ``r_min + (r_max - r_min) * u[3], u[4]`` pixels; all False
+    unless ``apply``."""
+    import tensorflow as tf
+
+    size = tf.cast(p, tf.float32)
+    grid = tf.cast(tf.range(p), tf.float32) + 0.5
+    yy, xx = grid[:, None], grid[None, :]
+    ry, rx = r_min + (r_max - r_min) * u[3], r_min + (r_max - r_min) * u[4]
+    blob = ((yy - u[1] * size) / ry) ** 2 + ((xx - u[2] * size) / rx) ** 2 <= 1.0
+    return tf.logical_and(blob, apply)
+
+
 def lake_augment(raw, yw, roles, probability: float, seed):
     """Paste a synthetic lake into a tile with the given probability (label 0, weight 1).
 
@@ -552,15 +566,8 @@ def lake_augment(raw, yw, roles, probability: float, seed):
     """
     import tensorflow as tf
 
-    p = tf.shape(raw)[0]
     u = tf.random.stateless_uniform([12], seed=seed)
-    apply = u[0] < probability
-    size = tf.cast(p, tf.float32)
-    grid = tf.cast(tf.range(p), tf.float32) + 0.5
-    yy, xx = grid[:, None], grid[None, :]
-    ry, rx = 3.0 + 27.0 * u[3], 3.0 + 27.0 * u[4]
-    blob = ((yy - u[1] * size) / ry) ** 2 + ((xx - u[2] * size) / rx) ** 2 <= 1.0
-    blob = tf.logical_and(blob, apply)
+    blob = _random_ellipse(tf.shape(raw)[0], u, 3.0, 30.0, u[0] < probability)
     green = 0.03 + 0.15 * u[5]
     nir = green * (0.05 + 0.20 * u[8])  # water absorbs NIR: well below green
     swir1 = nir * (0.1 + 0.5 * u[9])
@@ -586,15 +593,8 @@ def shadow_augment(raw, roles, probability: float, seed):
     """
     import tensorflow as tf
 
-    p = tf.shape(raw)[0]
     u = tf.random.stateless_uniform([8], seed=seed)
-    apply = u[0] < probability
-    size = tf.cast(p, tf.float32)
-    grid = tf.cast(tf.range(p), tf.float32) + 0.5
-    yy, xx = grid[:, None], grid[None, :]
-    ry, rx = 5.0 + 35.0 * u[3], 5.0 + 35.0 * u[4]
-    blob = ((yy - u[1] * size) / ry) ** 2 + ((xx - u[2] * size) / rx) ** 2 <= 1.0
-    blob = tf.logical_and(blob, apply)
+    blob = _random_ellipse(tf.shape(raw)[0], u, 5.0, 40.0, u[0] < probability)
     lam = tf.constant([ROLE_WAVELENGTHS.get(r, 1.0) for r in roles], tf.float32)
     factor = (0.08 + 0.42 * u[5]) * (lam / 0.56) ** -(0.5 + 2.5 * u[6])
     return tf.where(blob[..., None], raw * factor, raw)

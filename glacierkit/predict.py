@@ -1097,27 +1097,31 @@ def _block_rows(da: xr.DataArray, block_rows: int) -> int:
 
 
 # --------------------------------------------------------------------------- writing
-def _encode_unit(values: np.ndarray, rows: int = 1024) -> np.ndarray:
-    """[0, 1] floats -> uint8 ``round(v * 250)``; NaN -> 255 (by blocks of rows, to keep
-    the temporaries small on full scenes)."""
+def _by_rows(values: np.ndarray, encode, rows: int = 1024) -> np.ndarray:
+    """uint8 ``encode(block)`` of ``values`` by blocks of rows, so the temporaries stay
+    small on full scenes."""
     out = np.empty(values.shape, dtype="uint8")
     for r in range(0, values.shape[0], rows):
-        v = values[r: r + rows]
+        out[r: r + rows] = encode(values[r: r + rows])
+    return out
+
+
+def _encode_unit(values: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8 ``round(v * 250)``; NaN -> 255."""
+    def encode(v):
         enc = np.rint(np.clip(np.nan_to_num(v, nan=0.0), 0, 1) * PROBABILITY_SCALE)
         enc[~np.isfinite(v)] = NODATA_UINT8
-        out[r: r + rows] = enc
-    return out
+        return enc
+    return _by_rows(values, encode)
 
 
 def _encode_mask(values: np.ndarray, threshold: float) -> np.ndarray:
     """1 where ``p > threshold``, 0 elsewhere, 255 where NaN."""
-    out = np.empty(values.shape, dtype="uint8")
-    for r in range(0, values.shape[0], 1024):  # by blocks of rows: small temporaries
-        v = values[r: r + 1024]
+    def encode(v):
         block = (v > threshold).astype("uint8")
         block[np.isnan(v)] = NODATA_UINT8
-        out[r: r + 1024] = block
-    return out
+        return block
+    return _by_rows(values, encode)
 
 
 def _like(values: np.ndarray, grid: xr.DataArray, name: str) -> xr.DataArray:
