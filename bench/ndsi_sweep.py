@@ -40,8 +40,8 @@ import numpy as np
 import xarray as xr
 from affine import Affine
 
-from glacierkit import indices, threshold
-from glacierkit.slider import ThresholdExplorer
+from glacierkit import indices
+from glacierkit.ndsi import ThresholdExplorer, threshold
 
 ROLES = ("blue", "green", "red", "nir", "swir1", "swir2")
 

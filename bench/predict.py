@@ -215,8 +215,9 @@ def main() -> None:
 
     from _roofline import forward_flops, matmul_peak
 
-    from glacierkit.features import load_model
-    from glacierkit.predict import _plan, _resolve_model, predict_scene, write_prediction
+    from glacierkit.unet import load_model, predict_scene, write_prediction
+    from glacierkit.unet.artifact import resolve_model
+    from glacierkit.unet.windows import plan_windows
 
     height, width = args.size
     tmp = Path(tempfile.mkdtemp(prefix="gk-bench-", dir=args.tmp))
@@ -229,7 +230,7 @@ def main() -> None:
 
     model, sidecar = load_model(args.model)
     spec = sidecar["inputs"]
-    pred = _resolve_model((model, {**sidecar, "name": Path(args.model).stem}), args.precision)
+    pred = resolve_model((model, {**sidecar, "name": Path(args.model).stem}), args.precision)
     channels = spec.n_channels
     for m in {id(model): model, id(pred.model): pred.model}.values():
         m.predict_on_batch(np.zeros((1, 64, 64, channels), "float32"))
@@ -239,7 +240,7 @@ def main() -> None:
           f"{pred.radius} px; precision {pred.precision} (asked: {args.precision}); RSS once "
           f"loaded: {base_rss:.0f} MB")
 
-    plan = _plan(pred, height, width, window=args.window, overlap=args.overlap,
+    plan = plan_windows(pred, height, width, window=args.window, overlap=args.overlap,
                  context=args.context, batch_size=args.batch_size)
     wy, wx = plan.ay.window, plan.ax.window
     print(f"plan: {plan.n_windows} windows of {wy} x {wx} px (nominal {plan.window}, steps "

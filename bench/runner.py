@@ -20,7 +20,7 @@ import jupytext
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from glacierkit.run import execute_notebook  # noqa: E402
+from glacierkit.pipeline import execute_notebook
 
 
 def main() -> None:

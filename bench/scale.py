@@ -2,7 +2,7 @@
 
 **A. Across scenes.** ``N`` synthetic Landsat 8-like scenes (7 bands, uint16, tiled,
 deflate; ``--size`` pixels square) are predicted with a U-Net (random weights, the CPU
-preset's shape: 4 levels, 16 base filters) by :func:`glacierkit.batch.run_scenes`: COG
+preset's shape: 4 levels, 16 base filters) by :func:`glacierkit.pipeline.run_scenes`: COG
 outputs, outlines and ``result.json`` per scene, one task per scene. Two LocalClusters on
 127.0.0.1 run side by side, alternating: 1 worker and 2 workers, one thread each (and
 TensorFlow limited to one intra-op thread per worker). Workers are started and warmed up
@@ -16,7 +16,7 @@ time, scenes per minute (median of ``--repeats``), and the scaling ratio. The pl
 * ``ndsi``: open the scene, compute NDSI over every pixel (reduced to its mean so that
   nothing large travels back);
 * ``sweep``: NDSI, rasterized reference outlines and the threshold sweep
-  (``glacierkit.threshold.sweep``, a dask reduction of per-chunk class histograms),
+  (``glacierkit.ndsi.sweep``, a dask reduction of per-chunk class histograms),
 
 once **in memory** (``open_scene(path, chunks=False)``, numpy; on a worker without a memory
 limit) and once **chunked** (``open_scene(path, chunks=2048)``, dask; on a worker with
@@ -89,9 +89,9 @@ def read_peak(dask_worker=None) -> float:
 
 def warm_up(model_path: str, scene_path: str) -> int:
     """Import TensorFlow, load the model and predict once, in this worker."""
-    from glacierkit.chunked import cached_predictor
     from glacierkit.io import open_scene
-    from glacierkit.predict import predict_scene
+    from glacierkit.unet import predict_scene
+    from glacierkit.unet.predict_dask import cached_predictor
 
     scene = open_scene(scene_path).isel(y=slice(0, 256), x=slice(0, 256))
     predict_scene(cached_predictor(model_path), scene, progress=False)
@@ -113,8 +113,8 @@ def _local_cluster(n_workers: int, threads: int, memory_limit="auto", tf_threads
 def bench_scenes(args, tmp: Path, bp) -> dict:
     import keras
 
-    from glacierkit.batch import run_scenes
-    from glacierkit.features import InputSpec, save_model
+    from glacierkit.pipeline import run_scenes
+    from glacierkit.unet import InputSpec, save_model
 
     spec = InputSpec(("swir1", "nir", "blue"), ("ndsi",), mean=(0.2, 0.3, 0.3, 0.2),
                      std=(0.2, 0.2, 0.3, 0.5), patch_size=args.window)
@@ -235,7 +235,7 @@ def task_sweep(scene_path: str, chunks, outlines) -> int:
     scene = open_scene(scene_path, chunks=chunks)
     index = ndsi(scene)
     labels = rasterize_outlines(outlines, like=scene)
-    from glacierkit.threshold import sweep
+    from glacierkit.ndsi import sweep
 
     table = sweep(index, labels)
     return int(table["TP"].iloc[0] + table["FN"].iloc[0])
@@ -258,7 +258,7 @@ def bench_big(args, tmp: Path, bp) -> dict:
     import dask
     import distributed  # noqa: F401 - its config must exist before dask.config.set below
 
-    impl = "glacierkit.threshold.sweep"
+    impl = "glacierkit.ndsi.sweep"
     path = tmp / "big.tif"
     t = time.perf_counter()
     bp.write_scene(path, args.big_size, args.big_size)
@@ -345,7 +345,7 @@ def main() -> None:
     # warn on every one, here and in the workers (which inherit the environment)
     import warnings
 
-    from glacierkit.guard import DomainShiftWarning
+    from glacierkit.exceptions import DomainShiftWarning
 
     warnings.simplefilter("ignore", DomainShiftWarning)
     os.environ["PYTHONWARNINGS"] = "ignore::UserWarning"

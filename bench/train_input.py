@@ -4,7 +4,7 @@ Trains the ``cpu`` preset on the real tiles of the Alps training scenes, fed two
 measured side by side in alternating rounds of one process (the machine is shared, so only
 ratios of interleaved medians mean something):
 
-- ``pipeline``: :func:`glacierkit.patches.training_dataset`, the tf.data pipeline that
+- ``pipeline``: :func:`glacierkit.unet.training_dataset`, the tf.data pipeline that
   training uses, with the on-the-fly flips/rotations;
 - ``in_memory``: one batch of the same shape held as tensors and repeated, so the input
   costs nothing: the upper bound.
@@ -55,9 +55,15 @@ def main() -> None:
     import tensorflow as tf
     from _roofline import forward_flops, matmul_peak
 
-    from glacierkit.model import PRESETS, build_unet, count_params
-    from glacierkit.precision import cast_model
-    from glacierkit.train import TrainConfig, _loss, _optimizer, _precision, prepare_patches
+    from glacierkit.unet import (
+        PRESETS,
+        TrainConfig,
+        build_unet,
+        cast_model,
+        count_params,
+        prepare_patches,
+    )
+    from glacierkit.unet.train import _loss, _optimizer, _precision
 
     config = TrainConfig()
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +83,7 @@ def main() -> None:
         print(f"{name} preset: depth {p.depth}, base_filters {p.base_filters}; parameters "
               f"with {counts}")
 
-    from glacierkit.patches import training_dataset
+    from glacierkit.unet import training_dataset
 
     pipe, steps_per_epoch = training_dataset(patches, b, seed=0)
     xb, yb, wb = next(iter(pipe))

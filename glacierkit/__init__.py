@@ -1,30 +1,53 @@
 """glacierkit: glacier mapping from Landsat and Sentinel-2, NDSI and Deep U-Net.
 
-The light modules are imported here; the TensorFlow-backed ones (``model``, ``train``,
-``predict``) load on first use, so ``import glacierkit`` stays fast.
+The folders follow the pipeline (README: Architecture)::
+
+    data/ -> io/ -> bands, labels, indices, prep -> ndsi/    (the NDSI baseline)
+                                                 -> unet/    (train, predict, write)
+                                                 -> evaluate/ (compare, other regions)
+                                   pipeline/ runs the notebooks, batches and the CLI
+
+The most used functions are re-exported here: :func:`open_scene`, :func:`sweep`,
+:func:`learn_threshold`, :class:`TrainConfig`, :func:`fit`, :func:`predict_scene`,
+:func:`predict_to_files`, :func:`compare_methods`, :func:`cross_region` and
+:class:`GlacierKitError`. Nothing is imported before it is used, so ``import glacierkit``
+stays fast and TensorFlow loads only with the U-Net.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from . import bands, data, exceptions, io, labels
+from ._util import lazy_exports
 from .exceptions import GlacierKitError
 
 __version__ = "0.1.0"
 
-_LAZY = {"indices", "metrics", "threshold", "patches", "model", "train", "predict",
-         "vectorize", "evaluate", "plot", "prep", "run", "cli", "separability", "slider",
-         "features", "batch", "chunked", "precision", "layers", "guard", "regions", "staging",
-         "qgis", "report"}
+_EXPORTS = {
+    # subpackages and modules, in pipeline order
+    "data": ".data",
+    "io": ".io",
+    "bands": ".bands",
+    "labels": ".labels",
+    "indices": ".indices",
+    "prep": ".prep",
+    "metrics": ".metrics",
+    "ndsi": ".ndsi",
+    "unet": ".unet",
+    "vectorize": ".vectorize",
+    "evaluate": ".evaluate",
+    "plot": ".plot",
+    "qgis": ".qgis",
+    "staging": ".staging",
+    "pipeline": ".pipeline",
+    "exceptions": ".exceptions",
+    # the curated functions
+    "open_scene": ".io.scene",
+    "sweep": ".ndsi.threshold",
+    "TrainConfig": ".unet.config",
+    "fit": ".unet.train",
+    "predict_scene": ".unet.predict",
+    "compare_methods": ".evaluate.compare",
+    "cross_region": ".evaluate.regions",
+}
 
-__all__ = ["bands", "data", "exceptions", "io", "labels", "GlacierKitError", "__version__",
-           *sorted(_LAZY)]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f".{name}", __name__)
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'glacierkit' has no attribute {name!r}")
+__all__ = ["GlacierKitError", "__version__", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,4 @@
-"""Compiled (numba) per-class histogram kernels behind :mod:`glacierkit.threshold`.
+"""Compiled (numba) per-class histogram kernels behind :mod:`glacierkit.ndsi.threshold`.
 
 Private module. Each kernel makes **one pass** over the pixels and counts, per class
 (0 other, 1 glacier), how many pixels fall in each interval between sorted thresholds

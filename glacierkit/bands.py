@@ -28,17 +28,7 @@ import xarray as xr
 
 from .exceptions import UnknownBandError, UnknownSensorError
 
-__all__ = [
-    "ROLES",
-    "PAPER_BANDS",
-    "TRUE_COLOUR",
-    "Sensor",
-    "get_sensor",
-    "sensor_ids",
-    "normalize_band_name",
-    "select_bands",
-    "composite",
-]
+__all__ = ["ROLES", "PAPER_BANDS", "TRUE_COLOUR", "Sensor", "get_sensor", "sensor_ids", "normalize_band_name", "select_bands", "composite"]
 
 #: The roles every optical sensor table may fill (OLI-equivalent bands).
 ROLES: tuple[str, ...] = ("coastal", "blue", "green", "red", "nir", "swir1", "swir2")

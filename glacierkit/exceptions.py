@@ -6,25 +6,7 @@ Every error names the offending value and says how to fix it. Catch
 
 from __future__ import annotations
 
-__all__ = [
-    "GlacierKitError",
-    "DataNotFoundError",
-    "ChecksumError",
-    "UnknownSensorError",
-    "UnknownBandError",
-    "BandCountError",
-    "MissingCRSError",
-    "NotGeoreferencedError",
-    "NoOverlapError",
-    "AllNodataError",
-    "CorruptFileError",
-    "ParameterError",
-    "OutputError",
-    "OutputExistsError",
-    "ReflectanceRangeError",
-    "OutlineGeometryError",
-    "UnsupportedGridError",
-]
+__all__ = ["GlacierKitError", "DataNotFoundError", "ChecksumError", "UnknownSensorError", "UnknownBandError", "BandCountError", "MissingCRSError", "NotGeoreferencedError", "NoOverlapError", "AllNodataError", "CorruptFileError", "ParameterError", "OutputError", "OutputExistsError", "ReflectanceRangeError", "OutlineGeometryError", "UnsupportedGridError", "LeakySplitWarning", "DomainShiftWarning", "StepFailed", "KernelNotFoundError"]
 
 
 class GlacierKitError(Exception):
@@ -100,3 +82,19 @@ class OutlineGeometryError(GlacierKitError, ValueError):
 
 class UnsupportedGridError(GlacierKitError, ValueError):
     """A raster grid glacierkit cannot work on (rotated or sheared geotransforms)."""
+
+
+class LeakySplitWarning(UserWarning):
+    """The random tile split puts correlated (even identical) pixels in both sets."""
+
+
+class DomainShiftWarning(UserWarning):
+    """The scene lies outside what the model was trained on."""
+
+
+class StepFailed(GlacierKitError):
+    """A notebook of the pipeline raised an error."""
+
+
+class KernelNotFoundError(GlacierKitError, LookupError):
+    """The ``glacierkit`` Jupyter kernel is not registered in this environment."""

@@ -15,7 +15,7 @@ from .bands import select_bands
 __all__ = ["normalized_difference", "ndsi", "ndwi", "band_ratio", "red_swir_ratio"]
 
 
-def _band(scene: xr.DataArray, role: str) -> xr.DataArray:
+def role_band(scene: xr.DataArray, role: str) -> xr.DataArray:
     """One band by role or name, as a view (no copy) without band coordinates."""
     names = [str(b) for b in scene["band"].values]
     roles = [str(r) for r in scene["role"].values] if "role" in scene.coords else []
@@ -69,7 +69,7 @@ def ndsi(scene: xr.DataArray) -> xr.DataArray:
     Dozier, J. (1989). Spectral signature of alpine snow cover from the Landsat Thematic
     Mapper. *Remote Sensing of Environment* 28, 9-22.
     """
-    out = normalized_difference(_band(scene, "green"), _band(scene, "swir1"))
+    out = normalized_difference(role_band(scene, "green"), role_band(scene, "swir1"))
     return _finish(out, scene, "ndsi", "(green - swir1) / (green + swir1)")
 
 
@@ -84,13 +84,13 @@ def ndwi(scene: xr.DataArray) -> xr.DataArray:
     McFeeters, S. K. (1996). The use of the Normalized Difference Water Index (NDWI) in the
     delineation of open water features. *Int. J. Remote Sensing* 17(7), 1425-1432.
     """
-    out = normalized_difference(_band(scene, "green"), _band(scene, "nir"))
+    out = normalized_difference(role_band(scene, "green"), role_band(scene, "nir"))
     return _finish(out, scene, "ndwi", "(green - nir) / (green + nir)")
 
 
 def band_ratio(scene: xr.DataArray, numerator: str, denominator: str) -> xr.DataArray:
     """``numerator / denominator`` by role, NaN where the denominator is 0 or NaN."""
-    num, den = _band(scene, numerator), _band(scene, denominator)
+    num, den = role_band(scene, numerator), role_band(scene, denominator)
     out = num / den.where(den != 0)
     return _finish(out, scene, f"{numerator}_{denominator}_ratio",
                    f"{numerator} / {denominator}")

@@ -37,8 +37,7 @@ from .exceptions import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IGNORE", "read_outlines", "rasterize_outlines", "align_raster", "glacier_fraction",
-           "reference", "known", "partial_outline_labels", "PARTIAL_MASKS"]
+__all__ = ["IGNORE", "read_outlines", "rasterize_outlines", "align_raster", "glacier_fraction", "reference", "known", "partial_outline_labels", "PARTIAL_MASKS"]
 
 #: Label value of unknown pixels (counted in no class).
 IGNORE = 255
@@ -76,7 +75,7 @@ def read_outlines(outlines, ids: Iterable[str] | None = None, id_column: str = "
     """
     import geopandas as gpd
 
-    from . import data as _data
+    from .data import samples as _data
 
     if isinstance(outlines, gpd.GeoDataFrame):
         gdf = outlines
@@ -313,7 +312,7 @@ def align_raster(raster, like: xr.DataArray) -> xr.DataArray:
     """Put a raster label (path or DataArray) on the grid of ``like`` (nearest neighbour)."""
     from rasterio.enums import Resampling
 
-    from .io import open_raster
+    from .io.raster import open_raster
 
     da = open_raster(raster) if not isinstance(raster, xr.DataArray) else raster
     if da.rio.crs is None:

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .labels import IGNORE
+from .labels import IGNORE, known
 
-__all__ = ["Counts", "confusion", "scores", "score_arrays", "table", "METRICS"]
+__all__ = ["Counts", "confusion", "scores", "score_arrays", "table", "METRICS", "ERROR_CODES", "error_classes"]
 
 #: Metric names in the order tables show them.
 METRICS = ("MA", "FA", "OA", "KC", "precision", "recall", "F1", "IoU")
@@ -151,3 +151,28 @@ def table(rows: dict[str, Counts], pooled: str | None = "pooled") -> pd.DataFram
         s = scores(c)
         records.append({"name": name, **c.as_dict(), **{k: s[k] for k in METRICS}})
     return pd.DataFrame.from_records(records)
+
+
+#: Codes of :func:`error_classes`, in the order of :data:`ERROR_COLOURS`.
+ERROR_CODES = {"TN": 0, "TP": 1, "FP": 2, "FN": 3}
+NODATA_CODE = 255
+
+
+def error_classes(prediction, labels) -> np.ndarray:
+    """Per-pixel error class codes: 0 TN, 1 TP, 2 FP, 3 FN, 255 no data.
+
+    ``prediction`` is boolean or float (glacier where ``> 0``; NaN is no data, e.g. a NaN
+    index); ``labels`` is the reference (glacier where ``> 0``, NaN no data).
+    """
+    p = np.asarray(getattr(prediction, "values", prediction))
+    r = np.asarray(getattr(labels, "values", labels))
+    if p.shape != r.shape:
+        raise ValueError(f"Prediction shape {p.shape} differs from labels shape {r.shape}.")
+    with np.errstate(invalid="ignore"):
+        pg, rg = p > 0, r > 0
+    codes = np.where(pg, np.where(rg, 1, 2), np.where(rg, 3, 0)).astype("uint8")
+    bad = ~known(r)  # NaN or IGNORE (unknown) in the reference
+    if p.dtype.kind == "f":
+        bad |= np.isnan(p)
+    codes[bad] = NODATA_CODE
+    return codes

@@ -26,13 +26,9 @@ import numpy as np
 import xarray as xr
 
 from .bands import PAPER_BANDS, composite
-from .labels import known
+from .metrics import ERROR_CODES, NODATA_CODE, error_classes
 
-__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS",
-           "show_split", "show_patches", "show_dihedral", "leaflet_map", "ERROR_CODES",
-           "error_classes", "display_stride", "show_error_map", "show_profiles", "map_view",
-           "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view",
-           "grid"]
+__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS", "show_split", "show_patches", "show_dihedral", "leaflet_map", "display_stride", "show_error_map", "show_profiles", "map_view", "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view", "grid"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
 ERROR_COLOURS = {"TN": "#f2f2f2", "TP": "#4a90d9", "FP": "#e8542f", "FN": "#f5c518"}
@@ -95,7 +91,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from ._util import atomic_path
 
     path = Path(path)
     rendered = not hasattr(fig, "savefig")
@@ -125,8 +121,8 @@ def _box_patch(scene: xr.DataArray, box, **kwargs):
 def show_split(scene: xr.DataArray, patches, name: str, *, labels: xr.DataArray | None = None,
                ax=None, roles: Sequence[str] = PAPER_BANDS):
     """The composite with the kept training tiles (cyan), dropped tiles (grey) and the
-    validation block (red, hatched) of one scene of a :class:`~glacierkit.patches.Patches`."""
-    from .patches import Box
+    validation block (red, hatched) of one scene of a :class:`~glacierkit.unet.Patches`."""
+    from .unet.tiles import Box
 
     ax = show_composite(scene, roles=roles, labels=labels, ax=ax, title=name)
     cat = patches.catalogue[patches.catalogue["scene"] == name]
@@ -186,7 +182,7 @@ def show_dihedral(patches, index: int = 0):
     """One training tile under the 8 flips/rotations that augmentation draws from."""
     import matplotlib.pyplot as plt
 
-    from .patches import dihedral
+    from .unet.augment import dihedral
 
     fig, axes = plt.subplots(1, 8, figsize=(16, 2.4))
     for k, ax in enumerate(axes):
@@ -261,31 +257,6 @@ def display_stride(shape: tuple[int, int], max_pixels: int) -> int:
     return s
 
 
-#: Codes of :func:`error_classes`, in the order of :data:`ERROR_COLOURS`.
-ERROR_CODES = {"TN": 0, "TP": 1, "FP": 2, "FN": 3}
-NODATA_CODE = 255
-
-
-def error_classes(prediction, labels) -> np.ndarray:
-    """Per-pixel error class codes: 0 TN, 1 TP, 2 FP, 3 FN, 255 no data.
-
-    ``prediction`` is boolean or float (glacier where ``> 0``; NaN is no data, e.g. a NaN
-    index); ``labels`` is the reference (glacier where ``> 0``, NaN no data).
-    """
-    p = np.asarray(getattr(prediction, "values", prediction))
-    r = np.asarray(getattr(labels, "values", labels))
-    if p.shape != r.shape:
-        raise ValueError(f"Prediction shape {p.shape} differs from labels shape {r.shape}.")
-    with np.errstate(invalid="ignore"):
-        pg, rg = p > 0, r > 0
-    codes = np.where(pg, np.where(rg, 1, 2), np.where(rg, 3, 0)).astype("uint8")
-    bad = ~known(r)  # NaN or IGNORE (unknown) in the reference
-    if p.dtype.kind == "f":
-        bad |= np.isnan(p)
-    codes[bad] = NODATA_CODE
-    return codes
-
-
 def _error_cmap():
     from matplotlib.colors import ListedColormap
 
@@ -297,7 +268,7 @@ def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, 
     """Map of ``index > threshold`` against the labels: TP, FP, FN coloured, TN light grey.
 
     Scenes larger than ``max_pixels`` are drawn from every ``s``-th pixel (the legend then
-    counts the drawn pixels; exact counts come from :func:`glacierkit.threshold.sweep`).
+    counts the drawn pixels; exact counts come from :func:`glacierkit.ndsi.sweep`).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -327,7 +298,7 @@ def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, 
 
 
 def show_profiles(profiles, *, ax=None, title: str | None = None):
-    """Per-class spectral profiles from :func:`glacierkit.separability.spectral_profiles`."""
+    """Per-class spectral profiles from :func:`glacierkit.ndsi.spectral_profiles`."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -469,7 +440,7 @@ def error_view(values: xr.DataArray, labels, threshold: float, *, outlines=None,
 
 def histogram_view(hist, *, marks: dict[str, float] | None = None, title: str = "",
                    width: int = 420, height: int = 260):
-    """An :class:`glacierkit.threshold.IndexHistogram` split by class (stacked), with the
+    """An :class:`glacierkit.ndsi.IndexHistogram` split by class (stacked), with the
     smoothed counts, the peaks and valley, and labelled lines (e.g. ``{"Otsu": 0.41}``)."""
     import pandas as pd
 

@@ -8,11 +8,8 @@ band names) and ``<scene>_labels.tif`` (uint8: 1 glacier, 0 other, 255 no data),
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,53 +17,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import data as _data
+from ._util import atomic_path, slug
+from .data import samples as _data
 from .exceptions import CorruptFileError, DataNotFoundError, NoOverlapError, ParameterError
-from .io import atomic_path, open_scene, write_raster
+from .io.scene import open_scene
+from .io.write import write_raster
 from .labels import rasterize_outlines
 
 log = logging.getLogger(__name__)
 
-__all__ = ["slug", "prepare_scene", "prepare_scenes", "ensure_prepared", "scene_outlines",
-           "load_manifest",
-           "load_prepared",
-           "LABEL_NODATA"]
+__all__ = ["prepare_scene", "prepare_scenes", "ensure_prepared", "scene_outlines", "load_manifest", "load_prepared", "LABEL_NODATA"]
 
 LABEL_NODATA = 255
 
 
-#: Longest slug in UTF-8 bytes (file systems allow 255 bytes per name; this leaves room
-#: for suffixes such as ``_labels.tif`` and for staging names).
-SLUG_MAX = 100
-
-
-def slug(name: str) -> str:
-    """A file-name-safe version of a scene name (``alps-s2/aletsch`` -> ``alps-s2_aletsch``).
-
-    Letters and digits of any script are kept (``冰川.tif`` -> ``冰川``); every other run of
-    characters becomes ``_``. A slug never starts with ``.`` (hidden files, ``.``/``..``)
-    and is never empty: a name with nothing left (``???.tif``) becomes ``scene-<hash>``, a
-    short hash of the full name, so different names never share a folder by accident.
-    """
-    text = str(name)
-    if os.sep in text or "/" in text:
-        p = Path(text)
-        if p.exists():
-            text = p.stem.replace("_MTL", "") if p.is_file() else p.name
-    text = unicodedata.normalize("NFC", text)
-    out = re.sub(r"[^\w.-]+", "_", text).strip("_").lstrip(".-")
-    if len(out.encode("utf-8", "surrogateescape")) > SLUG_MAX:
-        digest = hashlib.sha1(str(name).encode("utf-8", "surrogateescape")).hexdigest()[:10]
-        while len(out.encode("utf-8", "surrogateescape")) > SLUG_MAX - 11:
-            out = out[:-1]
-        out = f"{out}-{digest}"
-    if not out.strip("._-"):
-        digest = hashlib.sha1(str(name).encode("utf-8", "surrogateescape")).hexdigest()[:10]
-        out = f"scene-{digest}"
-    return out
-
-
-def _sample_outlines(name: str):
+def sample_outlines(name: str):
     try:
         entry = _data.get_scene(name)
     except DataNotFoundError:
@@ -84,7 +49,7 @@ def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sens
                               tags={k: da.attrs[k] for k in ("sensor", "product", "date",
                                                                "scene_id") if da.attrs.get(k)})
     valid = np.isfinite(da.values).all(axis=0)
-    source = outlines or _sample_outlines(scene)
+    source = outlines or sample_outlines(scene)
     labels_path, fraction = None, float("nan")
     if source is not None:
         try:
@@ -207,7 +172,7 @@ def load_prepared(output_dir: str | os.PathLike, scene: str,
 
     ``scene`` is the name given to :func:`prepare_scenes` (or its slug).
     """
-    from .io import open_raster
+    from .io.raster import open_raster
 
     table = load_manifest(output_dir)
     row = table[(table["scene"] == scene) | (table["slug"] == scene)]
@@ -235,7 +200,7 @@ def scene_outlines(scene: str, outlines=None, like: xr.DataArray | None = None):
 
     from .labels import read_outlines
 
-    source = outlines or _sample_outlines(scene)
+    source = outlines or sample_outlines(scene)
     if source is None:
         return None
     gdf = read_outlines(source)

@@ -1,7 +1,7 @@
 """QGIS layer styles (``.qml`` sidecars) so predictions open readable in QGIS.
 
 QGIS loads ``<name>.qml`` beside ``<name>.tif`` as the layer's default style. The styles
-follow the files' encodings (:func:`glacierkit.predict.write_prediction`): probability and
+follow the files' encodings (:func:`glacierkit.unet.write_prediction`): probability and
 confidence are shown as 0..1 ramps (the uint8 files carry the scale 0.004, which GDAL and
 QGIS apply), the mask as a two-class palette with "not glacier" transparent. Nodata (255 or
 NaN) is declared in the files and so transparent.
@@ -70,7 +70,7 @@ def raster_style(kind: str) -> str:
 
 def write_style(raster: str | os.PathLike, kind: str) -> Path:
     """Write ``raster``'s QGIS default style ``<stem>.qml`` beside it, atomically."""
-    from .io import atomic_path
+    from ._util import atomic_path
 
     path = Path(raster).with_suffix(".qml")
     with atomic_path(path) as tmp:

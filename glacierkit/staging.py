@@ -40,8 +40,7 @@ from .exceptions import OutputError, OutputExistsError, ParameterError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["output_set", "check_target", "check_output_dir", "check_prefix", "existing_set",
-           "make_private_dir", "fault_point", "PREDICTION_STEMS", "FAULT_ENV"]
+__all__ = ["output_set", "check_target", "check_output_dir", "check_prefix", "existing_set", "make_private_dir", "fault_point", "PREDICTION_STEMS", "FAULT_ENV"]
 
 #: The environment variable naming a fault point (tests only).
 FAULT_ENV = "GLACIERKIT_FAULT_POINT"

@@ -29,8 +29,7 @@ from .exceptions import GlacierKitError, MissingCRSError, NoOverlapError, Parame
 
 log = logging.getLogger(__name__)
 
-__all__ = ["mask_to_polygons", "write_outlines", "compare_outlines", "boundary_distances",
-           "OutlineComparison"]
+__all__ = ["mask_to_polygons", "write_outlines", "compare_outlines", "boundary_distances", "OutlineComparison"]
 
 #: The uint8 nodata value of glacierkit masks.
 NODATA_UINT8 = 255
@@ -139,7 +138,7 @@ def _area_km2(gdf) -> np.ndarray:
 
 def write_outlines(gdf, path: str | os.PathLike, layer: str = "glaciers") -> Path:
     """Write outlines to a GeoPackage atomically (the file appears only when complete)."""
-    from .io import atomic_path
+    from ._util import atomic_path
 
     path = Path(path)
     if path.suffix.lower() != ".gpkg":

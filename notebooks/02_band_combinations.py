@@ -46,7 +46,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import glacierkit as gk
-from glacierkit import separability as sp
+from glacierkit.ndsi import separability as sp
 from glacierkit.io import write_table
 from glacierkit.plot import save_figure, show_composite, show_profiles
 

@@ -54,7 +54,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import glacierkit as gk
-from glacierkit import threshold as th
+from glacierkit.ndsi import threshold as th
 from glacierkit.io import write_table
 from glacierkit.plot import histogram_view, save_figure, show_error_map, sweep_view
 
@@ -95,7 +95,7 @@ histograms
 # %% [markdown]
 # ## Table 4: the paper's thresholds on the training and the test scenes
 #
-# One exact pass per scene gives every row (`glacierkit.threshold.sweep`). `pooled` adds the
+# One exact pass per scene gives every row (`glacierkit.ndsi.sweep`). `pooled` adds the
 # counts of the scenes before computing the metrics. The KC table at the end puts the
 # scenes side by side.
 
@@ -194,7 +194,7 @@ water
 # %%
 slider_data, slider_labels = gk.prep.load_prepared(output_dir, slider_scene)
 slider_index = gk.indices.ndsi(slider_data)
-explorer = gk.slider.ThresholdExplorer(slider_index, slider_labels, fine, threshold=learned,
+explorer = gk.ndsi.ThresholdExplorer(slider_index, slider_labels, fine, threshold=learned,
                                        max_pixels=max_pixels, title=slider_scene)
 explorer
 

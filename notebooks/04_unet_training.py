@@ -98,9 +98,9 @@ import holoviews as hv
 import pandas as pd
 
 import glacierkit as gk
-from glacierkit.io import atomic_path
+from glacierkit._util import atomic_path
 from glacierkit.plot import save_figure
-from glacierkit.train import TrainConfig
+from glacierkit.unet import TrainConfig
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
 
@@ -113,7 +113,7 @@ hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the ins
 output_dir = Path(output_dir)
 model_dir = output_dir / "model"
 if init_model:  # fine-tuning keeps the pretrained model's inputs
-    init_spec = gk.features.load_model(gk.features.resolve_model_path(init_model))[1]["inputs"]
+    init_spec = gk.unet.load_model(gk.unet.resolve_model_path(init_model))[1]["inputs"]
     bands, extra, normalization = list(init_spec.bands), list(init_spec.extra), init_spec.normalization
     print(f"fine-tuning {init_model}: inputs {init_spec.channels}, {normalization} normalization")
 (output_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ config = TrainConfig(bands=bands, extra=extra, preset=preset, depth=depth,
                      shadows=shadows,
                      resolutions=resolutions, normalization=normalization, prior=prior,
                      seed=seed, strategy=strategy)
-n_params = gk.model.count_params(config.n_channels, config.model_depth, config.model_filters)
+n_params = gk.unet.count_params(config.n_channels, config.model_depth, config.model_filters)
 print(f"channels {config.channels}, depth {config.model_depth}, base filters "
       f"{config.model_filters}: {n_params:,} parameters; {config.optimizer} lr {config.lr}")
 
@@ -140,7 +140,7 @@ print(f"channels {config.channels}, depth {config.model_depth}, base filters "
 # %%
 gk.prep.ensure_prepared(output_dir, [*scenes, *glacier_free])  # so the notebook runs alone
 init_spec = init_spec if init_model else None
-patches = gk.train.prepare_patches(config, scenes, prepared_dir=output_dir, spec=init_spec,
+patches = gk.unet.prepare_patches(config, scenes, prepared_dir=output_dir, spec=init_spec,
                                    glacier_free=glacier_free)
 summary = patches.summary()
 model_dir.mkdir(parents=True, exist_ok=True)
@@ -176,8 +176,8 @@ fig = gk.plot.show_dihedral(patches, index=0)
 
 # %%
 t0 = time.perf_counter()
-result = gk.train.fit(config, patches, model_dir,
-                      init_model=gk.features.resolve_model_path(init_model) if init_model else None)
+result = gk.unet.fit(config, patches, model_dir,
+                      init_model=gk.unet.resolve_model_path(init_model) if init_model else None)
 print(f"{time.perf_counter() - t0:.0f} s; started at epoch {result.initial_epoch}; "
       f"best epoch {result.best_epoch + 1} of {config.epochs}; model: {result.model_path}")
 

@@ -59,8 +59,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import glacierkit as gk
-from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET
-from glacierkit.plot import error_view, glacier_table_view, save_figure, show_composite, show_error_map
+from glacierkit._util import NDSI_LEARNED, NDSI_ORACLE, UNET
+from glacierkit.plot import (
+    error_view,
+    glacier_table_view,
+    save_figure,
+    show_composite,
+    show_error_map,
+)
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
 
@@ -68,7 +74,7 @@ hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the ins
 output_dir = Path(output_dir)
 figures = output_dir / "figures"
 figures.mkdir(parents=True, exist_ok=True)
-model_path = gk.features.resolve_model_path(model_path)
+model_path = gk.unet.resolve_model_path(model_path)
 result = gk.evaluate.compare_methods(output_dir, model_path, test_scenes, train_scenes,
                                      metric=metric, tta=tta, overlap=overlap, n_boot=n_boot)
 pd.Series({"model": model_path.name,
@@ -194,7 +200,7 @@ gk.plot.leaflet_map(m["scene"], {"RGI outlines": reference, "U-Net outlines": pr
 # %%
 if other_region:
     learned_t = result.thresholds["ndsi_learned"]
-    other = gk.regions.cross_region(model_path, other_region, ndsi_threshold=learned_t,
+    other = gk.evaluate.cross_region(model_path, other_region, ndsi_threshold=learned_t,
                                     mask=other_region_mask, tta=tta, overlap=overlap,
                                     output_dir=output_dir / "other_region")
     display_cols = ["scene", "method", "threshold", "MA", "FA", "OA", "KC", "IoU", "rock_FA"]
@@ -208,7 +214,7 @@ other_table
 # NDSI-learned's minus 0.02, and at most 5 % of the clear rock called glacier.
 
 # %%
-gk.regions.passes(other.table).round(3) if other_region else None
+gk.evaluate.passes(other.table).round(3) if other_region else None
 
 # %% [markdown]
 # What each method does with each surface, in % of the surface's pixels called glacier
@@ -239,7 +245,7 @@ if other_region:
 
 # %% [markdown]
 # **The domain-shift guard.** Every prediction compares the scene with the model's training
-# data and checks the map's physical sense (`glacierkit.guard`); its findings are in the
+# data and checks the map's physical sense (`glacierkit.unet.guard`); its findings are in the
 # GeoTIFF tags (`other_region/*/probability.tif`). Here, per date:
 
 # %%
@@ -267,7 +273,7 @@ for name, prob in probabilities.items():
     axes[1].set_title("U-Net glacier probability", fontsize=9)
     fig.colorbar(im, ax=axes[1], shrink=0.7)
     fig.tight_layout()
-    save_figure(fig, figures / f"05_unlabelled_{gk.prep.slug(name)}.png")
+    save_figure(fig, figures / f"05_unlabelled_{gk._util.slug(name)}.png")
 
 # %% [markdown]
 # Every GeoTIFF and GeoPackage written here carries its CRS: drag `predictions/*/` into QGIS.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 from affine import Affine
 
@@ -94,7 +95,7 @@ def assert_same_grid(out: xr.DataArray, ref: xr.DataArray) -> None:
 
 def run_notebook(name: str, output_dir: Path, **parameters) -> Path:
     """Execute notebooks/<name>.ipynb headlessly with papermill (parameters checked)."""
-    from glacierkit.run import NOTEBOOK_DIR, execute_notebook
+    from glacierkit.pipeline import NOTEBOOK_DIR, execute_notebook
 
     out = Path(output_dir) / "notebooks" / f"{name}.ipynb"
     return execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", out,
@@ -155,7 +156,7 @@ def fit_tiny_model(folder: Path, *, size: tuple[int, int], window: int, n_tiles:
     sidecar; returns ``(path, model, spec)``."""
     import keras
 
-    from glacierkit.features import InputSpec, feature_stack, normalize, save_model
+    from glacierkit.unet import InputSpec, feature_stack, normalize, save_model
 
     keras.utils.set_random_seed(seed)
     scene, glacier = make_scene(*size, seed=3)
@@ -180,7 +181,7 @@ def save_untrained_model(folder: Path, *, window: int = 32, seed: int = 4,
     Its outputs spread around 0.5, so any change in the inputs shows in them."""
     import keras
 
-    from glacierkit.features import InputSpec, feature_stack, save_model
+    from glacierkit.unet import InputSpec, feature_stack, save_model
 
     keras.utils.set_random_seed(seed)
     scene, _ = make_scene(64, 64, seed=3)

@@ -25,7 +25,7 @@ def _renderer(path):
 
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_prediction_layers_get_styles_matching_their_encoding(probability, tmp_path, dtype):
-    from glacierkit.predict import write_prediction
+    from glacierkit.unet import write_prediction
 
     out = tmp_path / "pred"
     paths = write_prediction(probability, out, threshold=0.5, probability_dtype=dtype)

@@ -9,7 +9,7 @@ stride 32, Adam with cosine decay, batch 8, 30 epochs, best validation accuracy 
 Each trained model is then scored on:
 
 - the Alps validation blocks (from training; pooled KC);
-- Athabasca, all three dates, on the known-truth mask (:mod:`glacierkit.regions`): KC and
+- Athabasca, all three dates, on the known-truth mask (:mod:`glacierkit.evaluate.regions`): KC and
   the rock false-alarm rate, next to NDSI at the threshold learned on the train scenes;
 - the Alps test scenes (Morteratsch, Gorner; pooled KC). **Reported, never used to choose.**
 
@@ -105,8 +105,8 @@ def prepared(out: Path) -> Path:
 def learned_threshold(data: Path) -> float:
     from glacierkit.data import split
     from glacierkit.indices import ndsi
+    from glacierkit.ndsi import best_threshold, fine_grid, pool, sweep
     from glacierkit.prep import load_prepared
-    from glacierkit.threshold import best_threshold, fine_grid, pool, sweep
 
     tables = []
     for s in split("alps-s2")["train"]:
@@ -120,7 +120,7 @@ def pseudo_labels(teacher: Path, scene, low: float = 0.1, high: float = 0.9):
     import xarray as xr
 
     from glacierkit.labels import IGNORE
-    from glacierkit.predict import predict_scene
+    from glacierkit.unet import predict_scene
 
     p = predict_scene(str(teacher), scene, progress=False).values
     lab = np.full(p.shape, IGNORE, dtype="uint8")
@@ -156,8 +156,8 @@ def alps_test(model_path: Path, data: Path, t_ndsi: float) -> dict:
     from glacierkit.data import split
     from glacierkit.indices import ndsi
     from glacierkit.metrics import Counts, confusion, scores
-    from glacierkit.predict import predict_scene
     from glacierkit.prep import load_prepared
+    from glacierkit.unet import predict_scene
 
     out = {}
     total, total_ndsi = Counts(0, 0, 0, 0), Counts(0, 0, 0, 0)
@@ -176,7 +176,7 @@ def alps_test(model_path: Path, data: Path, t_ndsi: float) -> dict:
 def spectral(model_path: Path) -> dict:
     """% called glacier per surface on mosaics of the US-glacier spectra, both sensors."""
     from glacierkit.data import spectra
-    from glacierkit.regions import spectral_sense
+    from glacierkit.evaluate import spectral_sense
 
     out = {}
     for sensor in ("landsat", "sentinel2-sr"):
@@ -193,8 +193,9 @@ def spectral_ok(sp: dict) -> bool:
 
 
 def run(name: str, seed: int, epochs: int, out: Path, data: Path, t_ndsi: float) -> dict:
-    from glacierkit.regions import NDSI_LEARNED, UNET, cross_region
-    from glacierkit.train import TrainConfig, fit
+    from glacierkit._util import NDSI_LEARNED, UNET
+    from glacierkit.evaluate import cross_region
+    from glacierkit.unet import TrainConfig, fit
 
     changes, options = RECIPES[name]
     folder = out / f"{slug(name)}-s{seed}"

@@ -6,7 +6,7 @@
    step);
 2. runs notebook 04 with its default parameters (the committed recipe, see
    ``models/README.md``) once per seed, into ``<output>/seed-<n>/``;
-3. averages the seeds' models into one (:func:`glacierkit.train.save_ensemble`), scores it
+3. averages the seeds' models into one (:func:`glacierkit.unet.train.save_ensemble`), scores it
    on the same validation blocks, and copies it to ``models/unet_alps_s2.*``.
 
 About 6-7 minutes per seed on 2 CPU cores. Run from the repository root. Training is
@@ -34,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from glacierkit.data import split
+    from glacierkit.pipeline import NOTEBOOK_DIR, execute_notebook, notebook_parameters
     from glacierkit.prep import prepare_scenes
-    from glacierkit.run import NOTEBOOK_DIR, execute_notebook, notebook_parameters
-    from glacierkit.train import save_ensemble
+    from glacierkit.unet import save_ensemble
 
     out = Path(args.output).resolve()
     defaults = notebook_parameters(NOTEBOOK_DIR / "04_unet_training.ipynb")

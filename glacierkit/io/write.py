@@ -1,0 +1,101 @@
+"""TODO docstring: io.write (from io)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from .._util import atomic_path
+from ..exceptions import (
+    MissingCRSError,
+)
+
+__all__ = ["write_raster", "write_table"]
+
+
+def write_table(table, path: str | os.PathLike, index: bool = False) -> Path:
+    """Write a DataFrame as CSV atomically (folders created); return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=index)
+    return path
+
+
+def write_raster(
+    da: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    dtype: str | None = None,
+    nodata: float | int | None = None,
+    cog: bool = True,
+    tags: Mapping[str, object] | None = None,
+    descriptions: Sequence[str] | None = None,
+    compress: str = "DEFLATE",
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
+    resampling: str = "NEAREST",
+) -> Path:
+    """Write a georeferenced raster atomically (a cloud-optimized GeoTIFF by default).
+
+    The file appears only when complete: it is written under a temporary name, converted
+    to a COG with overviews (so QGIS opens it fast), then renamed. Band descriptions default
+    to the ``band`` coordinate, so :func:`open_scene` can read the file back by band name.
+    NaN is written as ``nodata`` (NaN for floats unless given). ``scales``/``offsets`` (one
+    per band) are stored as GDAL's unscaling metadata (``value * scale + offset``);
+    ``resampling`` is the overview resampling (``NEAREST`` for classes, ``AVERAGE`` for
+    continuous values).
+    """
+    from rasterio.shutil import copy as rio_copy
+
+    path = Path(path)
+    if da.rio.crs is None:
+        raise MissingCRSError(
+            f"Refusing to write {path} without a CRS. Set it with da.rio.write_crs('EPSG:xxxx')."
+        )
+    out = da if "band" in da.dims else da.expand_dims(band=[1])
+    out = out.transpose("band", "y", "x")
+    dtype = np.dtype(dtype or out.dtype)
+    if nodata is None and np.issubdtype(dtype, np.floating):
+        nodata = np.nan
+    if descriptions is None:
+        descriptions = [str(b) for b in out["band"].values] if "band" in da.dims else None
+    if np.issubdtype(dtype, np.integer) and np.issubdtype(out.dtype, np.floating):
+        fill = 0 if nodata is None else nodata
+        out = out.fillna(fill)
+    out = out.astype(dtype, copy=False)  # no copy of a full scene already in its dtype
+    out = out.rio.write_nodata(nodata, encoded=False) if nodata is not None else out
+    out.attrs = {}
+    out.encoding = {}
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    with atomic_path(path) as final_tmp:
+        tmp_gtiff = final_tmp.with_name(final_tmp.name + ".gtiff")
+        try:
+            predictor = 3 if np.issubdtype(dtype, np.floating) else 2
+            out.rio.to_raster(tmp_gtiff, driver="GTiff", tiled=True, blockxsize=256,
+                              blockysize=256, compress=compress, predictor=predictor,
+                              interleave="band", BIGTIFF="IF_SAFER", tags=all_tags,
+                              windowed=True)  # block by block: no full-size copy
+            with rasterio.open(tmp_gtiff, "r+") as dst:
+                if descriptions is not None:
+                    for i, d in enumerate(descriptions, start=1):
+                        dst.set_band_description(i, str(d))
+                if scales is not None:
+                    dst.scales = tuple(float(v) for v in scales)
+                if offsets is not None:
+                    dst.offsets = tuple(float(v) for v in offsets)
+            if cog:
+                rio_copy(tmp_gtiff, final_tmp, driver="COG", COMPRESS=compress,
+                         PREDICTOR="YES", OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
+                         RESAMPLING=resampling)
+            else:
+                os.replace(tmp_gtiff, final_tmp)
+        finally:
+            if tmp_gtiff.exists():
+                tmp_gtiff.unlink()
+    return path

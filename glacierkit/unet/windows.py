@@ -1,0 +1,268 @@
+"""TODO docstring: unet.windows (from predict)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..exceptions import (
+    GlacierKitError,
+    ParameterError,
+)
+
+if TYPE_CHECKING:
+    from .artifact import Predictor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["window_weights"]
+
+#: The smallest default window; larger than a typical training patch gives more context.
+MIN_DEFAULT_WINDOW = 256
+#: The largest default window (pixels). Larger windows waste less work on context.
+MAX_DEFAULT_WINDOW = 1792
+#: Memory (bytes) the activations of one default window may take, estimated as
+#: ``ACTIVATION_BYTES_PER_FILTER[precision]`` bytes per pixel per filter of the first
+#: convolution. More in bfloat16, whose windows and row blocks are stored in half the bytes.
+WINDOW_MEMORY = {"float32": 640 * 2**20, "bfloat16": 800 * 2**20}
+#: Measured (RSS growth of one forward pass): the committed U-Net, 16 first filters, took
+#: 444-468 bytes per window pixel in float32 and 232 in bfloat16.
+ACTIVATION_BYTES_PER_FILTER = {"float32": 30, "bfloat16": 15}
+#: Pixels per forward pass when ``batch_size`` is not given.
+BATCH_PIXELS = 2**20
+#: Default context (pixels at each window edge given zero weight) as a fraction of the
+#: model's receptive-field radius. For the committed U-Net (radius about 107 px) the window
+#: edge changed the output by more than 0.01 up to 72 px inside the window and by less than
+#: 0.007 from 76 px on (the three Alps training/unlabelled scenes, every 16-px offset).
+CONTEXT_FRACTION = 0.7
+#: Width (pixels) of the sine-squared ramp between neighbouring windows when ``overlap`` is
+#: not given, beyond the context (rounded up to the pooling factor; 0: a hard crop).
+BLEND_RAMP = 16
+
+
+# --------------------------------------------------------------------------- geometry
+def window_weights(window: int) -> np.ndarray:
+    """The 1-D blending taper ``sin^2(pi (t + 0.5) / window)``, ``t = 0 .. window - 1``.
+
+    Never zero (the smallest value is ``sin^2(pi / (2 window))``), and at 50% overlap two
+    neighbouring tapers sum to exactly 1. It is ``blend_weights(window, window // 2)``.
+    """
+    t = np.arange(window, dtype="float64")
+    return (np.sin(np.pi * (t + 0.5) / window) ** 2).astype("float32")
+
+
+def blend_weights(window: int, step: int, context: int = 0) -> np.ndarray:
+    """The 1-D weight of a window's pixels when windows ``step`` apart are blended.
+
+    Zero on the ``context`` pixels at each edge (predicted only to give the others
+    context), then a sine-squared ramp ``sin^2(pi (t + 0.5) / (2 ramp))`` over the
+    ``ramp = window - step - 2 context`` pixels shared with the neighbour, then 1. The
+    ramps of neighbours sum to exactly 1. With ``context=0`` and ``step = window / 2`` it is
+    :func:`window_weights`; with ``ramp = 0`` it is a plain crop (each pixel comes from the
+    one window that sees it with at least ``context`` pixels of context). If the ramps
+    would overlap each other (overlap above 50%), the part between the contexts is one
+    sine-squared bump.
+    """
+    if not 0 <= 2 * context <= window - step:
+        raise ParameterError(
+            f"context={context} must be at most half the overlap of the windows "
+            f"(window {window} - step {step} = {window - step}) / 2."
+        )
+    w = np.zeros(window, dtype="float64")
+    inner = window - 2 * context
+    ramp = window - step - 2 * context
+    if ramp == 0:
+        w[context: window - context] = 1
+    elif 2 * ramp > inner:
+        t = np.arange(inner, dtype="float64")
+        w[context: window - context] = np.sin(np.pi * (t + 0.5) / inner) ** 2
+    else:
+        t = np.arange(ramp, dtype="float64")
+        r = np.sin(np.pi * (t + 0.5) / (2 * ramp)) ** 2
+        w[context: context + ramp] = r
+        w[context + ramp: window - context - ramp] = 1
+        w[window - context - ramp: window - context] = r[::-1]
+    return w.astype("float32")
+
+
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Reflect indices into ``[0, size)`` (numpy's ``reflect`` mode, repeated as needed)."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    r = np.mod(index, period)
+    return np.where(r >= size, period - r, r)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """Window positions along one axis: window ``j`` covers ``[start + j*step, ... + window)``.
+
+    ``context`` pixels at each end of a window get zero weight. The scene is reflected by
+    ``margin = window - step - context`` pixels before the first window, so the first
+    scene pixel already has the full weight of one window and at least ``context`` pixels
+    of (reflected) context; the last window reaches at least as far beyond the scene.
+    """
+
+    size: int
+    window: int
+    step: int
+    context: int = 0
+
+    @property
+    def margin(self) -> int:
+        return self.window - self.step - self.context
+
+    @property
+    def start(self) -> int:
+        return -self.margin
+
+    @property
+    def count(self) -> int:
+        return max(1, math.ceil((self.size + 2 * self.margin - self.window) / self.step) + 1)
+
+    @property
+    def padded(self) -> int:
+        return (self.count - 1) * self.step + self.window
+
+    def taper(self) -> np.ndarray:
+        return blend_weights(self.window, self.step, self.context)
+
+    def norm(self, taper: np.ndarray | None = None) -> np.ndarray:
+        """Accumulated taper weight per padded position."""
+        taper = self.taper() if taper is None else taper
+        acc = np.zeros(self.padded, dtype="float64")
+        for j in range(self.count):
+            acc[j * self.step: j * self.step + self.window] += taper
+        return acc.astype("float32")
+
+
+def _fit_axis(size: int, window: int, step: int, context: int, multiple: int,
+              fixed: bool) -> Axis:
+    """The fewest windows of at most ``window`` pixels that cover ``size`` pixels, each as
+    small as possible (a multiple of ``multiple``), with the same overlap, context and
+    margin: no more pixels are predicted beyond the scene than needed."""
+    ax = Axis(size, window, step, context)
+    if fixed:
+        return ax
+    n, overlap = ax.count, window - step
+    need = size + 2 * ax.margin
+    w = int(math.ceil((need + (n - 1) * overlap) / n / multiple)) * multiple
+    if w >= window or w - overlap < 1:
+        return ax
+    fitted = Axis(size, w, w - overlap, context)
+    if fitted.count != n or fitted.margin != ax.margin:  # pragma: no cover - by construction
+        raise GlacierKitError(f"Internal error: window fit {fitted} differs from {ax}.")
+    return fitted
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where the windows go: the nominal window, step, context and overlap, and the fitted
+    windows along y and x."""
+
+    window: int
+    step: int
+    context: int
+    overlap: float
+    ay: Axis
+    ax: Axis
+    batch_size: int
+
+    @property
+    def n_windows(self) -> int:
+        return self.ay.count * self.ax.count
+
+    @property
+    def pixel_factor(self) -> float:
+        """Predicted pixels per scene pixel."""
+        return (self.ay.count * self.ay.window * self.ax.count * self.ax.window
+                / max(1, self.ay.size * self.ax.size))
+
+    def attrs(self) -> dict:
+        return {"context": self.context, "window_shape": f"{self.ay.window}x{self.ax.window}",
+                "n_windows": self.n_windows}
+
+
+def _window_size(window: int | None, pred: Predictor) -> int:
+    m = pred.multiple
+    if pred.fixed is not None:
+        if window is not None and window != pred.fixed:
+            raise ParameterError(
+                f"This model takes fixed {pred.fixed}x{pred.fixed} inputs; window={window} "
+                f"cannot be used. Leave window unset."
+            )
+        return pred.fixed
+    if window is None:
+        # As large as the activation memory allows, up to MAX_DEFAULT_WINDOW.
+        per_px = ACTIVATION_BYTES_PER_FILTER.get(pred.precision, 30) * max(1, pred.first_filters)
+        budget = WINDOW_MEMORY.get(pred.precision, WINDOW_MEMORY["float32"])
+        side = int(math.sqrt(budget / per_px)) // m * m
+        window = max(MIN_DEFAULT_WINDOW, pred.spec.patch_size, min(MAX_DEFAULT_WINDOW, side))
+        return int(math.ceil(window / m) * m)
+    window = int(window)
+    if window <= 0 or window % m:
+        raise ParameterError(
+            f"window={window} must be a positive multiple of {m} (the model downsamples "
+            f"{m}x). Try {max(m, round(window / m) * m)}."
+        )
+    return window
+
+
+def _step_size(window: int, overlap: float, multiple: int) -> int:
+    if not 0 <= overlap < 1:
+        raise ParameterError(f"overlap={overlap} must be in [0, 1); 0.5 is the usual choice.")
+    step = int(round(window * (1 - overlap) / multiple)) * multiple
+    return min(window, max(multiple, step))
+
+
+def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None,
+          overlap: float | None, context: int | None, batch_size: int | None) -> Plan:
+    """Window size, step and context for a scene (see :func:`predict_scene`)."""
+    m = pred.multiple
+    win = _window_size(window, pred)
+    if context is not None:
+        if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or \
+                context < 0:
+            raise ParameterError(f"context={context!r} must be an integer >= 0 (pixels).")
+        ctx = int(context)
+    else:
+        ctx = pred.context
+    if overlap is None:
+        ramp = int(math.ceil(BLEND_RAMP / m)) * m if BLEND_RAMP else 0
+        step = (win - 2 * ctx - ramp) // m * m
+        if step < m:
+            if context is not None:
+                raise ParameterError(
+                    f"window={win} is too small for context={ctx}: it needs at least "
+                    f"{2 * ctx + ramp + m} px. Use a larger window or a smaller context."
+                )
+            ctx = max(0, (win - ramp - m) // 2)
+            step = max(m, (win - 2 * ctx - ramp) // m * m)
+            log.warning("window=%d is small for this model (receptive radius %d px): only %d "
+                        "px of context per window edge; predictions near window edges may "
+                        "differ. Use a larger window.", win, pred.radius, ctx)
+        ovl = (win - step) / win
+    else:
+        step = _step_size(win, float(overlap), m)
+        ovl = float(overlap)
+        if context is not None and 2 * ctx > win - step:
+            raise ParameterError(
+                f"context={ctx} needs an overlap of at least {2 * ctx} px, but window={win} "
+                f"with overlap={overlap} overlaps by {win - step} px. Leave overlap unset."
+            )
+        ctx = min(ctx, (win - step) // 2)
+    fixed = pred.fixed is not None
+    ay = _fit_axis(height, win, step, ctx, m, fixed)
+    ax = _fit_axis(width, win, step, ctx, m, fixed)
+    if batch_size is None:
+        batch = max(1, BATCH_PIXELS // (ay.window * ax.window))
+    else:
+        batch = int(batch_size)
+        if batch < 1:
+            raise ParameterError(f"batch_size={batch_size} must be at least 1.")
+    return Plan(win, step, ctx, ovl, ay, ax, batch)

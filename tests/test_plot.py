@@ -1,0 +1,157 @@
+"""The interactive hvplot views of glacierkit.plot, rendered to HTML by HoloViews (Bokeh) and,
+for the curves, to PNG by HoloViews' matplotlib backend, as headless runs save them."""
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from bokeh.models import GlyphRenderer, HoverTool
+from bokeh.plotting import figure
+
+from conftest import make_scene
+
+matplotlib.use("Agg")
+hv = pytest.importorskip("holoviews")
+
+
+@pytest.fixture
+def scene_and_outlines():
+    import geopandas as gpd
+    from shapely.geometry import MultiPolygon, box
+
+    scene, glacier = make_scene(height=80, width=60)
+    left, bottom, right, top = scene.rio.bounds()
+    mid = (left + right) / 2
+    outlines = gpd.GeoDataFrame(
+        {"RGIId": ["RGI60-11.00001", "RGI60-11.00002"], "Name": ["Planted", "Twin"],
+         "area_km2": [1.2, 0.1]},
+        geometry=[box(left, bottom, mid, top),
+                  MultiPolygon([box(mid + 100, top - 400, mid + 300, top - 200),
+                                box(mid + 400, top - 400, mid + 600, top - 200)])],
+        crs=scene.rio.crs).to_crs("EPSG:4326")  # any CRS: the view reprojects
+    return scene, glacier, outlines
+
+
+def _html(view, tmp_path, name="view.html") -> str:
+    path = tmp_path / name
+    hv.save(view, str(path), backend="bokeh", resources="inline")
+    text = path.read_text()
+    assert "Bokeh" in text and len(text) > 10_000
+    return text
+
+
+def _flat(nested) -> list[float]:
+    if np.ndim(nested) == 0:
+        return [float(nested)]
+    return [v for item in nested for v in _flat(item)]
+
+
+def _glyphs(view) -> dict:
+    """``{glyph type name: [its data source's data]}`` of the view rendered by Bokeh."""
+    model = hv.render(view, backend="bokeh")
+    glyphs = {}
+    for r in model.select({"type": GlyphRenderer}):
+        glyphs.setdefault(type(r.glyph).__name__, []).append(dict(r.data_source.data))
+    return glyphs
+
+
+def test_map_view_renders_composite_and_hoverable_outlines(scene_and_outlines, tmp_path):
+    from glacierkit.plot import map_view
+
+    scene, _, outlines = scene_and_outlines
+    view = map_view(scene, outlines={"RGI outlines": outlines}, title="planted")
+    glyphs = _glyphs(view)
+    rgba = glyphs["ImageRGBA"][0]["image"][0]
+    assert rgba.shape == (80, 60)  # rasterized, not upsampled: one screen cell per pixel here
+    polys = glyphs["MultiPolygons"][0]
+    assert list(polys["RGIId"]) == ["RGI60-11.00001", "RGI60-11.00002", "RGI60-11.00002"]
+    xs = np.asarray(_flat(polys["xs"]))
+    left, _, right, _ = scene.rio.bounds()  # reprojected to the scene's CRS (metres)
+    assert left - 1 <= xs.min() and xs.max() <= right + 1
+    model = hv.render(view, backend="bokeh")
+    assert any("RGIId" in str(t.tooltips) for t in model.select({"type": HoverTool}))
+    text = _html(view, tmp_path)
+    assert "RGI60-11.00001" in text and "planted" in text
+
+
+def test_error_view_classes_match_error_classes(scene_and_outlines, tmp_path):
+    from glacierkit.indices import ndsi
+    from glacierkit.metrics import ERROR_CODES, error_classes
+    from glacierkit.plot import ERROR_COLOURS, error_view
+
+    scene, glacier, outlines = scene_and_outlines
+    index = ndsi(scene)
+    labels = glacier.astype("float32")
+    labels[:5] = np.nan  # no data: transparent
+    view = error_view(index, labels, 0.3, outlines=outlines, title="errors")
+    codes = _glyphs(view)["Image"][0]["image"][0]
+    expected = error_classes(np.where(np.isnan(index.values), np.nan, index.values > 0.3), labels)
+    for name, code in ERROR_CODES.items():
+        assert (codes == code).sum() == (expected == code).sum(), name
+    assert np.isnan(codes).sum() == 5 * 60
+    assert (codes == ERROR_CODES["FP"]).sum() == 36  # the planted 6 x 6 lake
+    text = _html(view, tmp_path)
+    assert all(ERROR_COLOURS[k].lower() in text.lower() for k in ("TP", "FP", "FN"))
+    assert '"FN"' in text and "errors" in text
+
+
+def test_curve_views_render_to_html_and_png(tmp_path):
+    from glacierkit.indices import ndsi
+    from glacierkit.ndsi import threshold as th
+    from glacierkit.plot import histogram_view, history_view, save_figure, sweep_view
+
+    scene, glacier = make_scene()
+    index, labels = ndsi(scene), glacier.astype("float32")
+    hist = th.histogram(index, labels)
+    table = th.sweep(index, labels, th.fine_grid())
+    history = pd.DataFrame({"epoch": range(5), "loss": np.linspace(1, 0.2, 5),
+                            "val_loss": np.linspace(1.1, 0.3, 5),
+                            "accuracy": np.linspace(0.6, 0.95, 5),
+                            "val_accuracy": np.linspace(0.55, 0.9, 5),
+                            "val_iou": np.linspace(0.4, 0.8, 5), "val_kc": np.linspace(0.2, 0.7, 5)})
+    open_figures = set(matplotlib.pyplot.get_fignums())
+    views = {"hist": histogram_view(hist, marks={"Otsu": th.otsu(hist)}, title="NDSI"),
+             "sweep": sweep_view(table, mark=0.3, title="sweep"),
+             "history": history_view(history, best_epoch=3)}
+    for name, view in views.items():
+        _html(view, tmp_path, f"{name}.html")
+        png = save_figure(view, tmp_path / f"{name}.png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000, name
+    text = _html(views["hist"], tmp_path)
+    assert "glacier (labels)" in text and "Otsu 0." in text and "valley" in text
+    assert "KC" in _html(views["sweep"], tmp_path)
+    text = _html(views["history"], tmp_path)
+    assert "validation (OA)" in text and "best (val accuracy)" in text and "val_kc" not in text
+    assert len(views["history"]) == 3
+    assert set(matplotlib.pyplot.get_fignums()) == open_figures  # PNG renderings were closed
+
+
+def test_grid_keeps_each_views_axes(tmp_path):
+    from glacierkit.indices import ndsi
+    from glacierkit.ndsi import threshold as th
+    from glacierkit.plot import grid, histogram_view
+
+    scene, glacier = make_scene()
+    small, _ = make_scene(height=16, width=12)
+    views = [histogram_view(th.histogram(ndsi(s)), title=t) for s, t in ((scene, "big"), (small, "small"))]
+    model = hv.render(grid(views, cols=2), backend="bokeh")
+    tops = sorted(f.y_range.end for f in model.select({"type": figure}))
+    assert tops[0] < tops[1] / 4  # the small scene's counts are not squashed by the big one's
+    fig = hv.render(grid(views, cols=2), backend="matplotlib")
+    ylims = sorted(ax.get_ylim()[1] for ax in fig.axes)
+    assert ylims[0] < ylims[-1] / 4
+
+
+def test_glacier_table_view_is_sortable_html(tmp_path):
+    from bokeh.models import DataTable
+
+    from glacierkit.plot import glacier_table_view
+
+    df = pd.DataFrame({"RGIId": ["RGI60-11.01450", "RGI60-11.01238"],
+                       "ref_area_km2": [80.123456, 16.5], "pred_area_km2": [78.9, 16.1]})
+    view = glacier_table_view(df)
+    assert "RGI60-11.01450" in _html(view, tmp_path)
+    model = hv.render(view, backend="bokeh")
+    (table,) = model.select({"type": DataTable})
+    assert list(table.source.data["ref_area_km2"]) == [80.123, 16.5]  # rounded for display
+    assert [c.field for c in table.columns] == list(df.columns) and table.sortable
