@@ -151,7 +151,7 @@ def main() -> None:
         counts = got[["TP", "FP", "FN", "TN"]].to_numpy()
         if not np.array_equal(counts, reference):
             raise SystemExit(f"{name} differs from the per-threshold loop: not exact")
-    # The label files' own format: uint8, 1 glacier, 0 other, 255 unknown (labels.IGNORE).
+    # The label files' own format: uint8, 1 glacier, 0 other, 255 unknown (NODATA).
     labels8 = np.where(np.isnan(labels), 255, labels).astype("uint8")
     fused8 = threshold.sweep_scene(scene, labels8, grid)
     if not np.array_equal(fused8[["TP", "FP", "FN", "TN"]].to_numpy(), reference):

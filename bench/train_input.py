@@ -63,7 +63,7 @@ def main() -> None:
         count_params,
         prepare_patches,
     )
-    from glacierkit.unet.train import _loss, _optimizer, _precision
+    from glacierkit.unet.train import make_loss, make_optimizer, train_precision
 
     config = TrainConfig()
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,9 +99,9 @@ def main() -> None:
 
     keras.utils.set_random_seed(0)
     model = build_unet(config.n_channels, config.model_depth, config.model_filters)
-    model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=_loss(config.loss),
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=make_loss(config.loss),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
-    precision = _precision(config, None, bool(tf.config.list_physical_devices("GPU")))
+    precision = train_precision(config, None, bool(tf.config.list_physical_devices("GPU")))
     peaks = {k: matmul_peak(k) for k in {"float32", precision}
              | (set() if args.skip_bf16 else {"bfloat16"})}
     _fit_rate(model, memory, 3, b)  # compile and warm up both paths
@@ -126,7 +126,7 @@ def main() -> None:
         paper = TrainConfig.paper()
         keras.utils.set_random_seed(0)
         big = build_unet(paper.n_channels, paper.model_depth, paper.model_filters)
-        big.compile(optimizer=_optimizer(paper, steps_per_epoch), loss=_loss(paper.loss))
+        big.compile(optimizer=make_optimizer(paper, steps_per_epoch), loss=make_loss(paper.loss))
         paper_batch = tf.data.Dataset.from_tensors(
             (xb[..., :paper.n_channels], yb, wb)).repeat()
         _fit_rate(big, paper_batch, 1, b)
@@ -139,7 +139,7 @@ def main() -> None:
         bf16 = cast_model(f32, "bfloat16")
         models = {"float32": f32, "bfloat16": bf16}
         for m in models.values():
-            m.compile(optimizer=_optimizer(config, steps_per_epoch), loss=_loss(config.loss))
+            m.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=make_loss(config.loss))
             _fit_rate(m, memory, 3, b)
         prec_rates: dict[str, list[float]] = {k: [] for k in models}
         for r in range(args.bf16_rounds):

@@ -39,7 +39,9 @@ _EXPORTS = {
     "staging": ".staging",
     "pipeline": ".pipeline",
     "exceptions": ".exceptions",
-    # the curated functions
+    # the curated names
+    "NODATA": "._util",
+    "slug": "._util",
     "open_scene": ".io.scene",
     "sweep": ".ndsi.threshold",
     "TrainConfig": ".unet.config",

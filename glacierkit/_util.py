@@ -1,9 +1,21 @@
-"""TODO docstring: _util (from prep, evaluate, io)."""
+"""Small helpers that every part of glacierkit shares, and nothing else.
+
+- :func:`atomic_path`: write a file under a temporary name, rename it over the target only
+  when complete (every file glacierkit writes goes through it).
+- :func:`jsonable` / :func:`to_json` / :func:`write_json` / :func:`read_json`: the one JSON
+  encoding (numpy numbers as numbers, NaN as ``null``), written atomically.
+- :func:`slug`: a file-name-safe scene name.
+- :data:`NODATA` (255): the unknown label and the nodata of every uint8 raster.
+- :data:`UNET`, :data:`NDSI_LEARNED`, :data:`NDSI_ORACLE`: the names of the compared methods.
+- :func:`lazy_exports`: the lazy re-exports of the package ``__init__`` files.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+import math
 import os
 import re
 import sys
@@ -12,11 +24,16 @@ import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CHECKOUT", "slug", "UNET", "NDSI_LEARNED", "NDSI_ORACLE", "atomic_path"]
+__all__ = ["CHECKOUT", "NODATA", "jsonable", "to_json", "write_json", "read_json", "slug", "UNET", "NDSI_LEARNED", "NDSI_ORACLE", "atomic_path"]
 
 #: The folder above the package: the checkout, for an editable install (``models/``,
 #: ``notebooks/``).
 CHECKOUT = Path(__file__).resolve().parent.parent
+
+#: The one nodata code of glacierkit's uint8 rasters: unknown label pixels (they count in no
+#: class: metrics, sweeps, the slider, training), and nodata in the probability, mask,
+#: confidence and error-class rasters.
+NODATA = 255
 
 #: Longest slug in UTF-8 bytes (file systems allow 255 bytes per name; this leaves room
 #: for suffixes such as ``_labels.tif`` and for staging names).
@@ -57,7 +74,8 @@ NDSI_ORACLE = "NDSI, per-scene oracle (upper bound)"
 
 
 # --------------------------------------------------------------------------- writing
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read without changing it for good)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -74,11 +92,51 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield tmp
         if tmp.exists():  # mkstemp makes 0600 files: give the usual permissions
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# --------------------------------------------------------------------------- JSON
+def jsonable(value):
+    """``value`` in plain JSON types, the one rule for every JSON file glacierkit writes.
+
+    numpy scalars become Python numbers, arrays and tuples lists, mapping keys text; NaN and
+    infinities become ``null`` (JSON has no NaN, and ``NaN`` in a file breaks strict
+    readers); paths and any other object become their text.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy
+        return jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def to_json(value, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """:func:`jsonable` ``value`` as JSON text."""
+    return json.dumps(jsonable(value), indent=indent, sort_keys=sort_keys, allow_nan=False,
+                      ensure_ascii=False)
+
+
+def write_json(path: str | os.PathLike, value, indent: int | None = 2) -> Path:
+    """Write ``value`` as JSON (:func:`to_json`) atomically; return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(to_json(value, indent) + "\n", encoding="utf-8")
+    return path
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON value in ``path`` (``OSError``/``ValueError`` on a missing or damaged file)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- packages

@@ -9,7 +9,7 @@ cut by the outline are as often in as out. ``all_touched=True`` marks every pixe
 outline touches and inflates glacier area by about half a pixel all round (on the Alps
 sample, Aletsch goes from 0.635 to 0.662 glacier fraction).
 
-**Unknown pixels.** Labels hold 1 (glacier), 0 (not glacier) and :data:`IGNORE` = 255
+**Unknown pixels.** Labels hold 1 (glacier), 0 (not glacier) and :data:`NODATA` = 255
 (unknown: no data, or outside a partial outline where the truth is not known). In memory,
 float labels may use NaN for the same. Every consumer (training tiles and loss, metrics,
 threshold sweeps, the slider, error maps) counts an unknown pixel in no class;
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ._util import NODATA
 from .exceptions import (
     DataNotFoundError,
     GlacierKitError,
@@ -37,23 +38,21 @@ from .exceptions import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IGNORE", "read_outlines", "rasterize_outlines", "align_raster", "glacier_fraction", "reference", "known", "partial_outline_labels", "PARTIAL_MASKS"]
+__all__ = ["read_outlines", "rasterize_outlines", "align_raster", "glacier_fraction", "reference", "known", "partial_outline_labels", "PARTIAL_MASKS"]
 
-#: Label value of unknown pixels (counted in no class).
-IGNORE = 255
 
 
 def known(labels) -> np.ndarray:
-    """Boolean mask of pixels whose label is known (not NaN, not :data:`IGNORE`)."""
+    """Boolean mask of pixels whose label is known (not NaN, not :data:`NODATA`)."""
     values = np.asarray(getattr(labels, "values", labels))
-    ok = values != IGNORE
+    ok = values != NODATA
     if values.dtype.kind == "f":
         ok &= ~np.isnan(values)
     return ok
 
 
 def reference(labels) -> np.ndarray:
-    """Labels as float32: 1 glacier, 0 not glacier, NaN unknown (NaN or :data:`IGNORE`)."""
+    """Labels as float32: 1 glacier, 0 not glacier, NaN unknown (NaN or :data:`NODATA`)."""
     values = np.asarray(getattr(labels, "values", labels))
     out = (values > 0).astype("float32") if values.dtype != bool else values.astype("float32")
     out[~known(values)] = np.nan
@@ -351,7 +350,7 @@ def partial_outline_labels(outlines, like: xr.DataArray, scenes=(), *,
     glacier". The ``known-truth`` mask keeps only pixels whose truth is known: glacier
     inside the outline, and outside it only pixels that are clearly not snow or ice on
     every date: NDSI below ``clear_below`` in every one of ``scenes``. Everything else is
-    :data:`IGNORE`. This mask favours NDSI (NDSI cannot make a false alarm on it by
+    :data:`NODATA`. This mask favours NDSI (NDSI cannot make a false alarm on it by
     construction), so report a method's false-alarm rate on its ``0`` pixels beside kappa.
 
     Parameters
@@ -373,7 +372,7 @@ def partial_outline_labels(outlines, like: xr.DataArray, scenes=(), *,
     Returns
     -------
     xarray.DataArray
-        ``(y, x)`` uint8: 1, 0 or :data:`IGNORE`, on ``like``'s grid, named ``glacier``.
+        ``(y, x)`` uint8: 1, 0 or :data:`NODATA`, on ``like``'s grid, named ``glacier``.
     """
     from rasterio.enums import Resampling
 
@@ -383,7 +382,7 @@ def partial_outline_labels(outlines, like: xr.DataArray, scenes=(), *,
     if mask not in PARTIAL_MASKS:
         raise ParameterError(f"Unknown mask {mask!r}. Valid: {sorted(PARTIAL_MASKS)}.")
     inside = rasterize_outlines(outlines, like=like, all_touched=all_touched)
-    values = np.where(inside.values > 0, 1, IGNORE).astype("uint8")
+    values = np.where(inside.values > 0, 1, NODATA).astype("uint8")
     if mask == "outline":
         values[:] = (inside.values > 0).astype("uint8")
     elif mask == "known-truth":
@@ -404,5 +403,5 @@ def partial_outline_labels(outlines, like: xr.DataArray, scenes=(), *,
                        name="glacier",
                        attrs={"mask": mask, "clear_below": clear_below,
                               "long_name": "glacier (1) / not glacier (0) / unknown (255)",
-                              "_FillValue": IGNORE})
+                              "_FillValue": NODATA})
     return out.rio.write_crs(like.rio.crs).rio.write_transform(like.rio.transform())

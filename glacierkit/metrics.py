@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .labels import IGNORE, known
+from ._util import NODATA
+from .labels import known
 
 __all__ = ["Counts", "confusion", "scores", "score_arrays", "table", "METRICS", "ERROR_CODES", "error_classes"]
 
@@ -64,7 +65,7 @@ def confusion(pred, ref, valid=None) -> Counts:
     pred, ref
         Arrays (numpy, xarray or dask) of the same shape: glacier where > 0 (booleans or
         0/1). NaN in either, and reference pixels equal to
-        :data:`glacierkit.labels.IGNORE` (255, unknown), are excluded.
+        :data:`glacierkit.NODATA` (255, unknown), are excluded.
     valid
         Optional boolean mask; only True pixels count.
     """
@@ -76,7 +77,7 @@ def confusion(pred, ref, valid=None) -> Counts:
     if p.dtype.kind == "f":
         ok &= ~np.isnan(p)
     if r.dtype != bool:
-        ok &= r != IGNORE  # unknown (partial outlines, no data)
+        ok &= r != NODATA  # unknown (partial outlines, no data)
     if r.dtype.kind == "f":
         ok &= ~np.isnan(r)
     if valid is not None:
@@ -155,7 +156,6 @@ def table(rows: dict[str, Counts], pooled: str | None = "pooled") -> pd.DataFram
 
 #: Codes of :func:`error_classes`, in the order of :data:`ERROR_COLOURS`.
 ERROR_CODES = {"TN": 0, "TP": 1, "FP": 2, "FN": 3}
-NODATA_CODE = 255
 
 
 def error_classes(prediction, labels) -> np.ndarray:
@@ -171,8 +171,8 @@ def error_classes(prediction, labels) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         pg, rg = p > 0, r > 0
     codes = np.where(pg, np.where(rg, 1, 2), np.where(rg, 3, 0)).astype("uint8")
-    bad = ~known(r)  # NaN or IGNORE (unknown) in the reference
+    bad = ~known(r)  # NaN or NODATA (unknown) in the reference
     if p.dtype.kind == "f":
         bad |= np.isnan(p)
-    codes[bad] = NODATA_CODE
+    codes[bad] = NODATA
     return codes

@@ -19,16 +19,17 @@ and predictions overlay exactly.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from ._util import NODATA
 from .bands import PAPER_BANDS, composite
-from .metrics import ERROR_CODES, NODATA_CODE, error_classes
+from .metrics import ERROR_CODES, error_classes
 
-__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS", "show_split", "show_patches", "show_dihedral", "leaflet_map", "display_stride", "show_error_map", "show_profiles", "map_view", "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view", "grid"]
+__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS", "show_split", "show_patches", "show_dihedral", "leaflet_map", "display_stride", "show_error_map", "show_profiles", "map_view", "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view", "methods_error_grid", "grid"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
 ERROR_COLOURS = {"TN": "#f2f2f2", "TP": "#4a90d9", "FP": "#e8542f", "FN": "#f5c518"}
@@ -282,7 +283,7 @@ def show_error_map(index: xr.DataArray, labels: xr.DataArray, threshold: float, 
     with np.errstate(invalid="ignore"):
         pred = np.where(np.isnan(values), np.nan, values > t)
     codes = error_classes(pred, labels)
-    shown = np.ma.masked_equal(codes, NODATA_CODE)
+    shown = np.ma.masked_equal(codes, NODATA)
     ax.imshow(shown, extent=extent(index), cmap=_error_cmap(), vmin=-0.5, vmax=3.5,
               interpolation="nearest")
     n = {k: int((codes == c).sum()) for k, c in ERROR_CODES.items()}
@@ -425,7 +426,7 @@ def error_view(values: xr.DataArray, labels, threshold: float, *, outlines=None,
     with np.errstate(invalid="ignore"):
         pred = np.where(np.isnan(v), np.nan, v > t) if v.dtype.kind == "f" else v > t
     codes = error_classes(pred, labels).astype("float32")
-    codes[codes == NODATA_CODE] = np.nan
+    codes[codes == NODATA] = np.nan
     da = xr.DataArray(codes, coords={"y": values["y"], "x": values["x"]}, dims=("y", "x"),
                       name="error")
     order = ("TN", "TP", "FP", "FN")
@@ -527,3 +528,35 @@ def glacier_table_view(glaciers, *, columns: Sequence[str] | None = None, height
     cols = list(columns or glaciers.columns)
     return glaciers[cols].round(3).hvplot.table(columns=cols, sortable=True, height=height,
                                                 width=min(1000, 120 * len(cols)))
+
+
+def methods_error_grid(maps: Mapping[str, Mapping], thresholds: Mapping, labels=None, *,
+                       row_height: float = 4.3):
+    """The error maps of the three compared methods, one row per scene: the 6-5-2 composite
+    with the labels, then the U-Net, NDSI at the learned threshold and NDSI at the scene's
+    oracle threshold (blue TP, red FP, yellow FN, grey TN).
+
+    ``maps`` and ``thresholds`` are those of :func:`glacierkit.evaluate.compare_methods` or
+    :func:`glacierkit.evaluate.cross_region` (per scene ``scene``, ``probability``, ``ndsi``
+    and ``labels``, or one ``labels`` for all scenes on one grid).
+    """
+    import matplotlib.pyplot as plt
+
+    from ._util import NDSI_LEARNED, UNET
+
+    names = list(maps)
+    fig, axes = plt.subplots(len(names), 4, figsize=(17, row_height * len(names)),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        m = maps[name]
+        lab = m.get("labels", labels)
+        show_composite(m["scene"], labels=lab, ax=axes[r, 0], title=f"{name}: 6-5-2 + labels")
+        t_oracle = thresholds["ndsi_oracle"][name]
+        for c, (title, values, t) in enumerate([
+                (UNET, m["probability"], thresholds["unet"]),
+                (f"{NDSI_LEARNED} ({thresholds['ndsi_learned']:g})", m["ndsi"],
+                 thresholds["ndsi_learned"]),
+                (f"NDSI oracle ({t_oracle:g})", m["ndsi"], t_oracle)]):
+            show_error_map(values, lab, t, ax=axes[r, c + 1], title=title)
+    fig.tight_layout()
+    return fig

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._util import atomic_path, slug
+from ._util import NODATA, atomic_path, slug
 from .data import samples as _data
 from .exceptions import CorruptFileError, DataNotFoundError, NoOverlapError, ParameterError
 from .io.scene import open_scene
@@ -26,9 +26,8 @@ from .labels import rasterize_outlines
 
 log = logging.getLogger(__name__)
 
-__all__ = ["prepare_scene", "prepare_scenes", "ensure_prepared", "scene_outlines", "load_manifest", "load_prepared", "LABEL_NODATA"]
+__all__ = ["prepare_scene", "prepare_scenes", "ensure_prepared", "scene_outlines", "load_manifest", "load_prepared"]
 
-LABEL_NODATA = 255
 
 
 def sample_outlines(name: str):
@@ -60,9 +59,9 @@ def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sens
             lab = None
         if lab is not None:
             fraction = float(lab.values[valid].mean()) if valid.any() else float("nan")
-            stored = lab.where(valid, LABEL_NODATA).astype("uint8")
+            stored = lab.where(valid, NODATA).astype("uint8")
             labels_path = write_raster(stored, out / f"{name}_labels.tif", dtype="uint8",
-                                       nodata=LABEL_NODATA, descriptions=["glacier"])
+                                       nodata=NODATA, descriptions=["glacier"])
     if labels_path is None:  # no labels this time: none from an earlier run stay behind
         (out / f"{name}_labels.tif").unlink(missing_ok=True)
     res = da.rio.resolution()
@@ -186,7 +185,7 @@ def load_prepared(output_dir: str | os.PathLike, scene: str,
     labels = None
     if row["labels_path"]:
         raw = open_raster(row["labels_path"]).squeeze("band", drop=True)
-        labels = raw.astype("float32").where(raw != LABEL_NODATA)
+        labels = raw.astype("float32").where(raw != NODATA)
         labels = labels.assign_coords(x=da["x"], y=da["y"])
         labels.name = "glacier"
         labels = labels.rio.write_crs(da.rio.crs)

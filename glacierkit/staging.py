@@ -24,7 +24,6 @@ can stop a run exactly there without timing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ._util import current_umask, read_json, to_json
 from .exceptions import OutputError, OutputExistsError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,6 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def make_private_dir(parent: str | os.PathLike, prefix: str) -> Path:
     """``tempfile.mkdtemp`` in ``parent``, then the usual permissions (``0777 & ~umask``).
 
@@ -83,7 +77,7 @@ def make_private_dir(parent: str | os.PathLike, prefix: str) -> Path:
     folder must look like any other folder the user creates.
     """
     path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    os.chmod(path, 0o777 & ~_umask())
+    os.chmod(path, 0o777 & ~current_umask())
     return path
 
 
@@ -187,7 +181,7 @@ def _recover(folder: Path, prefix: str, stems: Sequence[str]) -> None:
     journal = _journal(folder, sid)
     if journal.is_file():
         try:
-            plan = json.loads(journal.read_text())
+            plan = read_json(journal)
             staging = folder / str(plan["staging"])
             remove, move = list(plan["remove"]), list(plan["move"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -284,7 +278,7 @@ def output_set(folder: str | os.PathLike, prefix: str = "", *, overwrite: bool =
         plan = {"staging": staging.name, "remove": [p.name for p in old], "move": names}
         journal = _journal(folder, sid)
         tmp = journal.with_name(journal.name + f".{uuid.uuid4().hex[:8]}.part")
-        tmp.write_text(json.dumps(plan))
+        tmp.write_text(to_json(plan, indent=None))
         os.replace(tmp, journal)  # the commit point
         fault_point("commit:journal")
         for name in plan["remove"]:

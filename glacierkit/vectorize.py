@@ -25,14 +25,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._util import NODATA
 from .exceptions import GlacierKitError, MissingCRSError, NoOverlapError, ParameterError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["mask_to_polygons", "write_outlines", "compare_outlines", "boundary_distances", "OutlineComparison"]
 
-#: The uint8 nodata value of glacierkit masks.
-NODATA_UINT8 = 255
 
 
 def _glacier_and_valid(mask, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +45,7 @@ def _glacier_and_valid(mask, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         valid = np.isfinite(values)
         with np.errstate(invalid="ignore"):
             return valid & (values > threshold), valid
-    valid = values != NODATA_UINT8
+    valid = values != NODATA
     return valid & (values != 0), valid
 
 

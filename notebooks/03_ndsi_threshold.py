@@ -116,10 +116,9 @@ pd.concat([table4_train, table4_test]).pivot_table(index="threshold", columns="s
 # Missed alarms rise and false alarms fall as the threshold goes up; kappa peaks in between.
 
 # %%
-fine_train = th.sweep_scenes({n: (ndsi[n], labels[n]) for n in train_scenes}, fine,
-                              pooled="pooled train")
-fine_test = th.sweep_scenes({n: (ndsi[n], labels[n]) for n in test_scenes}, fine,
-                             pooled="pooled test")
+tables_fine = {n: th.sweep(ndsi[n], labels[n], fine) for n in scenes}  # one exact pass per scene
+fine_train = th.stack({n: tables_fine[n] for n in train_scenes}, pooled="pooled train")
+fine_test = th.stack({n: tables_fine[n] for n in test_scenes}, pooled="pooled test")
 write_table(fine_train, tables / "sweep_fine_train.csv")
 write_table(fine_test, tables / "sweep_fine_test.csv")
 curves = pd.concat([fine_train, fine_test])
@@ -150,13 +149,10 @@ otsu_scores[["scene", *th.COLUMNS]]
 # result for the test scenes.
 
 # %%
-tables_fine = {n: th.sweep(ndsi[n], labels[n], fine) for n in scenes}
+learned = th.learn(tables_fine, train_scenes, metric, output_dir,
+                   grid=[grid_start, grid_stop, grid_step],
+                   otsu=summary.set_index("scene").otsu.to_dict())["threshold"]
 result = th.learned_vs_oracle(tables_fine, train_scenes, test_scenes, metric=metric)
-learned = result.attrs["learned_threshold"]
-pooled_train = th.pool([tables_fine[n] for n in train_scenes])
-th.save_learned(output_dir, learned, metric, train_scenes, grid=[grid_start, grid_stop, grid_step],
-                train_score=float(pooled_train.set_index("threshold")[metric][learned]),
-                otsu={n: float(v) for n, v in summary.set_index("scene").otsu.items()})
 write_table(result, tables / "learned_vs_oracle.csv")
 display(Markdown(f"Threshold learned on {', '.join(train_scenes)}: **NDSI > {learned:.2f}** "
                  f"(best pooled {metric}), saved to `{output_dir / th.LEARNED_FILE}`."))

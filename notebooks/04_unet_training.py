@@ -98,7 +98,7 @@ import holoviews as hv
 import pandas as pd
 
 import glacierkit as gk
-from glacierkit._util import atomic_path
+from glacierkit.io import write_table
 from glacierkit.plot import save_figure
 from glacierkit.unet import TrainConfig
 
@@ -112,21 +112,11 @@ hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the ins
 # %%
 output_dir = Path(output_dir)
 model_dir = output_dir / "model"
-if init_model:  # fine-tuning keeps the pretrained model's inputs
-    init_spec = gk.unet.load_model(gk.unet.resolve_model_path(init_model))[1]["inputs"]
-    bands, extra, normalization = list(init_spec.bands), list(init_spec.extra), init_spec.normalization
-    print(f"fine-tuning {init_model}: inputs {init_spec.channels}, {normalization} normalization")
 (output_dir / "figures").mkdir(parents=True, exist_ok=True)
-config = TrainConfig(bands=bands, extra=extra, preset=preset, depth=depth,
-                     base_filters=base_filters, patch_size=patch_size, stride=stride,
-                     max_nan_fraction=max_nan_fraction,
-                     min_glacier_fraction=min_glacier_fraction, val_fraction=val_fraction,
-                     val_gap=val_gap, val_side=val_side, split=split, batch_size=batch_size,
-                     epochs=epochs, optimizer=optimizer, learning_rate=learning_rate,
-                     lr_schedule=lr_schedule, loss=loss, photometric=photometric, lakes=lakes,
-                     shadows=shadows,
-                     resolutions=resolutions, normalization=normalization, prior=prior,
-                     seed=seed, strategy=strategy)
+# the parameters above that are TrainConfig fields; fine-tuning keeps the pretrained model's inputs
+config = TrainConfig.from_parameters(globals(), init_model=init_model)
+if init_model:
+    print(f"fine-tuning {init_model}: inputs {config.channels}, {config.normalization} normalization")
 n_params = gk.unet.count_params(config.n_channels, config.model_depth, config.model_filters)
 print(f"channels {config.channels}, depth {config.model_depth}, base filters "
       f"{config.model_filters}: {n_params:,} parameters; {config.optimizer} lr {config.lr}")
@@ -139,13 +129,12 @@ print(f"channels {config.channels}, depth {config.model_depth}, base filters "
 
 # %%
 gk.prep.ensure_prepared(output_dir, [*scenes, *glacier_free])  # so the notebook runs alone
-init_spec = init_spec if init_model else None
+init_spec = gk.unet.read_sidecar(gk.unet.resolve_model_path(init_model))["inputs"] if init_model else None  # its statistics
 patches = gk.unet.prepare_patches(config, scenes, prepared_dir=output_dir, spec=init_spec,
                                    glacier_free=glacier_free)
 summary = patches.summary()
 model_dir.mkdir(parents=True, exist_ok=True)
-with atomic_path(model_dir / "tiles.csv") as tmp:
-    patches.catalogue.to_csv(tmp, index=False)
+write_table(patches.catalogue, model_dir / "tiles.csv")
 summary
 
 # %%
@@ -202,6 +191,5 @@ curves
 # %%
 per_scene = {**result.metrics["validation_per_scene"], "pooled": result.metrics["validation"]}
 scores = pd.DataFrame(per_scene).T[list(gk.metrics.METRICS)].astype(float).round(4)
-with atomic_path(model_dir / "validation_scores.csv") as tmp:
-    scores.to_csv(tmp, index_label="scene")
+write_table(scores.rename_axis("scene"), model_dir / "validation_scores.csv", index=True)
 scores

@@ -59,14 +59,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import glacierkit as gk
-from glacierkit._util import NDSI_LEARNED, NDSI_ORACLE, UNET
-from glacierkit.plot import (
-    error_view,
-    glacier_table_view,
-    save_figure,
-    show_composite,
-    show_error_map,
-)
+from glacierkit.evaluate import UNET
+from glacierkit.plot import error_view, glacier_table_view, methods_error_grid, save_figure, show_composite
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
 
@@ -107,18 +101,7 @@ result.comparison[result.comparison.scene != "pooled"][cols].round(3)
 # Blue: glacier found (TP); red: false glacier (FP); yellow: missed glacier (FN).
 
 # %%
-rows = len(test_scenes)
-fig, axes = plt.subplots(rows, 4, figsize=(17, 4.3 * rows), squeeze=False)
-for r, name in enumerate(test_scenes):
-    m = result.maps[name]
-    show_composite(m["scene"], labels=m["labels"], ax=axes[r, 0], title=f"{name}: 6-5-2 + labels")
-    show_error_map(m["probability"], m["labels"], result.thresholds["unet"], ax=axes[r, 1],
-                   title=UNET)
-    show_error_map(m["ndsi"], m["labels"], result.thresholds["ndsi_learned"], ax=axes[r, 2],
-                   title=f"{NDSI_LEARNED} ({result.thresholds['ndsi_learned']:g})")
-    t = result.thresholds["ndsi_oracle"][name]
-    show_error_map(m["ndsi"], m["labels"], t, ax=axes[r, 3], title=f"NDSI oracle ({t:g})")
-fig.tight_layout()
+fig = methods_error_grid(result.maps, result.thresholds)
 save_figure(fig, figures / "05_error_maps.png")
 
 # %% [markdown]
@@ -128,9 +111,7 @@ save_figure(fig, figures / "05_error_maps.png")
 views = []
 for name in test_scenes:
     m = result.maps[name]
-    layers = {"RGI outlines": gk.prep.scene_outlines(name, like=m["scene"]),
-              "U-Net outlines": gk.vectorize.mask_to_polygons(
-                  m["probability"], threshold=result.thresholds["unet"], min_area_km2=0.01)}
+    layers = {"RGI outlines": m["reference"], "U-Net outlines": m["outlines"]}
     views += [error_view(m["probability"], m["labels"], result.thresholds["unet"], outlines=layers,
                          title=f"{name}: {UNET}"),
               error_view(m["ndsi"], m["labels"], result.thresholds["ndsi_learned"], outlines=layers,
@@ -171,9 +152,7 @@ glacier_table_view(result.glaciers.sort_values("ref_area_km2", ascending=False))
 # %%
 name = test_scenes[0]
 m = result.maps[name]
-reference = gk.prep.scene_outlines(name, like=m["scene"])
-predicted = gk.vectorize.mask_to_polygons(m["probability"], threshold=result.thresholds["unet"],
-                                          min_area_km2=0.01)
+reference, predicted = m["reference"], m["outlines"]
 fig, ax = plt.subplots(figsize=(7, 7))
 show_composite(m["scene"], outlines=reference, ax=ax, title=f"{name}: RGI (magenta), U-Net (cyan)")
 predicted.boundary.plot(ax=ax, color="cyan", linewidth=0.8)
@@ -198,23 +177,21 @@ gk.plot.leaflet_map(m["scene"], {"RGI outlines": reference, "U-Net outlines": pr
 # counts as a miss.
 
 # %%
+other = None  # every cell of this part is skipped when other_region is empty
 if other_region:
-    learned_t = result.thresholds["ndsi_learned"]
-    other = gk.evaluate.cross_region(model_path, other_region, ndsi_threshold=learned_t,
-                                    mask=other_region_mask, tta=tta, overlap=overlap,
-                                    output_dir=output_dir / "other_region")
-    display_cols = ["scene", "method", "threshold", "MA", "FA", "OA", "KC", "IoU", "rock_FA"]
-    other_table = other.table[display_cols].round(3)
-else:
-    other_table = "no other region (other_region is empty)"
-other_table
+    other = gk.evaluate.cross_region(model_path, other_region,
+                                     ndsi_threshold=result.thresholds["ndsi_learned"],
+                                     mask=other_region_mask, tta=tta, overlap=overlap,
+                                     output_dir=output_dir / "other_region")
+cols = ["scene", "method", "threshold", "MA", "FA", "OA", "KC", "IoU", "rock_FA"]
+other.table[cols].round(3) if other else "no other region (other_region is empty)"
 
 # %% [markdown]
 # The bar for a model that holds up in a new region: on every date, kappa at least
 # NDSI-learned's minus 0.02, and at most 5 % of the clear rock called glacier.
 
 # %%
-gk.evaluate.passes(other.table).round(3) if other_region else None
+gk.evaluate.passes(other.table).round(3) if other else None
 
 # %% [markdown]
 # What each method does with each surface, in % of the surface's pixels called glacier
@@ -222,25 +199,14 @@ gk.evaluate.passes(other.table).round(3) if other_region else None
 
 # %%
 (other.surfaces.pivot_table(index=["scene", "surface"], columns="method",
-                            values="% called glacier") if other_region else None)
+                            values="% called glacier") if other else None)
 
 # %% [markdown]
 # Error maps on the known pixels (grey: unknown), one row per date:
 
 # %%
-if other_region:
-    dates = list(other.maps)
-    fig, axes = plt.subplots(len(dates), 4, figsize=(17, 4.2 * len(dates)), squeeze=False)
-    for r, name in enumerate(dates):
-        m = other.maps[name]
-        show_composite(m["scene"], labels=other.labels, ax=axes[r, 0], title=f"{name}: 6-5-2")
-        for c, (method, t) in enumerate([
-                (UNET, other.thresholds["model"]),
-                (NDSI_LEARNED, other.thresholds["ndsi_learned"]),
-                (NDSI_ORACLE, other.thresholds["ndsi_oracle"][name])]):
-            values = m["probability"] if method == UNET else m["ndsi"]
-            show_error_map(values, other.labels, t, ax=axes[r, c + 1], title=f"{method} ({t:g})")
-    fig.tight_layout()
+if other:
+    fig = methods_error_grid(other.maps, other.thresholds, labels=other.labels, row_height=4.2)
     save_figure(fig, figures / "05_other_region_errors.png")
 
 # %% [markdown]
@@ -249,12 +215,7 @@ if other_region:
 # GeoTIFF tags (`other_region/*/probability.tif`). Here, per date:
 
 # %%
-(pd.DataFrame({name: {"in training domain": g.get("in_domain"),
-                      "warnings": "; ".join(g.get("warnings", [])) or "none",
-                      **{k: g.get("inputs", {}).get(k) for k in ("outside", "negative_reflectance")},
-                      **{k: g.get("outputs", {}).get(k)
-                         for k in ("glacier_on_negative_ndsi", "bright_snow_missed")}}
-               for name, g in other.guard.items()}).T if other_region else None)
+gk.unet.guard_table(other.guard) if other else None
 
 # %% [markdown]
 # ## An unseen, unlabelled glacier
@@ -273,7 +234,7 @@ for name, prob in probabilities.items():
     axes[1].set_title("U-Net glacier probability", fontsize=9)
     fig.colorbar(im, ax=axes[1], shrink=0.7)
     fig.tight_layout()
-    save_figure(fig, figures / f"05_unlabelled_{gk._util.slug(name)}.png")
+    save_figure(fig, figures / f"05_unlabelled_{gk.slug(name)}.png")
 
 # %% [markdown]
 # Every GeoTIFF and GeoPackage written here carries its CRS: drag `predictions/*/` into QGIS.

@@ -155,3 +155,24 @@ def test_glacier_table_view_is_sortable_html(tmp_path):
     (table,) = model.select({"type": DataTable})
     assert list(table.source.data["ref_area_km2"]) == [80.123, 16.5]  # rounded for display
     assert [c.field for c in table.columns] == list(df.columns) and table.sortable
+
+
+def test_methods_error_grid_draws_four_panels_per_scene():
+    from glacierkit import indices
+    from glacierkit.evaluate import NDSI_LEARNED, UNET
+    from glacierkit.plot import methods_error_grid
+
+    maps, oracle = {}, {}
+    for i, name in enumerate(["a", "b"]):
+        scene, glacier = make_scene(40, 30, seed=i)
+        labels = scene.isel(band=0, drop=True).copy(data=glacier.astype("float32"))
+        maps[name] = {"scene": scene, "labels": labels, "probability": labels * 0.9,
+                      "ndsi": indices.ndsi(scene)}
+        oracle[name] = 0.2 + i / 10
+    fig = methods_error_grid(maps, {"unet": 0.5, "ndsi_learned": 0.4, "ndsi_oracle": oracle})
+    axes = fig.axes
+    assert len(axes) == 8
+    titles = [ax.get_title() for ax in axes]
+    assert titles[1] == UNET and titles[2].startswith(NDSI_LEARNED)
+    assert titles[3] == "NDSI oracle (0.2)" and titles[7] == "NDSI oracle (0.3)"
+    assert all(ax.images for ax in axes)  # every panel shows a raster

@@ -119,11 +119,11 @@ def pseudo_labels(teacher: Path, scene, low: float = 0.1, high: float = 0.9):
     """Self-training labels: the teacher's confident calls, unknown (255) elsewhere."""
     import xarray as xr
 
-    from glacierkit.labels import IGNORE
+    from glacierkit import NODATA
     from glacierkit.unet import predict_scene
 
     p = predict_scene(str(teacher), scene, progress=False).values
-    lab = np.full(p.shape, IGNORE, dtype="uint8")
+    lab = np.full(p.shape, NODATA, dtype="uint8")
     lab[p >= high] = 1
     lab[p <= low] = 0
     return xr.DataArray(lab, dims=("y", "x"), coords={"y": scene["y"], "x": scene["x"]})
@@ -193,8 +193,7 @@ def spectral_ok(sp: dict) -> bool:
 
 
 def run(name: str, seed: int, epochs: int, out: Path, data: Path, t_ndsi: float) -> dict:
-    from glacierkit._util import NDSI_LEARNED, UNET
-    from glacierkit.evaluate import cross_region
+    from glacierkit.evaluate import NDSI_LEARNED, UNET, cross_region
     from glacierkit.unet import TrainConfig, fit
 
     changes, options = RECIPES[name]

@@ -1,4 +1,10 @@
-"""TODO docstring: data.mosaic (from regions)."""
+"""Synthetic scenes from labelled pixel spectra, for checking a model's spectral sense.
+
+:func:`spectra_mosaic` arranges the snow, ice, rock and water pixels of
+:func:`glacierkit.data.spectra` into blocks of a small georeferenced scene, so a model can be
+asked what it calls water or rock that it has never seen
+(:func:`glacierkit.evaluate.spectral_sense`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring: data.regions (from regions)."""
+"""Regions of the sample data: several dates of one place and a (partial) outline.
+
+A :class:`Region` names its scenes, its outlines and the scene whose grid the labels and
+the scores use. :func:`region_scenes` opens them, :func:`region_labels` burns the outline
+with one of the partial-outline masks (:data:`glacierkit.labels.PARTIAL_MASKS`: unknown
+pixels are :data:`~glacierkit.NODATA`), and :func:`on_grid` puts any layer on the region's
+grid. The regions are scored by :mod:`glacierkit.evaluate.regions`.
+"""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -31,6 +30,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from .._util import read_json, write_json
 from ..exceptions import ChecksumError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -461,7 +461,7 @@ MANIFEST = ".glacierkit-manifest.json"
 def _write_manifest(folder: Path) -> None:
     files = {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != MANIFEST}
-    (folder / MANIFEST).write_text(json.dumps(files, indent=1))
+    write_json(folder / MANIFEST, files, indent=1)
 
 
 def _verify_extracted(folder: Path) -> str | None:
@@ -469,7 +469,7 @@ def _verify_extracted(folder: Path) -> str | None:
     was added; else what is wrong (a missing manifest counts: extracted by an older
     version, so unverifiable)."""
     try:
-        expected = json.loads((folder / MANIFEST).read_text())
+        expected = read_json(folder / MANIFEST)
     except (OSError, ValueError):
         return "no readable manifest"
     found = {str(p.relative_to(folder)) for p in folder.rglob("*")

@@ -14,6 +14,12 @@ _EXPORTS = {
     "Adaptation": ".adapt",
     # compare
     "compare": ".compare",
+    "UNET": ".compare",
+    "NDSI_LEARNED": ".compare",
+    "NDSI_ORACLE": ".compare",
+    "score_methods": ".compare",
+    "binary_map": ".compare",
+    "MethodScores": ".compare",
     "PAPER_TABLE": ".compare",
     "Comparison": ".compare",
     "compare_methods": ".compare",

@@ -1,4 +1,11 @@
-"""TODO docstring: evaluate.adapt (from regions)."""
+"""Adapting a model to a new region, measured: fine-tune on one part, score on the other.
+
+:func:`adapt` splits a region (the sample has Athabasca) into two column blocks with a gap,
+fine-tunes the model on one (its recipe: :meth:`glacierkit.unet.TrainConfig.from_pretrained`,
+a small learning rate), trains the same recipe from scratch on the same tiles, and scores
+both, the model as it is and NDSI at the learned threshold on the other block.
+``python -m tools.adapt`` runs it; the README's "Map a new region" shows the numbers.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._util import NDSI_LEARNED
+from .._util import NDSI_LEARNED, NODATA
 from ..data.regions import Region, get_region, on_grid, region_labels, region_scenes
 from ..exceptions import ParameterError
-from ..labels import IGNORE
 
 __all__ = ["Adaptation", "adapt"]
 
@@ -82,7 +88,6 @@ def adapt(
 
     from ..indices import ndsi
     from ..metrics import Counts, confusion, scores
-    from ..unet.artifact import load_model
     from ..unet.config import TrainConfig
     from ..unet.predict import predict_scene
     from ..unet.train import fit
@@ -92,14 +97,11 @@ def adapt(
     path = Path(model) if isinstance(model, (str, os.PathLike)) else None
     if path is None:
         raise ParameterError("adapt() needs the path of a saved model (.keras with sidecar).")
-    _, sidecar = load_model(path)
-    spec = sidecar["inputs"]
-    base = TrainConfig.from_dict(sidecar["config"]) if "config" in sidecar else TrainConfig()
     scenes = region_scenes(reg)
     labels = region_labels(reg, mask, scenes=scenes)
     in_adapt, in_score = _split_columns(scenes[reg.grid], side, fraction, gap)
     pairs = {}
-    known = labels.copy(data=np.where(labels.values == IGNORE, np.nan,
+    known = labels.copy(data=np.where(labels.values == NODATA, np.nan,
                                       labels.values).astype("float32"))
     known.attrs = {}
     known = known.rio.write_nodata(np.nan)
@@ -107,20 +109,16 @@ def adapt(
         lab = on_grid(known, scene)
         keep = in_adapt(scene["x"].values)
         pairs[name] = (scene.isel(x=np.flatnonzero(keep)), lab.isel(x=np.flatnonzero(keep)))
-    common = {"bands": spec.bands, "extra": spec.extra, "normalization": spec.normalization,
-              "patch_size": patch_size, "stride": patch_size // 4, "val_gap": gap,
+    common = {"patch_size": patch_size, "stride": patch_size // 4, "val_gap": gap,
               "val_fraction": 0.2, "batch_size": 8, "seed": seed, "lr_schedule": "cosine",
               # most of a partially labelled tile is unknown: keep tiles with 10 % known
               "max_nan_fraction": 0.9}
-    tuned_cfg = TrainConfig(**common, epochs=epochs, learning_rate=learning_rate,
-                            preset=base.preset, depth=base.depth, base_filters=base.base_filters,
-                            prior=base.prior)
-    scratch_cfg = TrainConfig(**common, epochs=scratch_epochs, preset=base.preset,
-                              depth=base.depth, base_filters=base.base_filters,
-                              photometric=base.photometric, resolutions=base.resolutions,
-                              lakes=base.lakes, shadows=base.shadows,
-                              prior=base.prior, prior_slope=base.prior_slope,
-                              residual_l2=base.residual_l2, dropout=base.dropout)
+    # fine-tuned: the model's recipe, a small learning rate, no augmentation beyond flips
+    tuned_cfg = TrainConfig.from_pretrained(path, **common, epochs=epochs,
+                                            learning_rate=learning_rate, photometric=0.0,
+                                            resolutions=[], lakes=0.0, shadows=0.0)
+    # from scratch: the model's whole recipe on the same tiles
+    scratch_cfg = TrainConfig.from_pretrained(path, **common, epochs=scratch_epochs)
     seconds = {}
     t0 = time.perf_counter()
     tuned = fit(tuned_cfg, pairs, out / "fine_tuned", init_model=path, verbose=0, resume=False)
@@ -133,7 +131,7 @@ def adapt(
     like = scenes[reg.grid]
     score_cols = in_score(like["x"].values)
     lab = np.asarray(labels.values).astype("float32")
-    lab[lab == IGNORE] = np.nan
+    lab[lab == NODATA] = np.nan
     lab[:, ~score_cols] = np.nan
     rows, totals = [], {}
     for name, scene in scenes.items():

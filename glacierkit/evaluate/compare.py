@@ -13,7 +13,6 @@ area error added, and the paper's own numbers can be shown alongside for referen
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -24,10 +23,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._util import NDSI_LEARNED, NDSI_ORACLE, UNET
+from .._util import NDSI_LEARNED, NDSI_ORACLE, UNET, write_json
 from ..metrics import METRICS, Counts, confusion, score_arrays, scores
 
-__all__ = ["PAPER_TABLE", "Comparison", "compare_methods", "predict_unlabelled", "SceneResult", "block_counts", "bootstrap_ci", "area_error", "evaluate_scene", "comparison_table", "table4", "surface_classes", "failure_table", "error_map", "save_results"]
+__all__ = ["UNET", "NDSI_LEARNED", "NDSI_ORACLE", "score_methods", "binary_map", "MethodScores", "PAPER_TABLE", "Comparison", "compare_methods", "predict_unlabelled", "SceneResult", "block_counts", "bootstrap_ci", "area_error", "evaluate_scene", "comparison_table", "table4", "surface_classes", "failure_table", "error_map", "save_results"]
 
 #: The paper's reported numbers (Landsat 8 OLI, its own test area), in %, for reference only:
 #: they are not comparable with scores on other scenes and labels.
@@ -40,7 +39,7 @@ PAPER_TABLE = pd.DataFrame.from_records([
 
 def _binary(a) -> np.ndarray:
     """0/1 float array with NaN kept (input: bool, 0/1 or probabilities already thresholded);
-    unknown labels (:data:`glacierkit.labels.IGNORE`) become NaN."""
+    unknown labels (:data:`glacierkit.NODATA`) become NaN."""
     from ..labels import reference
 
     return reference(a)
@@ -256,10 +255,11 @@ def error_map(pred, labels) -> xr.DataArray:
 
     The codes of :func:`glacierkit.metrics.error_classes`, as a georeferenced float layer.
     """
-    from ..metrics import NODATA_CODE, error_classes
+    from .._util import NODATA
+    from ..metrics import error_classes
 
     codes = error_classes(_binary(pred), _binary(labels))
-    out = np.where(codes == NODATA_CODE, np.nan, codes).astype("float32")
+    out = np.where(codes == NODATA, np.nan, codes).astype("float32")
     like = labels if isinstance(labels, xr.DataArray) else None
     if like is None:
         return xr.DataArray(out, dims=("y", "x"), name="errors")
@@ -288,23 +288,11 @@ def save_results(output_dir: str | os.PathLike, comparison: pd.DataFrame,
     doc = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "provenance": dict(provenance),
-        "pooled": {r["method"]: {k: (None if pd.isna(v) else v) for k, v in r.items()
-                                 if k not in ("scene", "method")}
+        "pooled": {r["method"]: {k: v for k, v in r.items() if k not in ("scene", "method")}
                    for r in pooled.to_dict("records")},
-        "per_scene": [{k: (None if pd.isna(v) else v) for k, v in r.items()}
-                      for r in comparison[comparison["scene"] != "pooled"].to_dict("records")],
+        "per_scene": comparison[comparison["scene"] != "pooled"].to_dict("records"),
     }
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default))
-    return out / "metrics.json"
-
-
-def _json_default(v):
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return str(v)
+    return write_json(out / "metrics.json", doc)
 
 
 @dataclass
@@ -321,39 +309,59 @@ class Comparison:
     provenance: dict = field(default_factory=dict)
 
 
-def _learned_threshold(output_dir: Path, train_scenes: Sequence[str], metric: str,
-                       grid) -> dict:
-    """The NDSI threshold notebook 03 learned, or learn it now on the training scenes."""
-    from ..indices import ndsi
-    from ..ndsi.threshold import (
-        LEARNED_FILE,
-        best_threshold,
-        load_learned,
-        pool,
-        save_learned,
-        sweep,
-    )
-    from ..prep import ensure_prepared, load_prepared
-
-    if (output_dir / LEARNED_FILE).is_file():
-        learned = load_learned(output_dir)
-        learned["source"] = str(output_dir / LEARNED_FILE)
-        return learned
-    ensure_prepared(output_dir, train_scenes)
-    tables = []
-    for s in train_scenes:
-        scene, labels = load_prepared(output_dir, s)
-        tables.append(sweep(ndsi(scene), labels, grid))
-    t = best_threshold(pool(tables), metric)
-    save_learned(output_dir, t, metric, list(train_scenes), grid=[float(g) for g in grid])
-    return {**load_learned(output_dir), "source": "learned now on " + ", ".join(train_scenes)}
-
-
-def _binary_from(values: xr.DataArray, threshold: float) -> np.ndarray:
-    v = np.asarray(values.values)
+def binary_map(values, threshold: float) -> np.ndarray:
+    """``values > threshold`` as 0/1 float32 with NaN kept, compared in the values' own
+    dtype (the rule of :mod:`glacierkit.ndsi.threshold`)."""
+    v = np.asarray(getattr(values, "values", values))
     t = v.dtype.type(threshold) if v.dtype.kind == "f" else threshold
     with np.errstate(invalid="ignore"):
         return np.where(np.isnan(v), np.nan, v > t).astype("float32")
+
+
+@dataclass
+class MethodScores:
+    """The three methods on one scene (:func:`score_methods`)."""
+
+    results: list[SceneResult]  # one per method, all on the same pixels
+    maps: dict[str, np.ndarray]  # method -> 0/1 float32 map, NaN where not scored
+    thresholds: dict[str, float]  # method -> the threshold it used
+    reference: np.ndarray  # 0/1 float32 labels, NaN where unknown or not scored
+
+
+def score_methods(scene: str, probability, index, labels, *, unet_threshold: float,
+                  ndsi_threshold: float, grid=None, metric: str = "KC",
+                  block: int = 32) -> MethodScores:
+    """The one scoring loop of the comparisons: the U-Net, NDSI at the threshold learned on
+    the training scenes, and NDSI at the scene's own best threshold (an oracle, picked on
+    the labels it is scored on: an upper bound, not a result), all on the same pixels.
+
+    :func:`compare_methods` (the test scenes) and :func:`glacierkit.evaluate.cross_region`
+    (another region) both score through it. ``probability``, ``index`` and ``labels``
+    share one grid; labels hold 1, 0 and :data:`~glacierkit.NODATA` (or NaN) for unknown.
+    """
+    from ..ndsi.threshold import best_threshold, fine_grid, sweep
+
+    grid = fine_grid() if grid is None else np.asarray(grid, dtype="float64")
+    t_oracle = best_threshold(sweep(index, labels, grid), metric)
+    thresholds = {UNET: float(unet_threshold), NDSI_LEARNED: float(ndsi_threshold),
+                  NDSI_ORACLE: float(t_oracle)}
+    maps = {UNET: binary_map(probability, unet_threshold),
+            NDSI_LEARNED: binary_map(index, ndsi_threshold),
+            NDSI_ORACLE: binary_map(index, t_oracle)}
+    results = evaluate_scene(scene, labels, maps, block=block,
+                             info={m: {"threshold": t} for m, t in thresholds.items()})
+    ref = _binary(labels)
+    common = np.isfinite(ref)
+    for m in maps.values():
+        common &= np.isfinite(m)
+    maps = {m: np.where(common, v, np.nan).astype("float32") for m, v in maps.items()}
+    return MethodScores(results, maps, thresholds, np.where(common, ref, np.nan))
+
+
+def _on_scene(values: np.ndarray, scene: xr.DataArray) -> xr.DataArray:
+    """A ``(y, x)`` array on the scene's grid (coordinates, CRS and transform)."""
+    da = xr.DataArray(values, dims=("y", "x"), coords={"y": scene["y"], "x": scene["x"]})
+    return da.rio.write_crs(scene.rio.crs).rio.write_transform(scene.rio.transform())
 
 
 def compare_methods(
@@ -386,12 +394,12 @@ def compare_methods(
 
     from .._util import slug
     from ..indices import ndsi
-    from ..ndsi.threshold import best_threshold, fine_grid, sweep
+    from ..ndsi.threshold import fine_grid, learned_threshold
     from ..prep import ensure_prepared, load_prepared, scene_outlines
     from ..unet.artifact import load_model
     from ..unet.output import write_prediction
     from ..unet.predict import predict_scene
-    from ..vectorize import compare_outlines, mask_to_polygons, write_outlines
+    from ..vectorize import compare_outlines, mask_to_polygons
 
     output_dir = Path(output_dir)
     overlap_train = set(test_scenes) & set(train_scenes)
@@ -403,7 +411,7 @@ def compare_methods(
             "them would be tuned on its own test data."
         )
     grid = fine_grid() if grid is None else np.asarray(grid, dtype="float64")
-    learned = _learned_threshold(output_dir, train_scenes, metric, grid)
+    learned = learned_threshold(output_dir, train_scenes, metric, grid)
     t_learned = float(learned["threshold"])
     loaded = load_model(model) if not isinstance(model, tuple) else model
     sidecar = loaded[1]
@@ -420,28 +428,25 @@ def compare_methods(
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
         guards[s] = prob.attrs.get("guard")
         index = ndsi(scene)
-        t_oracle = best_threshold(sweep(index, labels, grid), metric)
-        oracles[s] = t_oracle
-        preds = {UNET: _binary_from(prob, unet_threshold),
-                 NDSI_LEARNED: _binary_from(index, t_learned),
-                 NDSI_ORACLE: _binary_from(index, t_oracle)}
-        results += evaluate_scene(s, labels, preds, block=block)
+        scored = score_methods(s, prob, index, labels, unet_threshold=unet_threshold,
+                               ndsi_threshold=t_learned, grid=grid, metric=metric, block=block)
+        oracles[s] = scored.thresholds[NDSI_ORACLE]
+        preds = {m: binary_map(v, scored.thresholds[m]) for m, v in
+                 ((UNET, prob), (NDSI_LEARNED, index), (NDSI_ORACLE, index))}
+        results += scored.results
         failures.append(failure_table(s, surface_classes(scene, labels), labels, preds))
         reference = scene_outlines(s, like=scene)
-        for method in (UNET, NDSI_LEARNED):
-            mask = xr.DataArray(preds[method], dims=("y", "x"),
-                                coords={"y": scene["y"], "x": scene["x"]}).rio.write_crs(
-                scene.rio.crs).rio.write_transform(scene.rio.transform())
-            if reference is not None and len(reference):
-                cmp = compare_outlines(mask, reference, like=scene)
+        if reference is not None and len(reference):
+            for method in (UNET, NDSI_LEARNED):
+                cmp = compare_outlines(_on_scene(preds[method], scene), reference, like=scene)
                 areas.append({"scene": s, "method": method, **cmp.summary})
                 glaciers.append(cmp.glaciers.assign(scene=s, method=method))
-            if write and method == UNET:
-                folder = output_dir / "predictions" / slug(s)
-                write_prediction(prob, folder, threshold=unet_threshold)
-                write_outlines(mask_to_polygons(mask, min_area_km2=0.01),
-                               folder / "outlines.gpkg")
-        maps[s] = {"scene": scene, "labels": labels, "probability": prob, "ndsi": index}
+        polygons = mask_to_polygons(prob, threshold=unet_threshold, min_area_km2=0.01)
+        if write:
+            write_prediction(prob, output_dir / "predictions" / slug(s),
+                             threshold=unet_threshold, outlines=polygons)
+        maps[s] = {"scene": scene, "labels": labels, "probability": prob, "ndsi": index,
+                   "reference": reference, "outlines": polygons}
     comparison = comparison_table(results, n_boot=n_boot)
     t4 = table4(comparison)
     thresholds = {"ndsi_learned": t_learned, "ndsi_learned_on": learned.get("learned_on"),
@@ -480,7 +485,6 @@ def predict_unlabelled(output_dir: str | os.PathLike, model, scenes: Sequence[st
     from ..unet.artifact import load_model
     from ..unet.output import write_prediction
     from ..unet.predict import predict_scene
-    from ..vectorize import mask_to_polygons, write_outlines
 
     loaded = load_model(model) if not isinstance(model, tuple) else model
     if threshold is None:
@@ -490,11 +494,7 @@ def predict_unlabelled(output_dir: str | os.PathLike, model, scenes: Sequence[st
     for s in scenes:
         scene, _ = load_prepared(output_dir, s)
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
-        folder = Path(output_dir) / "predictions" / slug(s)
-        write_prediction(prob, folder, threshold=threshold)
-        mask = xr.DataArray(_binary_from(prob, threshold), dims=("y", "x"),
-                            coords={"y": scene["y"], "x": scene["x"]}).rio.write_crs(
-            scene.rio.crs).rio.write_transform(scene.rio.transform())
-        write_outlines(mask_to_polygons(mask, min_area_km2=0.01), folder / "outlines.gpkg")
+        write_prediction(prob, Path(output_dir) / "predictions" / slug(s), threshold=threshold,
+                         outlines=True)
         out[s] = prob
     return out

@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._util import NDSI_LEARNED, NDSI_ORACLE, UNET
+from .._util import NDSI_LEARNED, NDSI_ORACLE, NODATA, UNET, write_json
 from ..data.mosaic import spectra_mosaic
 from ..data.regions import Region, get_region, on_grid, region_labels, region_scenes
 from ..exceptions import ParameterError
-from ..labels import IGNORE, PARTIAL_MASKS
+from ..labels import PARTIAL_MASKS
 
 __all__ = ["CrossRegion", "cross_region", "passes", "spectral_sense", "ROCK_FA_LIMIT"]
 
@@ -83,7 +83,7 @@ def _surfaces(scene: xr.DataArray, labels: np.ndarray) -> dict[str, np.ndarray]:
             "inside outline, NDSI < 0.4 (dirty or debris-covered ice, retreated area)":
                 inside & (nd < 0.4),
             "clear rock (label 0)": labels == 0,
-            "outside, unlabelled, NDSI >= 0.4 (icefield, snow)": (labels == IGNORE) & (nd >= 0.4),
+            "outside, unlabelled, NDSI >= 0.4 (icefield, snow)": (labels == NODATA) & (nd >= 0.4),
             "water (NDWI > 0.2, swir1 < 0.05, nir < 0.1)": (wi > 0.2) & (swir1 < 0.05)
             & (nir < 0.1),
         }
@@ -136,11 +136,12 @@ def cross_region(
     from .._util import slug
     from ..indices import ndsi
     from ..io.write import write_table
-    from ..metrics import confusion, error_classes, scores
-    from ..ndsi.threshold import best_threshold, fine_grid, sweep
+    from ..metrics import error_classes, scores
+    from ..ndsi.threshold import fine_grid
     from ..unet.artifact import load_model
     from ..unet.output import write_prediction
     from ..unet.predict import predict_scene
+    from .compare import score_methods
 
     if mask not in PARTIAL_MASKS:
         raise ParameterError(f"Unknown mask {mask!r}. Valid: {sorted(PARTIAL_MASKS)}.")
@@ -153,7 +154,6 @@ def cross_region(
     labels = region_labels(reg, mask, clear_below, scenes)
     like = scenes[reg.grid]
     lab = np.asarray(labels.values)
-    ref = np.where(lab == IGNORE, np.nan, lab).astype("float32")
     rows, surf_rows, maps, oracles, guards = [], [], {}, {}, {}
     for name, scene in scenes.items():
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=progress)
@@ -162,36 +162,37 @@ def cross_region(
         prob_g = on_grid(prob.rio.write_crs(scene.rio.crs), like)
         index_g = on_grid(index, like)
         scene_g = on_grid(scene, like)
-        t_oracle = best_threshold(sweep(index_g, labels, grid), "KC")
-        oracles[name] = t_oracle
-        p, v = np.asarray(prob_g.values), np.asarray(index_g.values)
-        common = np.isfinite(p) & np.isfinite(v) & np.isfinite(ref)
-        with np.errstate(invalid="ignore"):
-            preds = {UNET: (p > t_model, t_model), NDSI_LEARNED: (v > ndsi_threshold,
-                                                                   ndsi_threshold),
-                     NDSI_ORACLE: (v > t_oracle, t_oracle)}
+        scored = score_methods(name, prob_g, index_g, labels, unet_threshold=t_model,
+                               ndsi_threshold=ndsi_threshold, grid=grid, metric="KC")
+        oracles[name] = scored.thresholds[NDSI_ORACLE]
+        ref = scored.reference
+        rock = ref == 0  # scored clear rock
+        ok_any = np.isfinite(prob_g.values) & np.isfinite(index_g.values)
         errors = {}
         classes = _surfaces(scene_g, lab)
-        for method, (called, thr) in preds.items():
-            c = confusion(called, ref, valid=common)
+        for result in scored.results:
+            method, c = result.method, result.counts
             sc = scores(c)
-            rock = common & (ref == 0)
+            called = scored.maps[method] == 1
             rock_fa = float((called & rock).sum() / rock.sum()) if rock.any() else float("nan")
             rows.append({"region": reg.name, "scene": name, "sensor": scene.attrs.get("sensor"),
                          "date": scene.attrs.get("date"), "method": method,
-                         "threshold": round(float(thr), 4), **c.as_dict(),
+                         "threshold": round(scored.thresholds[method], 4), **c.as_dict(),
                          **{k: sc[k] for k in ("MA", "FA", "OA", "KC", "IoU")},
                          "rock_FA": rock_fa, "rock_FA_ok": bool(rock_fa <= ROCK_FA_LIMIT),
                          "mask": mask})
-            ok_any = np.isfinite(p) & np.isfinite(v)
+            # every pixel with both inputs, labelled or not, for the surfaces
+            values = prob_g.values if method == UNET else index_g.values
+            with np.errstate(invalid="ignore"):
+                called_any = ok_any & (values > scored.thresholds[method])
             for surface, m in classes.items():
                 m = m & ok_any
                 n = int(m.sum())
                 surf_rows.append({"scene": name, "surface": surface, "method": method,
                                   "pixels": n,
-                                  "% called glacier": round(100 * float((called & m).sum()) / n,
-                                                            1) if n else np.nan})
-            errors[method] = error_classes(np.where(common, called, np.nan), ref)
+                                  "% called glacier": round(100 * float((called_any & m).sum())
+                                                            / n, 1) if n else np.nan})
+            errors[method] = error_classes(scored.maps[method], ref)
         maps[name] = {"probability": prob_g, "ndsi": index_g, "scene": scene_g,
                       "errors": errors}
         if output_dir is not None:
@@ -199,24 +200,19 @@ def cross_region(
     table = pd.DataFrame(rows)
     surfaces = pd.DataFrame(surf_rows)
     if output_dir is not None:
-        import json
-
-        from .._util import atomic_path
-
         write_table(table, Path(output_dir) / "cross_region.csv")
         write_table(surfaces, Path(output_dir) / "cross_region_surfaces.csv")
         doc = {"region": reg.name, "description": reg.description, "mask": mask,
                "mask_rule": PARTIAL_MASKS[mask], "clear_below": clear_below,
                "model": str(model) if isinstance(model, (str, os.PathLike)) else "in memory",
                "thresholds": {"ndsi_learned": ndsi_threshold, "ndsi_oracle": oracles,
-                              "model": t_model},
+                              "unet": t_model},
                "passes": passes(table).to_dict("records"),
                "scores": table.to_dict("records"), "domain_shift_guard": guards}
-        with atomic_path(Path(output_dir) / "cross_region.json") as tmp:
-            tmp.write_text(json.dumps(doc, indent=2, default=_json))
+        write_json(Path(output_dir) / "cross_region.json", doc)
     return CrossRegion(table, surfaces, labels, maps,
                        {"ndsi_learned": ndsi_threshold, "ndsi_oracle": oracles,
-                        "model": t_model, "mask": mask, "clear_below": clear_below}, guards)
+                        "unet": t_model, "mask": mask, "clear_below": clear_below}, guards)
 
 
 def passes(table: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
@@ -231,14 +227,6 @@ def passes(table: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
                      "passes": bool(m["KC"] >= n["KC"] - margin
                                     and m["rock_FA"] <= ROCK_FA_LIMIT)})
     return pd.DataFrame(rows)
-
-
-def _json(v):
-    if isinstance(v, (np.integer, np.bool_)):
-        return v.item()
-    if isinstance(v, np.floating):
-        return float(v)
-    return str(v)
 
 
 def spectral_sense(model, spectra: pd.DataFrame, **kwargs) -> pd.DataFrame:

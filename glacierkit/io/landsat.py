@@ -1,4 +1,11 @@
-"""TODO docstring: io.landsat (from io)."""
+"""Landsat Collection 2 products: the MTL file, scaling, georeference and QA bands.
+
+:func:`read_mtl` parses ``_MTL.txt``; :func:`open_product` opens a product folder as
+reflectance (Level-2 surface reflectance ×2.75e-5 − 0.2, Level-1 top-of-atmosphere
+reflectance from the MTL's REFLECTANCE_MULT/ADD with the sun-elevation correction), and
+rebuilds the grid from the MTL corners when the band files carry none. :func:`qa_masks`
+decodes ``QA_PIXEL`` into cloud, shadow, snow, water ... layers.
+"""
 
 from __future__ import annotations
 

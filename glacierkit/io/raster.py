@@ -1,4 +1,12 @@
-"""TODO docstring: io.raster (from io)."""
+"""Reading raster files: one file, its scaling, its sensor, and the bands as a scene.
+
+The building blocks of :func:`glacierkit.open_scene`: :func:`open_raster` opens one file
+read-only (I/O errors become clear ones), :func:`dn_scaling` says how integer DNs become
+reflectance (the product's table, an explicit scale/offset, or a refusal that names the
+fix), :func:`guess_sensor` / :func:`pick_sensor` read the sensor from names and metadata
+(checking a given ``sensor=`` against them), and :func:`stack_bands` assembles one-band
+layers into a ``(band, y, x)`` scene with band names, roles and wavelengths.
+"""
 
 from __future__ import annotations
 

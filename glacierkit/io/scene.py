@@ -1,4 +1,4 @@
-"""Open scenes as reflectance, decode QA bands, write GeoTIFFs atomically.
+"""Opening a scene: one function for every source, and the checks every scene passes.
 
 :func:`open_scene` is the single way into glacierkit. Whatever the source (a Landsat
 Collection 2 product folder or its ``_MTL.txt``, a multi-band GeoTIFF, a set of one-band

@@ -1,4 +1,9 @@
-"""TODO docstring: io.sentinel2 (from io)."""
+"""Sentinel-2 product specifics.
+
+:func:`s2_baseline` finds the processing baseline (``"04.00"`` and later add a -1000 DN
+offset to L1C and L2A) from ``baseline=``, the file's metadata or the product name
+(``..._N0400_...``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TODO docstring: io.write (from io)."""
+"""Writing rasters and tables: cloud-optimized GeoTIFFs with their CRS, CSV, atomically.
+
+:func:`write_raster` writes a georeferenced layer or scene block by block as a COG with
+overviews (QGIS opens it fast), band descriptions, GDAL scale/offset and tags; the file
+appears only when complete. :func:`write_table` writes a DataFrame as CSV the same way.
+"""
 
 from __future__ import annotations
 

@@ -24,8 +24,9 @@ import html
 import numpy as np
 import xarray as xr
 
+from .._util import NODATA
 from ..exceptions import ParameterError
-from ..metrics import ERROR_CODES, NODATA_CODE, error_classes
+from ..metrics import ERROR_CODES, error_classes
 from ..ndsi import threshold as _threshold
 from ..plot import ERROR_COLOURS, display_stride, show_error_map
 
@@ -39,7 +40,7 @@ def _rgba_lut() -> np.ndarray:
     for code, key in enumerate(("TN", "TP", "FP", "FN")):
         hexa = ERROR_COLOURS[key].lstrip("#")
         lut[code] = [int(hexa[i: i + 2], 16) for i in (0, 2, 4)] + [255]
-    lut[NODATA_CODE] = [0, 0, 0, 0]
+    lut[NODATA] = [0, 0, 0, 0]
     return lut
 
 
@@ -90,7 +91,7 @@ class ThresholdExplorer:
         # Codes when not called glacier (TN 0 / FN 3) and when called glacier (FP 2 / TP 1).
         self._truth = error_classes(np.zeros(self._index.shape, bool), self._labels)
         if self._nodata is not None:
-            self._truth[self._nodata] = NODATA_CODE
+            self._truth[self._nodata] = NODATA
         flip = np.arange(256, dtype=np.uint8)
         flip[ERROR_CODES["TN"]], flip[ERROR_CODES["FN"]] = ERROR_CODES["FP"], ERROR_CODES["TP"]
         self._truth_pred = flip[self._truth]

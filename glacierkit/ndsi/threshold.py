@@ -30,7 +30,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -43,12 +42,13 @@ import pandas as pd
 import xarray as xr
 
 from .. import _kernels
+from .._util import read_json
 from ..exceptions import CorruptFileError, DataNotFoundError, ParameterError
 from ..metrics import score_arrays
 
 log = logging.getLogger(__name__)
 
-__all__ = ["COLUMNS", "RULE", "LEARNED_FILE", "paper_grid", "fine_grid", "ClassHistogram", "class_histogram", "class_histogram_nd", "sweep", "sweep_scene", "sweep_scenes", "pool", "IndexHistogram", "histogram", "otsu", "histogram_summary", "best_threshold", "learned_vs_oracle", "water_as_glacier", "save_learned", "load_learned"]
+__all__ = ["COLUMNS", "RULE", "LEARNED_FILE", "paper_grid", "fine_grid", "ClassHistogram", "class_histogram", "class_histogram_nd", "sweep", "sweep_scene", "sweep_scenes", "pool", "IndexHistogram", "histogram", "otsu", "histogram_summary", "best_threshold", "learned_vs_oracle", "learn", "learned_threshold", "stack", "water_as_glacier", "save_learned", "load_learned"]
 
 #: The columns of every sweep table, in order.
 COLUMNS = ("threshold", "TP", "FP", "FN", "TN", "MA", "FA", "OA", "KC", "IoU", "F1")
@@ -104,7 +104,7 @@ def _index_dtype(dtype) -> np.dtype:
 
 def _label_ready(arr):
     """Labels as a dtype the kernel takes (bool, ints, float32, float64). The kernel counts
-    only labels 0 and 1: unknown pixels (:data:`glacierkit.labels.IGNORE`, NaN) and any
+    only labels 0 and 1: unknown pixels (:data:`glacierkit.NODATA`, NaN) and any
     other value count in no class, without a conversion pass."""
     kind = np.dtype(arr.dtype).kind
     if kind in "biu" or np.dtype(arr.dtype) in (np.float32, np.float64):
@@ -326,7 +326,14 @@ def sweep_scenes(pairs: Mapping[str, tuple], thresholds=None, pooled: str | None
     ``pairs`` maps a scene name to ``(index, labels)``. The pooled rows add the counts of
     all scenes before computing the metrics.
     """
-    tables = {name: sweep(idx, lab, thresholds) for name, (idx, lab) in pairs.items()}
+    return stack({name: sweep(idx, lab, thresholds) for name, (idx, lab) in pairs.items()},
+                 pooled=pooled)
+
+
+def stack(tables: Mapping[str, pd.DataFrame], pooled: str | None = "pooled") -> pd.DataFrame:
+    """Sweep tables of several scenes as one long table with a ``scene`` column, plus the
+    pooled rows (the scenes' counts added, then the metrics) named ``pooled``."""
+    tables = dict(tables)
     if not tables:
         return pd.DataFrame(columns=["scene", *COLUMNS])
     if pooled and len(tables) > 1:
@@ -556,7 +563,7 @@ def learned_vs_oracle(tables: Mapping[str, pd.DataFrame], train: Sequence[str],
         raise ParameterError(f"No sweep table for {missing}; tables exist for {list(tables)}.")
     if not train:
         raise ParameterError("learned_vs_oracle needs at least one training scene.")
-    learned = best_threshold(pool([tables[s] for s in train]), metric)
+    learned = learn(tables, train, metric)["threshold"]
     entries = [(s, "train", tables[s]) for s in train] + [(s, "test", tables[s]) for s in test]
     if len(test) > 1:
         entries.append(("pooled test", "test", pool([tables[s] for s in test])))
@@ -605,24 +612,63 @@ def save_learned(output_dir: str | os.PathLike, threshold: float, metric: str,
     Keys: ``threshold``, ``metric``, ``learned_on``, ``index``, ``rule``, ``created`` and
     whatever ``info`` adds (for example the grid and the training score).
     """
-    from .._util import atomic_path
+    from .._util import write_json
 
     path = Path(output_dir) / LEARNED_FILE
     payload = {"threshold": float(threshold), "metric": metric, "learned_on": list(learned_on),
                "index": info.pop("index", "ndsi"), "rule": RULE,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    return path
+    return write_json(path, payload)
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+def learn(tables: Mapping[str, pd.DataFrame], train: Sequence[str], metric: str = "KC",
+          output_dir: str | os.PathLike | None = None, **info) -> dict:
+    """The rule of notebook 03: the threshold that maximises ``metric`` on the pooled sweep
+    tables of the ``train`` scenes (never a test scene).
+
+    Returns the record ``{"threshold", "metric", "learned_on", "train_score", ...info}``;
+    with ``output_dir`` it is also saved as ``<output_dir>/ndsi/threshold.json``
+    (:func:`save_learned`), where notebook 05 and :func:`learned_threshold` find it.
+    """
+    missing = [s for s in train if s not in tables]
+    if missing or not train:
+        raise ParameterError(
+            f"learn needs a sweep table for every training scene; missing {missing} of "
+            f"{list(train)} (tables exist for {list(tables)})."
+        )
+    pooled = pool([tables[s] for s in train])
+    t = best_threshold(pooled, metric)
+    record = {"threshold": t, "metric": metric, "learned_on": list(train),
+              "train_score": _row_at(pooled, t)[metric], **info}
+    if output_dir is not None:
+        save_learned(output_dir, t, metric, list(train),
+                     **{k: v for k, v in record.items()
+                        if k not in ("threshold", "metric", "learned_on")})
+        record = load_learned(output_dir)
+    return record
+
+
+def learned_threshold(output_dir: str | os.PathLike, train: Sequence[str], metric: str = "KC",
+                      grid=None) -> dict:
+    """The threshold notebook 03 learned in ``output_dir``, or, when it has not run, the
+    same rule (:func:`learn`) applied now to the prepared ``train`` scenes and saved.
+
+    The record's ``source`` says which: the file, or "learned now on ...".
+    """
+    from ..indices import ndsi
+    from ..prep import ensure_prepared, load_prepared
+
+    output_dir = Path(output_dir)
+    if (output_dir / LEARNED_FILE).is_file():
+        return {**load_learned(output_dir), "source": str(output_dir / LEARNED_FILE)}
+    grid = fine_grid() if grid is None else np.asarray(grid, dtype="float64")
+    ensure_prepared(output_dir, train)
+    tables = {}
+    for name in train:
+        scene, labels = load_prepared(output_dir, name)
+        tables[name] = sweep(ndsi(scene), labels, grid)
+    record = learn(tables, train, metric, output_dir, grid=[float(g) for g in grid])
+    return {**record, "source": "learned now on " + ", ".join(train)}
 
 
 def load_learned(output_dir: str | os.PathLike) -> dict:
@@ -634,7 +680,7 @@ def load_learned(output_dir: str | os.PathLike) -> dict:
             "this output_dir first."
         )
     try:
-        learned = json.loads(path.read_text(encoding="utf-8"))
+        learned = read_json(path)
         float(learned["threshold"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise CorruptFileError(

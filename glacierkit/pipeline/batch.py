@@ -26,7 +26,6 @@ once and running TensorFlow with ``cores / workers`` intra-op threads.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._util import read_json, write_json
 from ..exceptions import DataNotFoundError, NoOverlapError, ParameterError
 from ..metrics import Counts, scores
 from ..staging import fault_point, make_private_dir
@@ -60,23 +60,11 @@ def scene_dir(output_dir: str | os.PathLike, scene: str) -> Path:
     return Path(output_dir) / "scenes" / slug(scene)
 
 
-def _json_safe(v):
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (np.floating, float)):
-        return None if not np.isfinite(v) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
 def _read_record(final: Path) -> dict | None:
     """The record of a done scene; ``None`` when its ``result.json`` is unreadable (the
     scene is then done again)."""
     try:
-        record = json.loads((final / RESULT_FILE).read_text())
+        record = read_json(final / RESULT_FILE)
     except (OSError, ValueError) as exc:
         log.warning("Cannot read %s (%s): the scene is processed again.", final / RESULT_FILE,
                     exc)
@@ -166,14 +154,14 @@ def process_scene(
         ``metrics`` (:data:`METRICS`) when outlines overlap the scene, ``seconds``, the
         ``host`` and ``pid`` that did it, and ``skipped`` (True when it was done before).
     """
-    from ..io.raster import open_raster
+    import geopandas as gpd
+
     from ..io.scene import open_scene
     from ..labels import rasterize_outlines
     from ..metrics import confusion
     from ..prep import sample_outlines
-    from ..unet.output import predict_to_file
+    from ..unet.output import predict_to_files
     from ..unet.predict_dask import cached_predictor
-    from ..vectorize import mask_to_polygons, write_outlines
 
     final = scene_dir(output_dir, scene)
     root = Path(output_dir) / "scenes"
@@ -194,11 +182,11 @@ def process_scene(
     try:
         pred = cached_predictor(str(Path(model).resolve()))
         da = open_scene(scene, sensor=sensor)
-        paths = predict_to_file(pred, da, staging, threshold=threshold, progress=False,
-                                **(predict_kwargs or {}))
-        mask = open_raster(paths["mask"]).squeeze("band", drop=True)
-        polygons = mask_to_polygons(mask, min_area_km2=min_area_km2)
-        write_outlines(polygons, staging / "outlines.gpkg")
+        written = predict_to_files(pred, da, staging, threshold=threshold, outlines=True,
+                                   min_area_km2=min_area_km2, progress=False,
+                                   **(predict_kwargs or {}))
+        polygons = gpd.read_file(written.paths["outlines"])
+        prob = written.probability.values
         record = {
             "scene": str(scene),
             "model": str(model),
@@ -208,8 +196,7 @@ def process_scene(
             "crs": str(da.rio.crs),
             "glacier_area_km2": float(polygons["area_km2"].sum()) if len(polygons) else 0.0,
             "n_polygons": int(len(polygons)),
-            "files": ["probability.tif", "mask.tif", "outlines.gpkg", "probability.qml",
-                      "mask.qml"],
+            "files": sorted(p.name for p in staging.iterdir()) + [RESULT_FILE],
         }
         source = None if outlines is False else (outlines or sample_outlines(str(scene)))
         if source is not None:
@@ -219,15 +206,15 @@ def process_scene(
                 labels = None
                 record["evaluation"] = "no reference outline overlaps the scene"
             if labels is not None:
-                m = mask.values
-                counts = confusion(np.where(m == 255, np.nan, m).astype("float32"),
-                                   labels.values)
+                with np.errstate(invalid="ignore"):  # NaN: nodata, in no class
+                    called = np.where(np.isnan(prob), np.nan, prob > threshold)
+                counts = confusion(called.astype("float32"), labels.values)
                 s = scores(counts)
                 record["counts"] = counts.as_dict()
                 record["metrics"] = {k: s[k] for k in METRICS}
         record["seconds"] = round(time.perf_counter() - t0, 2)
         record["host"], record["pid"] = socket.gethostname(), os.getpid()
-        (staging / RESULT_FILE).write_text(json.dumps(_json_safe(record), indent=2))
+        write_json(staging / RESULT_FILE, record)
         if before_commit is not None:
             before_commit(str(scene), staging)
         fault_point("batch:staged")

@@ -120,52 +120,30 @@ def _open_for_predict(args):
 
 
 def _cmd_predict(args) -> int:
+    import warnings
     from pathlib import Path
 
-    from ..staging import PREDICTION_STEMS, check_target, fault_point, output_set
-    from ..unet.artifact import load_model
-    from ..unet.output import write_prediction
-    from ..unet.predict import predict_scene
+    from ..exceptions import DomainShiftWarning
+    from ..staging import check_target
+    from ..unet.artifact import resolve_model
+    from ..unet.output import predict_to_files
 
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
-    import warnings
-
-    from ..exceptions import DomainShiftWarning
-
     # Everything that can be checked is checked before the (long) prediction.
     check_target(args.outdir, args.prefix, overwrite=args.force)
-    scene_path, out_dir = Path(args.scene).expanduser().resolve(), Path(args.outdir).resolve()
-    outputs = [out_dir / f"{args.prefix}{stem}.tif" for stem in PREDICTION_STEMS]
-    if Path(args.scene).exists() and (scene_path in outputs or scene_path == out_dir
-                                      or scene_path in out_dir.parents):
-        raise ParameterError(
-            f"The outputs in {args.outdir} would overwrite or change the scene {args.scene}. "
-            "Give an output folder outside the scene, or another --prefix."
-        )
-    keras_model, sidecar = load_model(args.model)
+    pred = resolve_model(args.model, args.precision)
     scene = _open_for_predict(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
-        prob = predict_scene((keras_model, {**sidecar, "path": str(args.model)}), scene,
-                             window=args.window, overlap=args.overlap,
-                             batch_size=args.batch_size, tta=args.tta,
-                             progress=not args.quiet, context=args.context,
-                             precision=args.precision)
-    _print_guard(prob.attrs.get("guard"))
-    fault_point("predict:predicted")
-    with output_set(args.outdir, args.prefix, overwrite=args.force) as staging:
-        paths = write_prediction(prob, staging, threshold=args.threshold, prefix=args.prefix,
-                                 probability_dtype="float32" if args.float32 else "uint8")
-        if args.outlines:
-            from ..vectorize import mask_to_polygons, write_outlines
-
-            polygons = mask_to_polygons(prob, threshold=args.threshold,
-                                        min_area_km2=args.min_area_km2,
-                                        simplify_m=args.simplify_m)
-            paths["outlines"] = write_outlines(polygons, staging / f"{args.prefix}outlines.gpkg")
-        fault_point("predict:written")
-    for kind, path in paths.items():
+        written = predict_to_files(
+            pred, scene, args.outdir, threshold=args.threshold, prefix=args.prefix,
+            probability_dtype="float32" if args.float32 else "uint8", overwrite=args.force,
+            outlines=args.outlines, min_area_km2=args.min_area_km2, simplify_m=args.simplify_m,
+            window=args.window, overlap=args.overlap, batch_size=args.batch_size,
+            tta=args.tta, progress=not args.quiet, context=args.context)
+    _print_guard(written.probability.attrs.get("guard"))
+    for kind, path in written.paths.items():
         print(f"{kind}: {Path(args.outdir) / Path(path).name}")
     return 0
 

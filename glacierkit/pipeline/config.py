@@ -1,4 +1,10 @@
-"""TODO docstring: pipeline.config (from run)."""
+"""Pipeline files: read, check and resolve the YAML that ``glacierkit run`` executes.
+
+:func:`load_pipeline` checks the structure and the types of every value with a message
+that names the value and the fix; paths in the file are relative to the folder the run is
+started in. The ``batch:`` section (many scenes on Dask) is checked here too, and
+:func:`read_scene_list` reads a file of scene paths.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring: pipeline.notebooks (from run)."""
+"""The notebooks as steps: their parameters, and running one headlessly with papermill.
+
+:func:`notebook_parameters` reads a notebook's ``parameters`` cell (names, types, defaults,
+comments); :func:`check_parameters` refuses unknown names and wrong types, which papermill
+only warns about. :func:`execute_notebook` runs a notebook on the glacierkit kernel, keeps
+the kernel's own output in a log beside it, and turns a failing cell into one
+:class:`~glacierkit.exceptions.StepFailed` error that names the cell.
+"""
 
 from __future__ import annotations
 

@@ -49,7 +49,6 @@ One run folder is used by one ``glacierkit run`` at a time (a lock file
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -58,6 +57,7 @@ from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from .._util import read_json, to_json, write_json
 from ..exceptions import DataNotFoundError, ParameterError
 from .config import check_batch, check_run_name, check_step_names, load_pipeline
 from .notebooks import (
@@ -76,7 +76,7 @@ __all__ = ["run_pipeline", "run_batch"]
 def _hash(params: Mapping[str, object], notebook: Path, upstream=()) -> str:
     """A step's identity: its parameters, its notebook and the runs of the steps before it
     (``upstream``: ``[(step, run id or None), ...]``)."""
-    blob = json.dumps([params, list(upstream)], sort_keys=True, default=str)
+    blob = to_json([params, list(upstream)], indent=None, sort_keys=True)
     blob += notebook.read_text()
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -110,7 +110,7 @@ def _read_state(state_path: Path) -> dict:
     if not state_path.is_file():
         return {}
     try:
-        state = json.loads(state_path.read_text())
+        state = read_json(state_path)
         if isinstance(state, dict) and all(isinstance(v, dict) for v in state.values()):
             return state
     except (OSError, ValueError):
@@ -278,9 +278,7 @@ def _run_steps(plan, run_dir: Path, *, name: str, force: bool, only, echo) -> Pa
         upstream[-1] = (step, run_id)
         state[step] = {"hash": key, "run_id": run_id, "seconds": round(dt, 1),
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "outputs": outputs}
-        tmp = state_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, state_path)
+        write_json(state_path, state)
         notebook_html(out, report)
         bar.update()
         echo(f"  {step:<{width}}  {dt:5.0f} s")

@@ -28,6 +28,7 @@ _EXPORTS = {
     "save_model": ".artifact",
     "save_keras": ".artifact",
     "load_model": ".artifact",
+    "read_sidecar": ".artifact",
     "resolve_model_path": ".artifact",
     "PRETRAINED": ".artifact",
     "SIDECAR_FORMAT": ".artifact",
@@ -64,6 +65,7 @@ _EXPORTS = {
     "input_report": ".guard",
     "output_report": ".guard",
     "guard_report": ".guard",
+    "guard_table": ".guard",
     "warn": ".guard",
     # layers
     "layers": ".layers",
@@ -79,10 +81,10 @@ _EXPORTS = {
     "ensemble": ".model",
     # output
     "output": ".output",
-    "predict_to_file": ".output",
+    "predict_to_files": ".output",
     "write_prediction": ".output",
+    "PredictionFiles": ".output",
     "PROBABILITY_SCALE": ".output",
-    "NODATA_UINT8": ".output",
     # precision
     "precision": ".precision",
     "PRECISIONS": ".precision",
@@ -123,6 +125,9 @@ _EXPORTS = {
     "DiceLoss": ".train",
     "ValidationMetrics": ".train",
     "save_ensemble": ".train",
+    "make_loss": ".train",
+    "make_optimizer": ".train",
+    "train_precision": ".train",
     # windows
     "windows": ".windows",
     "window_weights": ".windows",

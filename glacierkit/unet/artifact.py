@@ -1,9 +1,22 @@
-"""TODO docstring: unet.artifact (from features, precision, train, predict)."""
+"""The saved model: the ``.keras`` file, its ``.json`` sidecar, ensembles and casts.
+
+A trained model is two files side by side: ``<name>.keras`` and ``<name>.json``. The
+sidecar holds the input contract (:class:`~glacierkit.unet.InputSpec`: bands by role, extra
+channels, normalization statistics), the training config, the scores, and the
+distribution of the training inputs (:func:`training_distribution`, the reference of the
+domain-shift guard). :func:`save_model` / :func:`load_model` / :func:`read_sidecar` write
+and read them; :func:`resolve_model_path` finds a model by name.
+
+For prediction, :func:`resolve_model` turns a path or a ``(model, sidecar)`` pair into a
+:class:`Predictor`: the model cast to the compute precision (:func:`cast_model`), its
+pooling factor, receptive-field radius and output kind. An ensemble
+(:func:`glacierkit.unet.ensemble`) runs one member at a time, so it needs the activation
+memory of one member.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import weakref
@@ -14,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._util import read_json
 from ..exceptions import (
     CorruptFileError,
     DataNotFoundError,
@@ -24,7 +38,7 @@ from .features import InputSpec
 from .tiles import Patches
 from .windows import CONTEXT_FRACTION
 
-__all__ = ["sidecar_path", "save_model", "save_keras", "load_model", "resolve_model_path", "PRETRAINED", "SIDECAR_FORMAT", "cast_model"]
+__all__ = ["sidecar_path", "save_model", "save_keras", "load_model", "read_sidecar", "resolve_model_path", "PRETRAINED", "SIDECAR_FORMAT", "cast_model"]
 
 SIDECAR_FORMAT = "glacierkit-model/1"
 
@@ -40,16 +54,15 @@ def save_model(model, path: str | os.PathLike, spec: InputSpec, **info) -> Path:
     ``info`` goes into the sidecar as is (config, training scenes, metrics ...); it must be
     JSON-serializable.
     """
-    from .._util import atomic_path
+    from .._util import to_json, write_json
 
     path = Path(path)
     if path.suffix != ".keras":
         raise ParameterError(f"Model files end in .keras; got {path}.")
     sidecar = {"format": SIDECAR_FORMAT, "inputs": spec.to_dict(), **info}
-    text = json.dumps(sidecar, indent=2, default=str)
+    to_json(sidecar)  # fails before anything is written
     save_keras(model, path)
-    with atomic_path(sidecar_path(path)) as tmp:
-        tmp.write_text(text)
+    write_json(sidecar_path(path), sidecar)
     return path
 
 
@@ -91,10 +104,9 @@ def resolve_model_path(path: str | os.PathLike = PRETRAINED) -> Path:
     )
 
 
-def load_model(path: str | os.PathLike, compile: bool = False):
-    """Load ``(keras_model, sidecar_dict)``; ``sidecar["inputs"]`` becomes an InputSpec."""
-    import keras
-
+def read_sidecar(path: str | os.PathLike) -> dict:
+    """The sidecar of the model ``path`` (``.keras``; its ``.json`` beside it), checked, with
+    ``sidecar["inputs"]`` as an :class:`~glacierkit.unet.InputSpec`. Reads no weights."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(
@@ -108,7 +120,7 @@ def load_model(path: str | os.PathLike, compile: bool = False):
             "bands and normalization; save models with glacierkit.unet.save_model."
         )
     try:
-        sidecar = json.loads(side.read_text(encoding="utf-8"))
+        sidecar = read_json(side)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CorruptFileError(
             f"The model's sidecar {side} is not readable JSON ({exc}). It is damaged: copy it "
@@ -127,6 +139,15 @@ def load_model(path: str | os.PathLike, compile: bool = False):
             f"The 'inputs' block of {side} is missing or damaged ({type(exc).__name__}: {exc}); "
             "it names the bands and normalization the model needs. Copy the sidecar again."
         ) from None
+    return sidecar
+
+
+def load_model(path: str | os.PathLike, compile: bool = False):
+    """Load ``(keras_model, sidecar_dict)``; ``sidecar["inputs"]`` becomes an InputSpec."""
+    import keras
+
+    path = Path(path)
+    sidecar = read_sidecar(path)
     if not zipfile.is_zipfile(path):
         raise CorruptFileError(
             f"{path} is not a .keras model file (a .keras file is a zip archive; this one is "

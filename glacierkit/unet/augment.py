@@ -1,4 +1,12 @@
-"""TODO docstring: unet.augment (from patches)."""
+"""Training data on the fly: the tf.data pipeline and its augmentations.
+
+:func:`training_dataset` feeds the training tiles in random order with the dihedral
+flips/rotations (:func:`dihedral`) and, as the recipe asks, reflectance-space photometric
+changes (:func:`photometric_augment`), synthetic lakes labelled not glacier
+(:func:`lake_augment`) and cast shadows (:func:`shadow_augment`). The augmentations act on
+reflectance, before the features are computed (:func:`tf_features`, the TensorFlow twin of
+:func:`glacierkit.unet.feature_stack`), so index channels stay consistent with the bands.
+"""
 
 from __future__ import annotations
 

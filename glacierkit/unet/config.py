@@ -1,4 +1,12 @@
-"""TODO docstring: unet.config (from train)."""
+"""Training settings: :class:`TrainConfig`, a frozen dataclass that validates itself.
+
+Every setting of a training run lives here (bands, architecture preset, tiles and the
+blocked split, optimizer, augmentation, the NDSI prior ...), derived values are properties
+(``channels``, ``model_depth``, ``lr``), and the config is stored in the model's sidecar so
+that a run can be reproduced or continued. Two constructors serve the notebooks and the
+fine-tuning code: :meth:`TrainConfig.from_pretrained` (a saved model's recipe and inputs,
+with changes) and :meth:`TrainConfig.from_parameters` (a notebook's parameters).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,6 @@ import numpy as np
 
 from ..bands import PAPER_BANDS
 from ..exceptions import ParameterError
-from ..unet import layers as _layers  # noqa: F401  (registers custom layers for checkpoints)
 from .features import EXTRA_CHANNELS, NORMALIZATIONS, InputSpec
 from .model import PRESETS, check_input_size
 from .tiles import SIDES, SPLITS
@@ -283,6 +290,55 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    #: The fields that fix what a model takes as input: fine-tuning keeps them.
+    INPUT_FIELDS = ("bands", "extra", "normalization")
+
+    @classmethod
+    def from_pretrained(cls, model, **changes) -> TrainConfig:
+        """The recipe of a saved model (its sidecar's ``config`` and ``inputs``), with
+        ``changes``: the starting point for fine-tuning it (``fit(..., init_model=model)``).
+
+        The inputs (bands, extra channels, normalization) are the model's own and cannot be
+        changed; a change to them raises :class:`~glacierkit.exceptions.ParameterError`.
+
+        Examples
+        --------
+        >>> config = TrainConfig.from_pretrained("models/unet_alps_s2.keras",
+        ...                                      epochs=20, learning_rate=1e-4)  # doctest: +SKIP
+        """
+        from .artifact import read_sidecar, resolve_model_path
+
+        path = resolve_model_path(model)
+        sidecar = read_sidecar(path)
+        base = dict(sidecar.get("config") or {})
+        for name, default in NEW_FIELDS.items():  # sidecars written before a field existed
+            base.setdefault(name, default)
+        spec = sidecar["inputs"]
+        model_inputs = {"bands": spec.bands, "extra": spec.extra,
+                        "normalization": spec.normalization}
+        for name in cls.INPUT_FIELDS:
+            if name in changes and tuple(np.atleast_1d(changes[name])) != \
+                    tuple(np.atleast_1d(model_inputs[name])):
+                raise ParameterError(
+                    f"{name}={changes[name]!r}: {path.name} takes {name} "
+                    f"{model_inputs[name]!r}, and fine-tuning keeps a model's inputs. Leave "
+                    f"{name} out, or train a new model without init_model."
+                )
+        return cls.from_dict({**base, **changes, **model_inputs})
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping, init_model: str | None = None) -> TrainConfig:
+        """The config from a notebook's parameters (notebook 04 passes ``globals()``): the
+        names that are fields of :class:`TrainConfig` are used, the rest ignored. With
+        ``init_model`` the inputs are the pretrained model's
+        (:meth:`from_pretrained`) and every other field comes from ``parameters``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        given = {k: v for k, v in parameters.items() if k in names}
+        if init_model:
+            return cls.from_pretrained(init_model, **{k: v for k, v in given.items()
+                                                      if k not in cls.INPUT_FIELDS})
+        return cls(**given)
 
     @classmethod
     def paper(cls, **changes) -> TrainConfig:

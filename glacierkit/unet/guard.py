@@ -41,11 +41,12 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ..exceptions import DomainShiftWarning
 
-__all__ = ["LIMITS", "input_report", "output_report", "guard_report", "warn"]
+__all__ = ["LIMITS", "input_report", "output_report", "guard_report", "guard_table", "warn"]
 
 #: Limits above which the guard warns. ``outside``: share of valid pixels outside the
 #: training 0.5-99.5 % range, in the worst channel (1 % of the training pixels are).
@@ -183,3 +184,18 @@ def warn(report: Mapping, scene_id: str = "the scene") -> None:
                 + "; ".join(report["warnings"]) + ". Check the map, or adapt the model to "
                 "this region (fit(..., init_model=...)).")
         warnings.warn(text, DomainShiftWarning, stacklevel=3)
+
+
+def guard_table(reports: Mapping[str, Mapping]) -> pd.DataFrame:
+    """One row per scene from guard reports (``{scene: prob.attrs["guard"]}``): in the
+    training domain or not, the warnings, and the measured shares the limits apply to."""
+    rows = {}
+    for name, report in reports.items():
+        report = report or {}
+        inputs, outputs = report.get("inputs", {}), report.get("outputs", {})
+        rows[name] = {"in training domain": report.get("in_domain"),
+                      "warnings": "; ".join(report.get("warnings", [])) or "none",
+                      **{k: inputs.get(k) for k in ("outside", "negative_reflectance")},
+                      **{k: outputs.get(k) for k in ("glacier_on_negative_ndsi",
+                                                     "bright_snow_missed")}}
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -1,4 +1,4 @@
-"""Full-scene prediction: seam-free, memory-bounded sliding windows, written as COGs.
+"""Full-scene prediction: seam-free, memory-bounded sliding windows.
 
 :func:`predict_scene` runs a trained model over a whole scene and returns the glacier
 probability on the scene's exact grid. How it works:
@@ -41,9 +41,9 @@ probability on the scene's exact grid. How it works:
   and adds a ``confidence`` layer: the fraction of the 8 that agree with the averaged
   decision (probability > 0.5), blended like the probability. 1 means all 8 agree.
 
-:func:`write_prediction` writes the probability, the binary mask and (with TTA) the
-confidence as cloud-optimized GeoTIFFs with overviews, atomically. :func:`predict_to_file`
-does both. The console command is ``glacierkit predict MODEL SCENE OUTDIR``.
+The window plan is :mod:`glacierkit.unet.windows`, the streaming :mod:`glacierkit.unet.rows`;
+:func:`glacierkit.unet.predict_to_files` (:mod:`glacierkit.unet.output`) predicts and writes
+the files, as ``glacierkit predict MODEL SCENE OUTDIR`` does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""TODO docstring: unet.rows (from predict)."""
+"""Streaming a scene through the network by blocks of rows.
+
+:class:`Rows` reads the bands the model needs a block of rows at a time (a background
+thread reads ahead while the network works), computes the normalized features and the
+nodata mask, and forgets each block once the last window that needs it is assembled, so a
+full Landsat scene never sits in memory. :class:`GuardSample` keeps the strided sample the
+domain-shift guard reads, taken from the same blocks (no second pass over the file).
+"""
 
 from __future__ import annotations
 

@@ -29,7 +29,6 @@ Keras 3's Adadelta defaults to 0.001, which barely moves the weights, so
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -44,7 +43,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import metrics as gk_metrics
-from .._util import atomic_path
+from .._util import atomic_path, read_json, write_json
 from ..exceptions import DataNotFoundError, GlacierKitError, ParameterError
 from ..unet import layers as _layers  # noqa: F401  (registers custom layers for checkpoints)
 from .artifact import save_keras, save_model, tf_version, training_distribution
@@ -56,7 +55,8 @@ from .tiles import Patches, make_patches, pad_to_multiple
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "fit", "prepare_patches", "load_scenes", "DiceLoss", "ValidationMetrics", "save_ensemble"]
+__all__ = ["TrainResult", "fit", "prepare_patches", "load_scenes", "DiceLoss", "ValidationMetrics",
+           "save_ensemble", "make_loss", "make_optimizer", "train_precision"]
 
 
 @dataclass
@@ -73,7 +73,7 @@ class TrainResult:
 
     @property
     def sidecar(self) -> dict:
-        return json.loads(self.model_path.with_suffix(".json").read_text())
+        return read_json(self.model_path.with_suffix(".json"))
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class DiceLoss(keras.losses.Loss):
         return {"smooth": self.smooth, "name": self.name}
 
 
-def _loss(name: str):
+def make_loss(name: str):
     if name == "bce":
         return keras.losses.BinaryCrossentropy(name="bce")
     if name == "focal":
@@ -117,7 +117,7 @@ def _loss(name: str):
     return DiceLoss()
 
 
-def _optimizer(config: TrainConfig, steps_per_epoch: int):
+def make_optimizer(config: TrainConfig, steps_per_epoch: int):
     lr = config.lr
     if config.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * config.epochs)
@@ -129,10 +129,10 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
 def _compile(model, config: TrainConfig, steps_per_epoch: int, mixed: bool = False) -> None:
     """Compile with the config's optimizer and loss; loss scaling under float16 mixed
     precision (``mixed``; bfloat16 has float32's range and needs none)."""
-    optimizer = _optimizer(config, steps_per_epoch)
+    optimizer = make_optimizer(config, steps_per_epoch)
     if mixed:  # the functional model's own policy is float32, so Keras would not wrap it
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=_loss(config.loss),
+    model.compile(optimizer=optimizer, loss=make_loss(config.loss),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
 
 
@@ -149,7 +149,7 @@ class ValidationMetrics(keras.callbacks.Callback):
     def __init__(self, items, loss_name: str, multiple: int):
         super().__init__()
         self.items = [pad_to_multiple(it, multiple) for it in items]
-        self.loss_fn = _loss(loss_name)
+        self.loss_fn = make_loss(loss_name)
 
     def evaluate(self, model) -> tuple[dict, dict[str, gk_metrics.Counts]]:
         counts: dict[str, gk_metrics.Counts] = {}
@@ -179,11 +179,6 @@ class ValidationMetrics(keras.callbacks.Callback):
         logs.update(values)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-
-
 class _Checkpoints(keras.callbacks.Callback):
     """Best checkpoint by ``val_accuracy`` and the resumable "last" state, both atomic."""
 
@@ -207,7 +202,7 @@ class _Checkpoints(keras.callbacks.Callback):
         save_keras(self.model, self.folder / name)
         self.state.update({"epochs_done": epoch + 1, "checkpoint": name,
                            "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        _write_json(self.folder / "last.json", self.state)  # the commit point
+        write_json(self.folder / "last.json", self.state)  # the commit point
         for old in self.folder.glob("last-*.keras"):
             if old.name != name:
                 old.unlink(missing_ok=True)
@@ -324,7 +319,7 @@ def _comparable(config_dict: dict) -> dict:
     return {k: v for k, v in {**NEW_FIELDS, **config_dict}.items() if k != "epochs"}
 
 
-def _precision(config: TrainConfig, mixed_precision: bool | None, on_gpu: bool) -> str:
+def train_precision(config: TrainConfig, mixed_precision: bool | None, on_gpu: bool) -> str:
     """The compute precision of a training run: float32, bfloat16 or float16."""
     from ..unet import precision as gk_precision
 
@@ -425,7 +420,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         for f in [*ckpt.glob("*.keras"), state_path, csv_path]:
             f.unlink(missing_ok=True)
     elif state_path.is_file():
-        old = json.loads(state_path.read_text())
+        old = read_json(state_path)
         if _comparable(old["config"]) != _comparable(state["config"]) or \
                 old["scenes"] != scene_names or old.get("init_model") != state["init_model"]:
             diff = {k: (old["config"].get(k), v) for k, v in state["config"].items()
@@ -443,7 +438,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
 
     keras.utils.set_random_seed(config.seed)
     strategy, on_gpu, n_gpus = _devices(config)
-    precision = _precision(config, mixed_precision, on_gpu)
+    precision = train_precision(config, mixed_precision, on_gpu)
     mixed = precision == "float16"
     prior = None
     if init is None and config.prior:

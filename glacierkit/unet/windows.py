@@ -1,4 +1,13 @@
-"""TODO docstring: unet.windows (from predict)."""
+"""Where the prediction windows go, and how their outputs are blended.
+
+A U-Net's output near a window edge depends on the zero padding there, so every window
+gives zero weight to ``context`` pixels at its edges and neighbours meet in a short
+sine-squared ramp whose weights add up to one (:func:`blend_weights`). :func:`plan_windows`
+sizes the windows for a scene and a model (as large as the activation memory allows,
+multiples of the pooling factor, fitted to cover the scene with the fewest pixels); an
+:class:`Axis` holds the window positions along one axis, and :func:`reflect_index` maps
+positions beyond the scene's edges back into it (reflection).
+"""
 
 from __future__ import annotations
 

@@ -98,3 +98,28 @@ def test_save_results_writes_json_with_provenance(tmp_path):
     assert doc["provenance"]["model"] == "models/x.keras"
     assert doc["pooled"]["m"]["KC"] == pytest.approx(1.0)
     assert (tmp_path / "comparison.csv").is_file()
+
+
+def test_score_methods_scores_the_three_methods_on_the_same_pixels():
+    from glacierkit import NODATA, indices
+    from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET, score_methods
+    from glacierkit.ndsi import best_threshold, fine_grid, sweep
+
+    scene, glacier = make_scene(80, 64, seed=5)
+    index = indices.ndsi(scene)
+    rng = np.random.default_rng(0)
+    prob = np.clip(glacier + rng.normal(0, 0.3, glacier.shape), 0, 1).astype("float32")
+    prob[:4] = np.nan  # U-Net nodata: excluded for every method
+    labels = glacier.astype("uint8")
+    labels[10:14] = NODATA  # unknown labels: excluded too
+    scored = score_methods("s", prob, index, labels, unet_threshold=0.5, ndsi_threshold=0.3)
+    oracle = best_threshold(sweep(index, labels, fine_grid()), "KC")
+    assert scored.thresholds == {UNET: 0.5, NDSI_LEARNED: 0.3, NDSI_ORACLE: oracle}
+    n = {r.method: r.counts.n for r in scored.results}
+    assert len(set(n.values())) == 1 and n[UNET] == 80 * 64 - 8 * 64  # same pixels
+    ok = np.isfinite(scored.reference)
+    assert not ok[:4].any() and not ok[10:14].any()
+    for r in scored.results:  # each result is the confusion of its map on those pixels
+        assert r.counts == confusion(scored.maps[r.method], scored.reference)
+    learned = scored.maps[NDSI_LEARNED]
+    np.testing.assert_array_equal(learned[ok], (index.values > np.float32(0.3))[ok])

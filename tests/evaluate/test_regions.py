@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from conftest import ROOT, make_scene
-from glacierkit.labels import IGNORE
+from glacierkit import NODATA
 
 MODEL = ROOT / "models" / "unet_alps_s2.keras"
 MODEL_V1 = ROOT / "models" / "unet_alps_s2_v1.keras"
@@ -78,14 +78,15 @@ def test_athabasca_outline_and_spectra(sample_data):
 # --- unknown labels ---------------------------------------------------------------------------
 
 def test_ignore_value_counts_in_no_class():
-    from glacierkit.metrics import NODATA_CODE, confusion, error_classes
+    from glacierkit import NODATA
+    from glacierkit.metrics import confusion, error_classes
     from glacierkit.ndsi import sweep
 
     rng = np.random.default_rng(0)
     index = rng.uniform(-0.5, 1.0, (40, 30)).astype("float32")
     labels = (rng.uniform(size=index.shape) > 0.5).astype("uint8")
     unknown = rng.uniform(size=index.shape) > 0.7
-    with_255 = np.where(unknown, IGNORE, labels).astype("uint8")
+    with_255 = np.where(unknown, NODATA, labels).astype("uint8")
     with_nan = np.where(unknown, np.nan, labels).astype("float32")
     a = sweep(index, with_255, [0.0, 0.3, 0.6])
     b = sweep(index, with_nan, [0.0, 0.3, 0.6])
@@ -93,7 +94,7 @@ def test_ignore_value_counts_in_no_class():
     assert int(a[["TP", "FP", "FN", "TN"]].iloc[0].sum()) == int((~unknown).sum())
     c = confusion(index > 0.3, with_255)
     assert c == confusion(index > 0.3, with_nan) and c.n == int((~unknown).sum())
-    assert (error_classes(index > 0.3, with_255)[unknown] == NODATA_CODE).all()
+    assert (error_classes(index > 0.3, with_255)[unknown] == NODATA).all()
 
 
 def test_ignore_value_gets_zero_weight_in_training_tiles():
@@ -101,14 +102,14 @@ def test_ignore_value_gets_zero_weight_in_training_tiles():
 
     scene, glacier = make_scene(96, 80)
     labels = np.where(glacier, 1, 0).astype("uint8")
-    labels[:, 60:] = IGNORE
+    labels[:, 60:] = NODATA
     p = make_patches({"s": (scene, xr.DataArray(labels, dims=("y", "x")))},
                      InputSpec(("swir1", "nir", "blue")), patch_size=32, stride=16, gap=0)
     assert p.n_train > 0
     for i, row in enumerate(p.catalogue[p.catalogue["status"] == "kept"].itertuples()):
         cols = slice(row.col, row.col + 32)
         rows = slice(row.row, row.row + 32)
-        np.testing.assert_array_equal(p.w[i] == 0, labels[rows, cols] == IGNORE)
+        np.testing.assert_array_equal(p.w[i] == 0, labels[rows, cols] == NODATA)
     val = p.validation[0]
     assert val.w[:, 60:].sum() == 0 and val.w[:, :60].all()
 
@@ -119,10 +120,10 @@ def test_slider_respects_the_ignore_value():
     rng = np.random.default_rng(1)
     index = xr.DataArray(rng.uniform(-0.5, 1, (30, 30)).astype("float32"), dims=("y", "x"))
     labels = np.where(rng.uniform(size=(30, 30)) > 0.5, 1, 0).astype("uint8")
-    labels[:10] = IGNORE
+    labels[:10] = NODATA
     ex = ThresholdExplorer(index, labels, thresholds=[0.1, 0.4], threshold=0.4)
     m = ex.metrics(0.4)
-    ref = sweep(index, np.where(labels == IGNORE, np.nan, labels), [0.4]).iloc[0]
+    ref = sweep(index, np.where(labels == NODATA, np.nan, labels), [0.4]).iloc[0]
     assert (m["TP"], m["FP"], m["FN"], m["TN"]) == (ref["TP"], ref["FP"], ref["FN"], ref["TN"])
 
 
@@ -146,10 +147,10 @@ def test_partial_outline_labels_mark_what_is_known():
         scene.sel(band="B3") + scene.sel(band="B6")) >= 0.2
     outside = np.zeros_like(glacier)
     outside[:, 24:] = True
-    assert (lab[outside & nd_high.values] == IGNORE).all()
+    assert (lab[outside & nd_high.values] == NODATA).all()
     assert (lab[outside & ~nd_high.values] == 0).all()
     only_inside = partial_outline_labels(outline, scene, mask="inside").values
-    assert set(np.unique(only_inside)) == {1, IGNORE}
+    assert set(np.unique(only_inside)) == {1, NODATA}
     with pytest.raises(Exception, match="needs the scenes"):
         partial_outline_labels(outline, scene)
 
@@ -160,7 +161,7 @@ def test_athabasca_known_truth_mask(sample_data):
     lab = region_labels("athabasca").values
     # inside the outline (glacier) and clear rock on all three dates; the rest unknown
     assert int((lab == 1).sum()) == 17937 and int((lab == 0).sum()) == 8429
-    assert int((lab == IGNORE).sum()) == lab.size - 17937 - 8429
+    assert int((lab == NODATA).sum()) == lab.size - 17937 - 8429
 
 
 # --- cross-region scores ----------------------------------------------------------------------
@@ -175,7 +176,7 @@ def cross(sample_data):
 
 
 def test_cross_region_table(cross):
-    from glacierkit._util import NDSI_LEARNED, NDSI_ORACLE, UNET
+    from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET
 
     t = cross.table
     assert set(t["scene"]) == set(ATHABASCA) and len(t) == 9
@@ -246,12 +247,13 @@ def test_guard_physical_checks_catch_a_map_that_calls_rock_glacier():
 def test_guard_report_goes_into_the_tags(sample_data, tmp_path):
     import rasterio
 
-    from glacierkit.unet import predict_to_file
+    from glacierkit.unet import predict_to_files
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        paths = predict_to_file(str(MODEL_V1), "athabasca/s2-2020-09-09", tmp_path)
-    with rasterio.open(paths["probability"]) as src:
+        written = predict_to_files(str(MODEL_V1), "athabasca/s2-2020-09-09", tmp_path)
+    assert written.probability.attrs["guard"]["in_domain"] is False
+    with rasterio.open(written.paths["probability"]) as src:
         tags = src.tags()
     assert tags["in_training_domain"] == "no"
     assert json.loads(tags["domain_shift_guard"])["warnings"]

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import save_untrained_model, write_scene
-from glacierkit._util import slug
+from glacierkit import slug
 from glacierkit.exceptions import OutputError, OutputExistsError, ParameterError
 
 keras = pytest.importorskip("keras")

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 
 from conftest import make_scene
-from glacierkit import indices
+from glacierkit import NODATA, indices
 from glacierkit.exceptions import ParameterError
-from glacierkit.metrics import ERROR_CODES, NODATA_CODE, error_classes
+from glacierkit.metrics import ERROR_CODES, error_classes
 from glacierkit.ndsi import ThresholdExplorer, threshold
 from glacierkit.plot import ERROR_COLOURS, display_stride
 
@@ -68,7 +68,7 @@ def test_map_codes_and_colours_follow_the_threshold(planted):
         hexa = ERROR_COLOURS["TP"].lstrip("#")
         if tp.any():
             assert tuple(rgba[tp][0][:3]) == tuple(int(hexa[i:i + 2], 16) for i in (0, 2, 4))
-        assert (rgba[expected == NODATA_CODE][:, 3] == 0).all()
+        assert (rgba[expected == NODATA][:, 3] == 0).all()
     assert not np.array_equal(explorer.codes(-0.9), explorer.codes(0.9))
 
 

@@ -330,6 +330,50 @@ def test_learned_threshold_uses_only_training_scenes():
     assert oracle_b.KC >= learned_b.KC
 
 
+def test_learn_is_the_one_rule_and_saves_its_record(tmp_path):
+    tables = tables_for({"a": bimodal(seed=1), "b": bimodal(seed=2), "c": bimodal(seed=3)})
+    record = threshold.learn(tables, ["a", "b"], "KC", tmp_path, grid=[0, 0.7, 0.01])
+    pooled = threshold.pool([tables["a"], tables["b"]])
+    assert record["threshold"] == threshold.best_threshold(pooled, "KC")
+    assert record["train_score"] == pooled["KC"].max()
+    assert record == threshold.load_learned(tmp_path) and record["learned_on"] == ["a", "b"]
+    # the test scene never moves it; learned_vs_oracle uses the same rule
+    tables["c"] = threshold.sweep(*bimodal(seed=9), threshold.fine_grid())
+    assert threshold.learn(tables, ["a", "b"])["threshold"] == record["threshold"]
+    assert threshold.learned_vs_oracle(tables, ["a", "b"], ["c"]).attrs[
+        "learned_threshold"] == record["threshold"]
+    with pytest.raises(ParameterError, match="missing"):
+        threshold.learn(tables, ["a", "zzz"])
+
+
+def test_learned_threshold_reads_the_file_or_learns_on_the_prepared_scenes(tmp_path,
+                                                                           monkeypatch):
+    threshold.save_learned(tmp_path, 0.42, "KC", ["x"])
+    got = threshold.learned_threshold(tmp_path, ["x"])
+    assert got["threshold"] == 0.42 and got["source"].endswith("threshold.json")
+    # without a file: the prepared training scenes are swept and learn() decides
+    from glacierkit import prep
+
+    scene, glacier = make_scene(60, 50, seed=4)
+    labels = xr.DataArray(glacier.astype("float32"), dims=("y", "x"))
+    monkeypatch.setattr(prep, "ensure_prepared", lambda *a, **k: None)
+    monkeypatch.setattr(prep, "load_prepared", lambda out, name: (scene, labels))
+    fresh = tmp_path / "fresh"
+    got = threshold.learned_threshold(fresh, ["s"], grid=threshold.paper_grid())
+    table = threshold.sweep(indices.ndsi(scene), labels, threshold.paper_grid())
+    assert got["threshold"] == threshold.best_threshold(table, "KC")
+    assert got["source"] == "learned now on s" and (fresh / threshold.LEARNED_FILE).is_file()
+
+
+def test_stack_adds_pooled_rows():
+    tables = tables_for({"a": bimodal(seed=1), "b": bimodal(seed=2)})
+    long = threshold.stack(tables, pooled="both")
+    assert list(dict.fromkeys(long["scene"])) == ["a", "b", "both"]
+    np.testing.assert_array_equal(counts_of(long[long.scene == "both"]),
+                                  counts_of(threshold.pool(list(tables.values()))))
+    assert threshold.stack({}).empty
+
+
 def test_pool_adds_counts():
     x, labels = bimodal()
     t = threshold.paper_grid()

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 
 from conftest import ROOT, holoviews_outputs, run_notebook
-from glacierkit._util import NDSI_LEARNED, NDSI_ORACLE, UNET
+from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET
 from glacierkit.evaluate import compare_methods
 from glacierkit.exceptions import DataNotFoundError, ParameterError
 from glacierkit.unet import PRETRAINED, resolve_model_path

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import rasterio
-import xarray as xr
 
 from conftest import ROOT, assert_same_grid, fit_tiny_model, make_scene
 
@@ -22,11 +21,9 @@ from glacierkit.exceptions import (  # noqa: E402
 )
 from glacierkit.io import open_scene, write_raster  # noqa: E402
 from glacierkit.unet import (  # noqa: E402
-    PROBABILITY_SCALE,
     InputSpec,
     predict_scene,
     window_weights,
-    write_prediction,
 )
 from glacierkit.unet.artifact import _reach, resolve_model  # noqa: E402
 from glacierkit.unet.rows import Rows  # noqa: E402
@@ -320,36 +317,6 @@ def test_missing_sidecar_and_bad_parameters(trained, tmp_path):
         predict_scene(model, scene)
     with pytest.raises(ParameterError, match="normalization"):
         predict_scene((model, InputSpec(spec.bands, spec.extra)), scene)
-
-
-def test_write_prediction_cogs(trained, tmp_path):
-    scene, _ = make_scene(70, 60)
-    scene = scene.copy()
-    scene[:, :5, :5] = np.nan
-    prob = _predict(trained, scene, tta=True)
-    paths = write_prediction(prob, tmp_path / "out", threshold=0.5, prefix="s_")
-    assert {p.name for p in paths.values()} == {"s_probability.tif", "s_mask.tif",
-                                                "s_confidence.tif"}
-    with rasterio.open(paths["probability"]) as src:
-        v = src.read(1)
-        assert src.crs == scene.rio.crs and src.dtypes[0] == "uint8" and src.nodata == 255
-        assert src.scales[0] == pytest.approx(1 / PROBABILITY_SCALE)
-        assert src.transform.almost_equals(scene.rio.transform())
-    ok = np.isfinite(prob.values)
-    np.testing.assert_array_equal(v == 255, ~ok)
-    assert np.abs(v[ok] / PROBABILITY_SCALE - prob.values[ok]).max() <= 0.5 / PROBABILITY_SCALE + 1e-6
-    with rasterio.open(paths["mask"]) as src:
-        m = src.read(1)
-    np.testing.assert_array_equal(m, np.where(ok, prob.values > 0.5, 255))
-    with rasterio.open(paths["confidence"]) as src:
-        c = src.read(1)
-    assert c[ok].max() <= PROBABILITY_SCALE and (c[~ok] == 255).all()
-    float_paths = write_prediction(prob.drop_vars("confidence"), tmp_path / "f",
-                                   probability_dtype="float32")
-    assert set(float_paths) == {"probability", "mask"}
-    back = xr.open_dataarray(float_paths["probability"], engine="rasterio").squeeze()
-    np.testing.assert_allclose(back.values, prob.values, equal_nan=True)
-    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
 
 
 def test_cli_predict(trained, tmp_path, capsys):
