@@ -199,3 +199,11 @@ def write_scene(path: Path, height: int = 48, width: int = 40, seed: int = 0, **
 
     scene, _ = make_scene(height, width, seed=seed, **kw)
     return write_raster(scene, path, tags={"sensor": scene.attrs["sensor"]})
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny U-Net fitted for a few seconds on a synthetic scene (64-px tiles), saved with
+    its sidecar: ``(path, keras_model, InputSpec)``."""
+    return fit_tiny_model(tmp_path_factory.mktemp("model"), size=(256, 240), window=64,
+                          n_tiles=64, epochs=3, seed=1, name="tiny-test-unet")

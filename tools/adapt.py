@@ -2,7 +2,7 @@
 
     python -m tools.adapt [--model models/unet_alps_s2.keras] [--out runs/adapt]
 
-Runs :func:`glacierkit.evaluate.adapt`: fine-tunes the model on the west 55 % of the
+Runs :func:`glacierkit.evaluate.adapt.adapt`: fine-tunes the model on the west 55 % of the
 Athabasca scenes (all three dates, known-truth labels, unknown pixels ignored), trains the
 same recipe from scratch on the same pixels, and scores both, the pretrained model and NDSI
 at the threshold learned on the Alps train scenes on the east 45 % (16 px gap). Prints the
@@ -28,7 +28,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import pandas as pd
 
-    from glacierkit.evaluate import adapt
+    from glacierkit.evaluate.adapt import adapt
 
     t = args.ndsi_threshold
     if t is None:

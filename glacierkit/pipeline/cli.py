@@ -126,12 +126,13 @@ def _cmd_predict(args) -> int:
     from ..exceptions import DomainShiftWarning
     from ..staging import check_target
     from ..unet.artifact import resolve_model
-    from ..unet.output import predict_to_files
+    from ..unet.output import check_not_the_scene, predict_to_files
 
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
     # Everything that can be checked is checked before the (long) prediction.
     check_target(args.outdir, args.prefix, overwrite=args.force)
+    check_not_the_scene(args.scene, Path(args.outdir), args.prefix)
     pred = resolve_model(args.model, args.precision)
     scene = _open_for_predict(args)
     with warnings.catch_warnings():

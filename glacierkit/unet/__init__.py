@@ -83,6 +83,7 @@ _EXPORTS = {
     "output": ".output",
     "predict_to_files": ".output",
     "write_prediction": ".output",
+    "check_not_the_scene": ".output",
     "PredictionFiles": ".output",
     "PROBABILITY_SCALE": ".output",
     # precision

@@ -35,7 +35,8 @@ from .predict import GDAL_CACHE_MB, predict_scene
 
 log = logging.getLogger(__name__)
 
-__all__ = ["predict_to_files", "write_prediction", "PredictionFiles", "PROBABILITY_SCALE"]
+__all__ = ["predict_to_files", "write_prediction", "check_not_the_scene", "PredictionFiles",
+           "PROBABILITY_SCALE"]
 
 #: Probability and confidence are stored as ``round(value * 250)`` in uint8 files.
 PROBABILITY_SCALE = 250
@@ -228,7 +229,7 @@ class PredictionFiles:
     probability: xr.DataArray
 
 
-def _check_not_the_scene(scene, output_dir: Path, prefix: str) -> None:
+def check_not_the_scene(scene, output_dir: Path, prefix: str) -> None:
     """Refuse an output set that would overwrite or change the input scene (a path, or a
     scene opened from one: its ``source`` attribute)."""
     if isinstance(scene, xr.DataArray):
@@ -298,7 +299,7 @@ def predict_to_files(
     output_dir = Path(output_dir)
     prefix = check_prefix(prefix)
     check_target(output_dir, prefix, overwrite=overwrite)
-    _check_not_the_scene(scene, output_dir, prefix)
+    check_not_the_scene(scene, output_dir, prefix)
     pred = resolve_model(model, kwargs.pop("precision", None))
     if threshold is None:
         threshold = float(pred.sidecar.get("architecture", {}).get("threshold", 0.5))

@@ -113,7 +113,7 @@ for job in jobs:
 print(json.dumps(results))
 """
 
-PREDICT_POINTS = ["predict:predicted", "predict:written", "commit:journal#2", "commit:moving#2"]
+PREDICT_POINTS = ["predict:predicted", "predict:written", "commit:journal", "commit:moving"]
 BATCH_POINTS = ["batch:staged", "batch:swapping"]
 
 

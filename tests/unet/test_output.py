@@ -10,17 +10,13 @@ import pytest
 import rasterio
 import xarray as xr
 
-from conftest import fit_tiny_model, make_scene, write_scene
+from conftest import make_scene, write_scene
 from glacierkit.exceptions import OutputExistsError, ParameterError
 from glacierkit.unet import PROBABILITY_SCALE, predict_scene, predict_to_files, write_prediction
 
 WINDOW = 64
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return fit_tiny_model(tmp_path_factory.mktemp("model"), size=(256, 240), window=WINDOW,
-                          n_tiles=64, epochs=3, seed=1, name="tiny-output-unet")
 
 
 def _predict(trained, scene, **kw):

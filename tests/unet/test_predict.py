@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import ROOT, assert_same_grid, fit_tiny_model, make_scene
+from conftest import ROOT, assert_same_grid, make_scene
 
 keras = pytest.importorskip("keras")
 
@@ -32,11 +32,6 @@ from glacierkit.unet.windows import Axis, blend_weights, plan_windows, reflect_i
 WINDOW = 64  # small windows keep the tests fast
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """A tiny U-Net fitted for a few seconds on a synthetic scene, saved with its sidecar."""
-    return fit_tiny_model(tmp_path_factory.mktemp("model"), size=(256, 240), window=WINDOW,
-                          n_tiles=64, epochs=3, seed=1, name="tiny-test-unet")
 
 
 def _predict(trained, scene, **kw):
