@@ -46,7 +46,9 @@ def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sens
     name = slug(scene)
     scene_path = write_raster(da, out / f"{name}.tif",
                               tags={k: da.attrs[k] for k in ("sensor", "product", "date",
-                                                               "scene_id") if da.attrs.get(k)})
+                                                               "scene_id", "level",
+                                                               "path_reflectance")
+                                    if da.attrs.get(k)})
     valid = np.isfinite(da.values).all(axis=0)
     source = outlines or sample_outlines(scene)
     labels_path, fraction = None, float("nan")
@@ -71,6 +73,8 @@ def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sens
         "slug": name,
         "split": split,
         "sensor": da.attrs.get("sensor"),
+        "level": da.attrs.get("level"),
+        "level_from": da.attrs.get("level_from"),
         "date": da.attrs.get("date"),
         "bands": " ".join(str(b) for b in da["band"].values),
         "width": da.sizes["x"],

@@ -48,7 +48,7 @@ output_dir = Path(output_dir)
 (output_dir / "figures").mkdir(parents=True, exist_ok=True)
 summary = gk.prep.prepare_scenes(scenes, output_dir, outlines=outlines or None,
                                  sensor=sensor or None, all_touched=all_touched)
-summary[["scene", "split", "sensor", "width", "height", "resolution_m", "crs",
+summary[["scene", "split", "sensor", "level", "width", "height", "resolution_m", "crs",
          "glacier_fraction", "valid_fraction"]]
 
 # %% [markdown]

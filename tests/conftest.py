@@ -198,7 +198,8 @@ def write_scene(path: Path, height: int = 48, width: int = 40, seed: int = 0, **
     from glacierkit.io import write_raster
 
     scene, _ = make_scene(height, width, seed=seed, **kw)
-    return write_raster(scene, path, tags={"sensor": scene.attrs["sensor"]})
+    return write_raster(scene, path, tags={"sensor": scene.attrs["sensor"],
+                                           "product": scene.attrs["product"]})
 
 
 @pytest.fixture(scope="session")

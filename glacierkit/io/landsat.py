@@ -29,6 +29,7 @@ from ..exceptions import (
     NotGeoreferencedError,
     UnknownSensorError,
 )
+from .level import product_level
 from .raster import (
     apply_georef,
     auto_chunks,
@@ -173,6 +174,9 @@ def open_product(mtl_path: Path, sensor_id, chunks, product) -> xr.DataArray:
             "scene_id": str(contents.get("LANDSAT_PRODUCT_ID", mtl_path.stem.replace("_MTL", ""))),
             "source": str(folder),
             "sun_elevation": sun_elev,
+            "level": product_level(prod),
+            "level_from": (f"the MTL's PROCESSING_LEVEL {level}" if level and not product
+                           else f"product={product!r}" if product else "the product's MTL"),
         },
     )
     if not has_georef(layers[0]):

@@ -38,7 +38,7 @@ from .sentinel2 import s2_baseline
 
 log = logging.getLogger(__name__)
 
-__all__ = ["open_raster"]
+__all__ = ["open_raster", "UNKNOWN_BASELINE", "guess_sensor_from_bands"]
 
 #: Pixels above which open_scene opens lazily with dask chunks when ``chunks`` is None.
 LAZY_PIXELS = 64_000_000
@@ -195,6 +195,19 @@ def check_dtype(dtype, source) -> None:
 
 
 # --------------------------------------------------------------------------- sources
+#: ``processing_baseline`` of a Sentinel-2 scene whose files do not say it.
+UNKNOWN_BASELINE = "unknown"
+
+
+def guess_sensor_from_bands(names) -> str | None:
+    """``"sentinel2"`` for band names only Sentinel-2 uses: ``B8A``, or zero-padded names
+    such as ``B01``/``B02`` (Landsat numbers its bands ``B1``...``B11``); else None."""
+    upper = {str(n).strip().upper() for n in names if n}
+    if "B8A" in upper or any(re.fullmatch(r"B0\d", n) for n in upper):
+        return "sentinel2"
+    return None
+
+
 def guess_sensor(text: str) -> str | None:
     t = text.upper()
     for pattern, sid in ((r"\bLC0?8|LANDSAT_8|(^|_)LC08_", "landsat8"),
@@ -296,13 +309,8 @@ def dn_scaling(sensor: Sensor | None, product, dtype, source, rad: Mapping | Non
     baseline = None
     if level in sensor.products and "offset_from_baseline" in sensor.products[level]:
         baseline = s2_baseline(rad.get("baseline"), text, tags or {}, source)
-        if baseline is None:
-            log.warning(
-                "The Sentinel-2 processing baseline of %s is unknown: assuming before 04.00 "
-                "(no -1000 DN offset). Products processed with baseline 04.00 or later (from "
-                "25 January 2022, product names with N0400 and up) need baseline='04.00' "
-                "(--baseline 04.00), else reflectance is 0.1 too high.", source)
-        attrs["processing_baseline"] = baseline or "unknown (read as before 04.00)"
+        # unknown: the data decide (glacierkit.io.level.detect_offset, in open_scene)
+        attrs["processing_baseline"] = baseline or UNKNOWN_BASELINE
     return sensor.scaling(product, baseline), attrs
 
 

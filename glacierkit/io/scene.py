@@ -39,8 +39,18 @@ from ..exceptions import (
     UnsupportedGridError,
 )
 from .landsat import open_product
+from .level import (
+    LEVELS,
+    check_level,
+    detect_level,
+    detect_offset,
+    guess_product,
+    path_reflectance,
+    product_level,
+)
 from .raster import (
     RASTER_SUFFIXES,
+    UNKNOWN_BASELINE,
     apply_georef,
     auto_chunks,
     band_from_filename,
@@ -48,6 +58,7 @@ from .raster import (
     dn_scaling,
     guess_hls,
     guess_sensor,
+    guess_sensor_from_bands,
     has_georef,
     name_crs,
     no_radiometry,
@@ -74,7 +85,8 @@ def _load(da: xr.DataArray, path) -> xr.DataArray:
         ) from exc
 
 
-def _finish(da: xr.DataArray, bands: Sequence[str] | None, source) -> xr.DataArray:
+def _finish(da: xr.DataArray, bands: Sequence[str] | None, source,
+            level: str | None = None) -> xr.DataArray:
     if da.rio.crs is None:
         raise MissingCRSError(
             f"The scene {source} has no CRS. Set it with scene.rio.write_crs('EPSG:xxxx') and "
@@ -84,16 +96,80 @@ def _finish(da: xr.DataArray, bands: Sequence[str] | None, source) -> xr.DataArr
     if not da.chunks:
         da = _load(da, source)  # once, turning read errors of truncated files into clear ones
     da = _mask_invalid(da)
-    if bands is not None:
-        da = select_bands(da, bands)
-    if not da.chunks:
-        if not bool(np.isfinite(da.values).any()):
+    kept = select_bands(da, bands) if bands is not None else da
+    if not kept.chunks:
+        if not bool(np.isfinite(kept.values).any()):
             raise AllNodataError(
                 f"The scene {source} holds no valid pixel: every value is nodata/NaN, infinite "
                 "or zero in every band. Check the file, the bands and the nodata value."
             )
-    _check_range(da, source)
-    return da
+    _check_range(kept, source)  # unscaled DNs first: their fix is another
+    da = _settle_offset(da, source)
+    da = _settle_level(da, level)
+    return select_bands(da, bands) if bands is not None else da
+
+
+def _settle_offset(da: xr.DataArray, source) -> xr.DataArray:
+    """Find an offset nobody stated (:func:`glacierkit.io.level.detect_offset`): remove the
+    +1000 DN of Sentinel-2 baseline 04.00 from Sentinel-2 DNs whose baseline is unknown,
+    refuse any other scene that has it. Scenes whose scaling or baseline is stated, and
+    scenes already checked, are left alone."""
+    baseline = da.attrs.get("processing_baseline")
+    roles = set(str(r) for r in da["role"].values) if "role" in da.coords else set()
+    if "offset_check" in da.attrs or "(given)" in str(da.attrs.get("scaling", "")) or \
+            baseline not in (None, UNKNOWN_BASELINE) or da.attrs.get("product") == "display" \
+            or not ({"swir1", "swir2"} & roles and {"blue", "green"} & roles):
+        return da  # stated, checked, a display stretch, or no SWIR to judge by
+    present, reason = detect_offset(da)
+    if not present:
+        return da.assign_attrs(offset_check="no offset in the data")
+    if baseline == UNKNOWN_BASELINE:
+        log.warning(
+            "%s: %s, as when the +1000 DN of Sentinel-2 processing baseline 04.00 (products "
+            "from 25 January 2022 on) was left in; it is removed (reflectance - 0.1). Pass "
+            "baseline='04.00' (--baseline 04.00) to say so, or baseline='03.01' if the scene "
+            "predates it.", source, reason)
+        out = (da - np.float32(0.1)).astype("float32")
+        out.attrs = {**da.attrs, "processing_baseline": "04.00 (detected from the data)",
+                     "offset_check": f"-0.1 removed: {reason}"}
+        return out
+    raise ReflectanceRangeError(
+        f"{source}: {reason}: every band is too bright, as if an offset of about +0.1 (the "
+        "+1000 DN of Sentinel-2 processing baseline 04.00) had not been removed; a glacier "
+        "scene has snow, ice, water or shadow darker than that. Pass the offset: "
+        "baseline='04.00' (--baseline 04.00) for Sentinel-2 from 2022 on, or offset=-0.1 "
+        "(--offset -0.1); if the scene really holds no dark pixel, offset=0 (--offset 0)."
+    )
+
+
+def _settle_level(da: xr.DataArray, level: str | None) -> xr.DataArray:
+    """Record the processing level (:mod:`glacierkit.io.level`): ``level=`` if given, else
+    what the metadata said (``attrs["level"]``), else the data; for top-of-atmosphere
+    scenes also the dark-object estimate of the path reflectance, from the whole scene."""
+    attrs = {}
+    if level is not None:
+        attrs = {"level": level, "level_from": f"given (level={level!r})"}
+    elif da.attrs.get("level") not in LEVELS and product_level(da.attrs.get("product")):
+        attrs = _stated_level(da.attrs["product"], "the scene's 'product' attribute")
+    elif da.attrs.get("level") not in LEVELS:
+        found, why = detect_level(da)
+        attrs = {"level": found or "unknown", "level_from": why}
+    if (attrs.get("level") or da.attrs.get("level")) == "toa" and \
+            "path_reflectance" not in da.attrs:
+        path = path_reflectance(da)
+        attrs["path_reflectance"] = ",".join(f"{r}:{v:.4f}" for r, v in path.items())
+    return da.assign_attrs(attrs) if attrs else da
+
+
+def _given(rad: Mapping | None) -> bool:
+    """The user gave ``scale=`` or ``offset=``."""
+    return bool(rad) and (rad.get("scale") is not None or rad.get("offset") is not None)
+
+
+def _stated_level(product, stated_by: str) -> dict:
+    """``level`` and ``level_from`` attrs for a product the metadata or the user stated."""
+    level = product_level(product)
+    return {"level": level, "level_from": stated_by} if level else {}
 
 
 def _check_grid_and_names(da: xr.DataArray, source) -> None:
@@ -224,7 +300,9 @@ def _open_sample(name: str, sensor_id, chunks, product) -> xr.DataArray:
         )
     attrs = {"sensor": sensor.id, "product": product or entry.product, "date": entry.date,
              "scene_id": entry.name, "source": "glacierkit sample " + entry.name,
-             "split": entry.split, **entry.notes}
+             "split": entry.split, **entry.notes,
+             **_stated_level(product or entry.product,
+                             f"product={product!r}" if product else "the sample registry")}
     return stack_bands(layers, names, sensor, attrs)
 
 
@@ -239,8 +317,12 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
     # HLS L30 comes from Landsat 8 and 9: a default, not evidence against sensor=
     sid = pick_sensor(sensor_id, [("the file names", guess_sensor(names_text))],
                        [str(p) for _, p in items]) or hls
+    stated = _stated_level(product, f"product={product!r}") if product else {}
     if hls is not None and product is None:
         product = "hls"  # int16 x 10000 with -9999 fill, whatever the sensor
+        stated = _stated_level(product, "HLS file names (surface reflectance)")
+    if product is None and (named := guess_product(names_text)):
+        product, stated = named, _stated_level(named, f"the file names ({named})")
     if sid is None:
         raise UnknownSensorError(
             f"Cannot tell the sensor of {[str(p) for _, p in items]}; pass sensor= (--sensor "
@@ -281,14 +363,17 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
         if not np.issubdtype(layer.dtype, np.floating):
             scaling, extra = dn_scaling(sensor, product, layer.dtype, path, rad, text)
             layer = scale_dn(layer, scaling["scale"], scaling["offset"], scaling.get("nodata"))
-        elif rad and rad.get("scale") is not None:
-            layer = scale_dn(layer, float(rad["scale"]), float(rad.get("offset") or 0.0), None)
+        elif _given(rad):
+            layer = scale_dn(layer, float(rad.get("scale") or 1.0),
+                             float(rad.get("offset") or 0.0), None)
+            extra = {"scaling": f"DN * {rad.get('scale') or 1.0} + {rad.get('offset') or 0.0} "
+                                "(given)"}
         else:
             layer = scale_dn(layer, 1.0, 0.0, None)
         layers.append(layer)
     return stack_bands(layers, names, sensor, {"sensor": sensor.id, "product": product or
                                           sensor.default_product, "scene_id": files[0].stem,
-                                          "source": str(files[0].parent), **extra})
+                                          "source": str(files[0].parent), **extra, **stated})
 
 
 def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
@@ -305,10 +390,14 @@ def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
                 f"Cannot read {path} as a raster ({exc}). The file may be corrupt, truncated or "
                 "not a raster: download it again or re-export it."
             ) from exc
-    sid = pick_sensor(sensor_id, [("its 'sensor' tag", tags.get("sensor")),
-                                   ("its file name", guess_sensor(path.name))], path)
-    sensor = get_sensor(sid) if sid else None
     names = list(band_names) if band_names is not None else descriptions
+    sid = pick_sensor(sensor_id, [("its 'sensor' tag", tags.get("sensor")),
+                                   ("its file name", guess_sensor(path.name)),
+                                   ("its band names", guess_sensor_from_bands(names))], path)
+    sensor = get_sensor(sid) if sid else None
+    stated = _level_from_tags(tags, path, product)
+    if product is None and stated.get("product"):
+        product = stated["product"]
     if band_names is not None and len(band_names) != count:
         raise BandCountError(
             f"{path} has {count} bands but {len(band_names)} band names were given "
@@ -335,8 +424,11 @@ def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
     raw = open_raster(path, chunks=use_chunks)
     is_float = np.issubdtype(np.dtype(dtype), np.floating)
     extra = {}
-    if is_float and rad and rad.get("scale") is not None:
-        scaled = scale_dn(raw, float(rad["scale"]), float(rad.get("offset") or 0.0), None)
+    if is_float and _given(rad):
+        scaled = scale_dn(raw, float(rad.get("scale") or 1.0), float(rad.get("offset") or 0.0),
+                          None)
+        extra = {"scaling": f"DN * {rad.get('scale') or 1.0} + {rad.get('offset') or 0.0} "
+                            "(given)"}
     elif is_float:
         scaled = scale_dn(raw, 1.0, 0.0, None)
     else:
@@ -349,8 +441,31 @@ def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
              "product": tags.get("product") or product or (sensor.default_product if sensor
                                                            else None),
              "date": tags.get("date"), "scene_id": tags.get("scene_id", path.stem),
-             "source": str(path)}
+             "source": str(path), **{k: v for k, v in stated.items() if k != "product"}}
     return stack_bands(layers, names, sensor, attrs)
+
+
+#: File tags that may name a product or processing level.
+_LEVEL_TAGS = ("PROCESSING_LEVEL", "PRODUCT_TYPE", "PRODUCT_ID", "PRODUCT_URI", "PRODUCT",
+               "LEVEL")
+
+
+def _level_from_tags(tags: Mapping[str, str], path: Path, product) -> dict:
+    """What the user, the file's tags or its name say about the product and level:
+    ``{"product", "level", "level_from"}`` (empty when nothing says)."""
+    if product:
+        return {"product": product, **_stated_level(product, f"product={product!r}")}
+    level = check_level(tags["level"]) if tags.get("level") in LEVELS else None
+    if level:  # glacierkit's own files (prepared scenes) and exports that say it
+        return {"level": level, "level_from": "the file's 'level' tag",
+                **({"path_reflectance": tags["path_reflectance"]}
+                   if tags.get("path_reflectance") else {})}
+    for key, value in tags.items():
+        if key.upper() in _LEVEL_TAGS and (named := guess_product(str(value))):
+            return {"product": named, **_stated_level(named, f"the file's {key} tag")}
+    if named := guess_product(path.name):
+        return {"product": named, **_stated_level(named, f"the file name ({named})")}
+    return {}
 
 
 def _read_errors_are_clear(func):
@@ -382,6 +497,7 @@ def open_scene(
     scale: float | None = None,
     offset: float | None = None,
     baseline: str | None = None,
+    level: str | None = None,
 ) -> xr.DataArray:
     """Open a scene as float32 reflectance with bands known by role.
 
@@ -412,7 +528,18 @@ def open_scene(
         the sensor's product scaling. Not for Landsat product folders (the MTL says).
     baseline
         Sentinel-2 processing baseline (``"04.00"``: DN = 10000 reflectance + 1000) when
-        neither the product name (``_N0400_``) nor the file's metadata says.
+        neither the product name (``_N0400_``) nor the file's metadata says. When nothing
+        says, the data decide: a Sentinel-2 scene with fewer than 1 % of its pixels darker
+        than 0.07 in every band has the offset, which is then removed with a warning
+        (:func:`glacierkit.io.level.detect_offset`); any other scene like that is refused.
+    level
+        ``"surface"`` (surface reflectance) or ``"toa"`` (top-of-atmosphere), when the
+        metadata do not say it or say it wrongly. Default: the product's metadata (MTL
+        ``PROCESSING_LEVEL``, ``MSIL1C``/``MSIL2A`` names, HLS, file tags), else the data
+        (:func:`glacierkit.io.level.detect_level`). Recorded in ``attrs["level"]`` and
+        ``attrs["level_from"]``; for top-of-atmosphere scenes ``attrs["path_reflectance"]``
+        holds the dark-object estimate that prediction subtracts
+        (:func:`glacierkit.io.level.to_surface`).
 
     Values that cannot be reflectance (more than 1% of the pixels above 2 or below -0.5)
     are refused with :class:`~glacierkit.exceptions.ReflectanceRangeError`. Nodata is NaN:
@@ -432,19 +559,20 @@ def open_scene(
     ['swir1', 'nir', 'blue']
     """
     rad = {"scale": scale, "offset": offset, "baseline": baseline}
+    level = check_level(level)
     if isinstance(source, xr.DataArray):
         da = source
         if "band" not in da.dims:
             raise BandCountError(f"A scene needs a 'band' dimension; this one has {da.dims}.")
-        return _finish(da, bands, da.attrs.get("scene_id", "DataArray"))
+        return _finish(da, bands, da.attrs.get("scene_id", "DataArray"), level)
     if isinstance(source, (list, tuple, Mapping)):
         da = _open_files(source, sensor, chunks, product, band_names, rad)
-        return _finish(da, bands, da.attrs["source"])
+        return _finish(da, bands, da.attrs["source"], level)
     text = str(source)
     if not Path(text).exists() and (text.lower() in _data.SCENES or text == "landsat8-l2sp"):
         no_radiometry(rad, f"the sample {text!r}")
         da = _open_sample(text.lower(), sensor, chunks, product)
-        return _finish(da, bands, text)
+        return _finish(da, bands, text, level)
     path = Path(text).expanduser()
     if not path.exists():
         if "/" not in text.strip("/") or text.split("/")[0] in {s.split("/")[0] for s in
@@ -499,7 +627,7 @@ def open_scene(
             f"{path} has no CRS. Set it with scene.rio.write_crs('EPSG:xxxx') or re-export the "
             "file as a georeferenced GeoTIFF."
         )
-    return _finish(da, bands, path)
+    return _finish(da, bands, path, level)
 
 
 def check_grid(a: xr.DataArray, b: xr.DataArray, what: str = "layer") -> None:

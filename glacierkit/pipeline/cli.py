@@ -110,7 +110,7 @@ def _open_for_predict(args):
     from ..unet.rows import BLOCK_ROWS
 
     kwargs = {"sensor": args.sensor, "band_names": _band_names(args.band_names)}
-    extra = {k: getattr(args, k) for k in ("scale", "offset", "baseline")
+    extra = {k: getattr(args, k) for k in ("scale", "offset", "baseline", "level")
              if getattr(args, k, None) is not None}
     kwargs.update(extra)
     path = Path(args.scene).expanduser()
@@ -142,7 +142,8 @@ def _cmd_predict(args) -> int:
             probability_dtype="float32" if args.float32 else "uint8", overwrite=args.force,
             outlines=args.outlines, min_area_km2=args.min_area_km2, simplify_m=args.simplify_m,
             window=args.window, overlap=args.overlap, batch_size=args.batch_size,
-            tta=args.tta, progress=not args.quiet, context=args.context)
+            tta=args.tta, progress=not args.quiet, context=args.context,
+            level_correction=not args.no_level_correction)
     _print_guard(written.probability.attrs.get("guard"))
     for kind, path in written.paths.items():
         print(f"{kind}: {Path(args.outdir) / Path(path).name}")
@@ -241,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default=None,
                    help="Sentinel-2 processing baseline (e.g. 04.00: DN = 10000 * reflectance "
                    "+ 1000), when neither the file name nor its metadata say")
+    p.add_argument("--level", default=None, choices=["surface", "toa"],
+                   help="the scene's processing level, when its metadata do not say or say it "
+                   "wrongly: surface reflectance or top-of-atmosphere (default: from the "
+                   "metadata, else from the data); a toa scene is corrected to surface "
+                   "reflectance by dark-object subtraction before the model sees it")
+    p.add_argument("--no-level-correction", action="store_true",
+                   help="predict a top-of-atmosphere scene as it is, without dark-object "
+                   "subtraction")
     p.add_argument("--float32", action="store_true",
                    help="write the probability as float32 instead of uint8")
     p.add_argument("--outlines", action="store_true",

@@ -41,6 +41,7 @@ _EXPORTS = {
     "photometric_augment": ".augment",
     "lake_augment": ".augment",
     "shadow_augment": ".augment",
+    "haze_augment": ".augment",
     "ROLE_WAVELENGTHS": ".augment",
     # config
     "config": ".config",
@@ -70,6 +71,7 @@ _EXPORTS = {
     # layers
     "layers": ".layers",
     "IndexPrior": ".layers",
+    "BoundedCorrection": ".layers",
     # model
     "model": ".model",
     "Preset": ".model",
@@ -98,6 +100,7 @@ _EXPORTS = {
     # predict
     "predict": ".predict",
     "predict_scene": ".predict",
+    "to_model_level": ".predict",
     # predict_dask
     "predict_dask": ".predict_dask",
     "predict_scene_dask": ".predict_dask",

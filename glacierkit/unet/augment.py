@@ -16,7 +16,7 @@ from ..exceptions import ParameterError
 from .features import InputSpec
 from .tiles import Patches
 
-__all__ = ["dihedral", "training_dataset", "tf_features", "photometric_augment", "lake_augment", "shadow_augment", "ROLE_WAVELENGTHS"]
+__all__ = ["dihedral", "training_dataset", "tf_features", "photometric_augment", "lake_augment", "shadow_augment", "haze_augment", "ROLE_WAVELENGTHS"]
 
 
 # --- tf.data -------------------------------------------------------------------------------
@@ -154,11 +154,37 @@ def shadow_augment(raw, roles, probability: float, seed):
     return tf.where(blob[..., None], raw * factor, raw)
 
 
+def haze_augment(raw, roles, probability: float, seed):
+    """With the given probability, give a tile an atmosphere: ``r' = T_b r + P_b``.
+
+    ``P_b`` and ``T_b`` follow the per-band ranges of :data:`glacierkit.io.level.ATMOSPHERE`
+    at a random haze ``u`` in [-0.4, 1]: 0 to 1 is a clear to hazy top of atmosphere (path
+    reflectance largest in the blue, near zero in the SWIR); below 0 is a scene from which
+    a dark-object correction took too much (:func:`glacierkit.io.level.to_surface` on a
+    scene without dark pixels). Each band's path reflectance is scaled by a random
+    ``1 +- 0.15``, so the spectral shape of the haze varies. Labels stay: a model trained
+    with it learns that haze lifting dark rock's NDSI does not make it glacier.
+    """
+    import tensorflow as tf
+
+    from ..io.level import ATMOSPHERE
+
+    table = [ATMOSPHERE.get(r, (0.0, 0.0, 1.0, 1.0)) for r in roles]
+    plo, phi, tlo, thi = (tf.constant([t[k] for t in table], tf.float32) for k in range(4))
+    n = len(roles)
+    u = tf.random.stateless_uniform([n + 2], seed=seed)
+    haze = -0.4 + 1.4 * u[1]
+    shape = 1.0 + 0.15 * (2.0 * u[2:] - 1.0)
+    path = tf.where(haze >= 0, plo + haze * (phi - plo), haze * plo) * shape
+    trans = thi - tf.maximum(haze, 0.0) * (thi - tlo)
+    return tf.where(u[0] < probability, raw * trans + path, raw)
+
+
 def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
                      start_epoch: int = 0, epochs: int | None = None, augment: bool = True,
                      jitter: float = 0.0, photometric: float = 0.0,
                      resolutions: tuple[float, float] | tuple = (), lakes: float = 0.0,
-                     shadows: float = 0.0):
+                     shadows: float = 0.0, haze: float = 0.0):
     """Training batches ``(x, y, w)`` as a ``tf.data.Dataset``, with on-the-fly augmentation.
 
     Shapes: x ``(b, p, p, c)``, y ``(b, p, p, 1)``, w ``(b, p, p)`` (per-pixel weights).
@@ -177,6 +203,9 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
     are computed (:func:`photometric_augment`; 1 is the full strength), so that NDSI and
     the other normalized differences see what a brighter, hazier or differently calibrated
     scene would give.
+
+    ``haze`` > 0 gives that share of the tiles a simulated atmosphere (top of atmosphere,
+    or a scene over-corrected to surface reflectance; :func:`haze_augment`).
 
     ``lakes`` > 0 pastes a synthetic lake into that share of the tiles
     (:func:`lake_augment`), so that water is learned as not glacier; ``shadows`` > 0 casts
@@ -212,7 +241,7 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
     p_out = patches.spec.patch_size
     tile = patches.x.shape[1]
     reflectance = (photometric > 0 or bool(resolutions) or tile != p_out or lakes > 0
-                   or shadows > 0)
+                   or shadows > 0 or haze > 0)
     if reflectance and patches.raw is None:
         raise ParameterError("These tiles hold no reflectance (raw) tiles to augment.")
     if resolutions and (len(resolutions) != 2 or not 0 < resolutions[0] <= resolutions[1]):
@@ -261,6 +290,8 @@ def training_dataset(patches: Patches, batch_size: int = 8, seed: int = 42,
                 xi, ywi = lake_augment(xi, ywi, patches.roles, float(lakes), seed_of(6, g))
             if photometric > 0:
                 xi = photometric_augment(xi, patches.roles, float(photometric), seed_of(5, g))
+            if haze > 0:
+                xi = haze_augment(xi, patches.roles, float(haze), seed_of(8, g))
             xi = tf_features(xi, patches.roles, patches.spec, tf.gather(med, i))
             xi.set_shape([p_out, p_out, n_channels])
             ywi.set_shape([p_out, p_out, 2])

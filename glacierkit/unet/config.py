@@ -84,6 +84,15 @@ class TrainConfig:
     shadows
         Share of training tiles that get a synthetic cast shadow, labels unchanged
         (:func:`glacierkit.unet.shadow_augment`): shadowed ice stays glacier.
+    haze
+        Share of training tiles that get a simulated atmosphere (top of atmosphere, or a
+        scene over-corrected by dark-object subtraction), labels unchanged
+        (:func:`glacierkit.unet.haze_augment`).
+    max_addition
+        With a prior: the most the network's correction logit may add towards glacier
+        (0: unbounded). Removal (water, shadow, cloud, seasonal snow) stays unbounded; with
+        the prior's slope ``s`` and threshold ``t`` nothing with an index below
+        ``t - max_addition / s`` can become glacier (:class:`glacierkit.unet.BoundedCorrection`).
     resolutions
         Resolution augmentation: ``(smallest, largest)`` pixel size in metres at which tiles
         are seen, e.g. ``(10, 30)`` (empty: native resolution only).
@@ -141,6 +150,8 @@ class TrainConfig:
     photometric: float = 0.0
     lakes: float = 0.0
     shadows: float = 0.0
+    haze: float = 0.0
+    max_addition: float = 0.0
     resolutions: tuple[float, ...] = ()
     normalization: str = "global"
     prior: str = ""
@@ -216,6 +227,7 @@ class TrainConfig:
                                 ("min_glacier_fraction", 0.0, 1.0),
                                 ("val_fraction", 0.0, 0.5), ("jitter", 0.0, 1.0),
                                 ("photometric", 0.0, 2.0), ("lakes", 0.0, 1.0), ("shadows", 0.0, 1.0),
+                                ("haze", 0.0, 1.0), ("max_addition", 0.0, 100.0),
                                 ("prior_slope", 0.1, 1000.0),
                                 ("residual_l2", 0.0, 1.0), ("dropout", 0.0, 0.9)):
             value = getattr(self, name)
@@ -350,6 +362,7 @@ class TrainConfig:
 
 
 #: Fields added after the first sidecars were written, with the value that means "off".
-NEW_FIELDS = {"photometric": 0.0, "lakes": 0.0, "shadows": 0.0, "resolutions": [],
+NEW_FIELDS = {"photometric": 0.0, "lakes": 0.0, "shadows": 0.0, "haze": 0.0,
+              "max_addition": 0.0, "resolutions": [],
                "normalization": "global", "prior": "", "prior_slope": 20.0, "residual_l2": 0.0,
                "dropout": 0.0, "precision": "auto"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["IndexPrior"]
+__all__ = ["IndexPrior", "BoundedCorrection"]
 
 
 @keras.saving.register_keras_serializable(package="glacierkit")
@@ -52,3 +52,28 @@ class IndexPrior(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "channel": self.channel, "mean": self.mean,
                 "std": self.std, "threshold": self.threshold, "slope": self.slope}
+
+
+@keras.saving.register_keras_serializable(package="glacierkit")
+class BoundedCorrection(keras.layers.Layer):
+    """The network's correction logit, bounded towards glacier: ``x`` where ``x <= 0``,
+    ``max_addition * tanh(x / max_addition)`` above (smooth, so it still trains).
+
+    Removing glacier from the prior (water, shadow, cloud, seasonal snow) stays free; adding
+    it where the index says "not glacier" is limited, so pixels far below the prior's
+    threshold (dark rock whose NDSI haze lifted) cannot become glacier however the network
+    reacts to inputs it has never seen.
+    """
+
+    def __init__(self, max_addition: float, **kwargs):
+        super().__init__(**kwargs)
+        self.max_addition = float(max_addition)
+
+    def call(self, x):
+        from keras import ops
+
+        b = self.max_addition
+        return ops.where(x > 0, b * ops.tanh(x / b), x)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_addition": self.max_addition}

@@ -108,7 +108,7 @@ def count_params(in_channels: int, depth: int = 5, base_filters: int = 64) -> in
 
 def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
                mixed_precision: bool = False, name: str = "unet", prior: dict | None = None,
-               residual_l2: float = 0.0, dropout: float = 0.0):
+               residual_l2: float = 0.0, dropout: float = 0.0, max_addition: float = 0.0):
     """Build the paper's U-Net (see the module docstring for the exact design).
 
     Parameters
@@ -135,6 +135,9 @@ def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
         the prior where the data do not ask otherwise.
     dropout
         Spatial dropout rate before the output convolution (0: none).
+    max_addition
+        With a prior: bound the network's correction towards glacier to this many logits
+        (:class:`glacierkit.unet.BoundedCorrection`; 0: unbounded).
 
     Returns
     -------
@@ -178,6 +181,10 @@ def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
     reg = keras.regularizers.L2(float(residual_l2)) if residual_l2 else None
     logit = layers.Conv2D(1, 1, dtype="float32", kernel_initializer="zeros",
                           activity_regularizer=reg, name="correction")(x)
+    if max_addition:
+        from .layers import BoundedCorrection
+
+        logit = BoundedCorrection(float(max_addition), dtype="float32", name="bounded")(logit)
     base = IndexPrior(**prior, dtype="float32", name="prior")(inputs)
     total = layers.Add(dtype="float32", name="logit")([base, logit])
     outputs = layers.Activation("sigmoid", dtype="float32", name="glacier")(total)

@@ -160,7 +160,8 @@ def write_prediction(
         )
     final_dir = Path(output_dir)
     tags = {k: prob.attrs[k] for k in ("model", "scene_id", "sensor", "date", "window",
-                                       "overlap", "context", "tta", "precision")
+                                       "overlap", "context", "tta", "precision", "level",
+                                       "level_from", "level_correction")
             if k in prob.attrs}
     if prob.attrs.get("guard"):
         tags["domain_shift_guard"] = to_json(prob.attrs["guard"], indent=None)

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import rasterio
@@ -74,7 +75,7 @@ from .windows import Axis, Plan, plan_windows, reflect_index
 
 log = logging.getLogger(__name__)
 
-__all__ = ["predict_scene"]
+__all__ = ["predict_scene", "to_model_level"]
 
 #: GDAL block cache (MB) while a scene file streams through (GDAL's default is 5% of RAM).
 GDAL_CACHE_MB = 128
@@ -250,6 +251,7 @@ def predict_scene(
     guard: bool = True,
     context: int | None = None,
     precision: str | None = None,
+    level_correction: bool = True,
 ) -> xr.DataArray:
     """Glacier probability over a whole scene, on the scene's exact grid.
 
@@ -287,6 +289,11 @@ def predict_scene(
         Dask-backed scenes are read by their own y chunks.
     progress
         Show a progress bar (``tqdm.auto``).
+    level_correction
+        Bring a top-of-atmosphere scene (``attrs["level"]``, from
+        :func:`glacierkit.io.open_scene`) to the model's processing level, surface
+        reflectance, by dark-object subtraction (:func:`to_model_level`). The output's attrs
+        record the scene's ``level``, where it came from and the correction.
     guard
         Run the domain-shift guard (:mod:`glacierkit.unet.guard`): compare the scene's inputs
         with the model's training distribution and check the map's physical sense; warn
@@ -320,6 +327,7 @@ def predict_scene(
     pred = resolve_model(model, precision)
     da = open_streaming(scene, block_rows)
     check_roles(da, pred)
+    da = to_model_level(da, pred.sidecar, level_correction)
     height, width = da.sizes["y"], da.sizes["x"]
     plan = plan_windows(pred, height, width, window=window, overlap=overlap, context=context,
                  batch_size=batch_size)
@@ -364,6 +372,37 @@ def predict_scene(
                              **extra)
 
 
+def to_model_level(scene: xr.DataArray, sidecar: Mapping, correct: bool = True
+                   ) -> xr.DataArray:
+    """The scene in the processing level the model was trained on (its sidecar's
+    ``level``; surface reflectance for models that do not say).
+
+    A top-of-atmosphere scene meets a surface-reflectance model through dark-object
+    subtraction (:func:`glacierkit.io.level.to_surface`, with the path reflectance
+    estimated on the whole scene when it was opened); ``attrs["level_correction"]`` says
+    what was done. ``correct=False``, or a scene whose level is unknown, is left as it is
+    (the domain-shift guard then reports what differs).
+    """
+    from ..io.level import to_surface
+
+    model_level = str(sidecar.get("level") or "surface")
+    level = scene.attrs.get("level")
+    if level == "toa" and model_level == "surface":
+        if not correct:
+            return scene.assign_attrs(level_correction="none (level_correction=False)")
+        out = to_surface(scene)
+        out.attrs.update(level="toa", level_correction=(
+            "dark-object subtraction to surface reflectance; path reflectance "
+            + out.attrs["path_reflectance"]))
+        log.info("%s is top-of-atmosphere: %s", scene.attrs.get("scene_id", "the scene"),
+                 out.attrs["level_correction"])
+        return out
+    if level in ("surface", "toa") and level != model_level:
+        log.warning("The scene is %s reflectance but the model was trained on %s: no "
+                    "correction exists for that direction.", level, model_level)
+    return scene.assign_attrs(level_correction="none")
+
+
 def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, overlap: float,
                       tta: bool, **extra_attrs) -> xr.DataArray:
     """Wrap a probability array (numpy or dask) on the grid of ``da``, CRS and attrs kept."""
@@ -377,7 +416,9 @@ def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, o
     out = out.rio.write_transform(da.rio.transform())
     ay, ax = Axis(da.sizes["y"], win, step), Axis(da.sizes["x"], win, step)
     out.attrs = {
-        **{k: v for k, v in da.attrs.items() if k in ("sensor", "date", "scene_id", "product")},
+        **{k: v for k, v in da.attrs.items() if k in ("sensor", "date", "scene_id", "product",
+                                                       "level", "level_from",
+                                                       "level_correction")},
         "long_name": "glacier probability",
         "model": pred.name,
         "inputs": ",".join(pred.spec.channels),

@@ -237,6 +237,10 @@ def load_scenes(scenes: Sequence[str], prepared_dir: str | os.PathLike,
             )
         if labels is None:
             raise DataNotFoundError(f"Prepared scene {name!r} has no labels (no outlines).")
+        if scene.attrs.get("level") == "toa":  # models learn surface reflectance
+            from ..io.level import to_surface
+
+            scene = to_surface(scene)
         out[name] = (scene, labels)
     return out
 
@@ -463,7 +467,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             else:
                 model = build_unet(config.n_channels, config.model_depth, config.model_filters,
                                    mixed_precision=mixed, prior=prior,
-                                   residual_l2=config.residual_l2, dropout=config.dropout)
+                                   residual_l2=config.residual_l2, dropout=config.dropout,
+                                   max_addition=config.max_addition)
             if precision == "bfloat16":
                 from .artifact import cast_model
 
@@ -484,7 +489,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
                                      start_epoch=initial_epoch, epochs=config.epochs,
                                      jitter=config.jitter, photometric=config.photometric,
                                      resolutions=config.resolutions, lakes=config.lakes,
-                                     shadows=config.shadows)
+                                     shadows=config.shadows, haze=config.haze)
         log.info("training %d tiles (%d steps/epoch), epochs %d..%d", patches.n_train, steps,
                  initial_epoch, config.epochs - 1)
         model.fit(ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
@@ -517,6 +522,9 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
     arch["precision"] = precision
     info = {
         "architecture": arch,
+        # the inputs' processing level: training scenes are surface reflectance (top-of-
+        # atmosphere ones are corrected first, as prediction does: glacierkit.io.level)
+        "level": "surface",
         "config": config.to_dict(),
         "training_scenes": scene_names,
         "validation": {"split": patches.split, "selection": "best val_accuracy (paper)",
@@ -618,8 +626,8 @@ def save_ensemble(members: Sequence[str | os.PathLike], path: str | os.PathLike,
             )
     net = ensemble([m for m, _ in loaded])
     config = TrainConfig.from_dict(first["config"])
-    info = {k: first[k] for k in ("training_scenes", "validation", "training_distribution")
-            if k in first}
+    info = {k: first[k] for k in ("training_scenes", "validation", "training_distribution",
+                                  "level") if k in first}
     info["architecture"] = {**first["architecture"], "name": "ensemble",
                             "members": len(loaded), "params": int(net.count_params())}
     info["config"] = dict(first["config"])  # the recipe (with the first member's seed)
