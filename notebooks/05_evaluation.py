@@ -35,7 +35,9 @@
 # `failures.csv`, `areas.csv`, `glacier_areas.csv`, and per scene under `predictions/<scene>/`
 # the probability and mask as cloud-optimized GeoTIFFs and the outlines as a GeoPackage.
 # The section "Another region" scores the same methods on Athabasca Glacier (Canada) and
-# writes `other_region/cross_region.csv`, its per-surface table and the predictions.
+# writes `other_region/cross_region.csv`, its per-surface table and the predictions; the
+# section "Across conditions" scores them again on top-of-atmosphere, offset and resampled
+# versions of the scenes, as users' files come, and writes `conditions/`.
 
 # %% tags=["parameters"]
 model_path: str = "models/unet_alps_s2.keras"  # trained model with its json sidecar; the committed pretrained model by default
@@ -49,6 +51,7 @@ n_boot: int = 1000  # bootstrap draws for the 95 percent confidence intervals
 interactive_map: bool = True  # a leafmap map of composite and outlines; False keeps static figures only
 other_region: str = "athabasca"  # another region scored like the test scenes (all its dates); empty skips it
 other_region_mask: str = "known-truth"  # its pixels that count: known-truth, inside or outline
+conditions: list = ["surface reflectance", "toa clear", "toa moderate", "toa hazy", "offset", "toa moderate + offset", "10 m", "20 m", "30 m"]  # benchmark conditions of users' scenes; [] skips them
 output_dir: str = "../runs/interactive"  # notebook 01 output folder; results are written here
 
 # %%
@@ -208,6 +211,45 @@ gk.evaluate.passes(other.table).round(3) if other else None
 if other:
     fig = methods_error_grid(other.maps, other.thresholds, labels=other.labels, row_height=4.2)
     save_figure(fig, figures / "05_other_region_errors.png")
+
+# %% [markdown]
+# ## Across conditions: the scenes as users' files come
+#
+# Users bring top-of-atmosphere scenes (Landsat L1, Sentinel-2 L1C, Earth Engine TOA
+# exports), Sentinel-2 files whose +1000 DN offset (processing baseline 04.00) nothing
+# states, and other pixel sizes. `glacierkit.evaluate.conditions` rebuilds those conditions
+# from the validation blocks of the training scenes and the Athabasca dates (never the test
+# scenes): top-of-atmosphere versions with path reflectance and transmittance per band from
+# clear to hazy (`glacierkit.io.level.ATMOSPHERE`), the offset in an integer export with
+# only Sentinel-2 band names, and 10, 20 and 30 m pixels. Every version is opened as a user's
+# file would be, so the level and offset detection and the dark-object correction before
+# prediction are part of what is measured. Per condition, pooled over its scenes: the model,
+# NDSI at the learned threshold, the NDSI oracle, and the model's KC margin over NDSI. The
+# model card (`models/README.md`) chose the recipe by the worst of these margins.
+
+# %%
+bench = None
+if conditions:
+    chosen = [c for c in gk.evaluate.CONDITIONS if c.name in conditions]
+    bench = gk.evaluate.benchmark(model_path, ndsi_threshold=result.thresholds["ndsi_learned"],
+                                  conditions=chosen, output_dir=output_dir / "conditions",
+                                  overlap=overlap)
+bench.summary.round(3) if bench else "no conditions (conditions is empty)"
+
+# %% [markdown]
+# What the loader found and did on each scene (level, offset, correction before the model):
+
+# %%
+bench.levels[["condition", "scene", "level", "offset", "correction"]] if bench else None
+
+# %% [markdown]
+# The labelled pixels of US glaciers (Landsat 8/9 and Sentinel-2 surface reflectance,
+# Sentinel-2 top of atmosphere): rock and water must stay non-glacier. In % of each
+# surface's pixels called glacier:
+
+# %%
+(bench.spectra.pivot_table(index="surface", columns="product",
+                           values=["model % glacier", "NDSI % glacier"]) if bench else None)
 
 # %% [markdown]
 # **The domain-shift guard.** Every prediction compares the scene with the model's training

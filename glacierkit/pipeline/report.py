@@ -102,6 +102,14 @@ def write_index(run_dir: str | os.PathLike, state: Mapping[str, Mapping],
         parts += ["<h2>U-Net against NDSI on the test scenes (pooled, %)</h2>",
                   df.to_html(index=False, border=0, escape=True),
                   "<p class='muted'>Per scene: comparison.csv; provenance: metrics.json.</p>"]
+    conditions = run_dir / "conditions" / "conditions_summary.csv"  # notebook 05
+    if conditions.is_file():
+        df = pd.read_csv(conditions).round(3)
+        parts += ["<h2>Across conditions: top of atmosphere, offsets, pixel sizes (KC)</h2>",
+                  df.to_html(index=False, border=0, escape=True),
+                  "<p class='muted'>margin: the model's KC minus NDSI's at the learned "
+                  "threshold, pooled over the scenes of the condition (the bar: at least "
+                  "-0.02). Per scene: conditions/conditions.csv.</p>"]
     figures = sorted((run_dir / "figures").glob("*.png")) if (run_dir / "figures").is_dir() else []
     key = [f for k in KEY_FIGURES for f in figures if f.stem == k]
     if key:

@@ -440,6 +440,18 @@ def _write_summary(run_dir: Path, state: Mapping) -> None:
                   "mask, %)", "", _markdown(df), "",
                   "rock_FA: share of the clear-rock pixels called glacier. Details: "
                   "other_region/cross_region.json."]
+    conditions = run_dir / "conditions" / "conditions_summary.csv"  # notebook 05
+    if conditions.is_file():
+        import pandas as pd
+
+        df = pd.read_csv(conditions)
+        cols = ["condition", "scenes", "model_KC", "ndsi_KC", "oracle_KC", "margin", "passes"]
+        df = df[cols].assign(**{c: (100 * df[c]).round(1)
+                                for c in ("model_KC", "ndsi_KC", "oracle_KC", "margin")})
+        lines += ["", "## Across conditions: top of atmosphere, offsets, pixel sizes (KC, %)",
+                  "", _markdown(df), "",
+                  "margin: the model's KC minus NDSI's at the learned threshold, pooled over "
+                  "the scenes of the condition (the bar: at least -2). Details: conditions/."]
     tmp = run_dir / ".summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, run_dir / "summary.md")

@@ -71,7 +71,8 @@ def test_model_path_resolution(tmp_path, monkeypatch):
 def test_notebook_05_runs_headless(prepared_alps, tmp_path):
     (tmp_path / "prepared").symlink_to(prepared_alps / "prepared")
     nb = run_notebook("05_evaluation", tmp_path, test_scenes=["alps-s2/gorner"],
-                      unlabelled_scenes=["alps-s2/merdeglace"], n_boot=50, interactive_map=False)
+                      unlabelled_scenes=["alps-s2/merdeglace"], n_boot=50, interactive_map=False,
+                      conditions=["toa moderate"])
     views = holoviews_outputs(nb)
     assert len(views) == 2  # error maps with outlines (error_view), per-glacier table
     assert (tmp_path / "table4.csv").is_file()
@@ -82,3 +83,10 @@ def test_notebook_05_runs_headless(prepared_alps, tmp_path):
     assert (other / "cross_region.csv").is_file() and (other / "cross_region.json").is_file()
     assert (tmp_path / "figures" / "05_other_region_errors.png").is_file()
     assert (other / "athabasca_l8-2020-08-16" / "probability.tif").is_file()
+    # across conditions: the one asked for, with what the loader did on each scene
+    import pandas as pd
+
+    summary = pd.read_csv(tmp_path / "conditions" / "conditions_summary.csv")
+    assert list(summary["condition"]) == ["toa moderate"] and summary["scenes"].item() == 5
+    levels = pd.read_csv(tmp_path / "conditions" / "conditions_levels.csv")
+    assert (levels["level"] == "toa").sum() >= 3  # found from the data, without metadata

@@ -238,3 +238,52 @@ def test_ensemble_averages_members_and_loads_as_one_model(robust, tmp_path):
     with pytest.raises(ParameterError, match="other inputs"):
         other = fit(TrainConfig(epochs=1, **TINY), _scenes(), tmp_path / "other", verbose=0)
         save_ensemble([first.model_path, other.model_path], tmp_path / "bad.keras")
+
+
+def test_haze_augmentation_is_physical():
+    """A hazy tile gains most in the blue and almost nothing in the SWIR; some tiles are
+    over-corrected (darker); probability 0 leaves the tile alone."""
+    import tensorflow as tf
+
+    from glacierkit.io.level import ATMOSPHERE
+    from glacierkit.unet import haze_augment
+
+    roles = ("blue", "green", "nir", "swir1")
+    raw = tf.fill([8, 8, 4], 0.3)
+    shifts = []
+    for k in range(40):
+        out = haze_augment(raw, roles, 1.0, tf.constant([3, k], tf.int64)).numpy()
+        shifts.append(out[0, 0] - 0.3)
+    shifts = np.array(shifts)
+    hazy = shifts[:, 0] > 0
+    assert hazy.sum() > 20 and (~hazy).sum() > 3  # mostly haze, some over-correction
+    assert (shifts[hazy, 0] > shifts[hazy, 3]).all()  # blue gains more than SWIR1
+    assert shifts[:, 0].max() <= ATMOSPHERE["blue"][1] * 1.15 + 1e-6
+    assert np.abs(shifts[:, 3]).max() < 0.03  # SWIR1: transmittance only, a few %
+    same = haze_augment(raw, roles, 0.0, tf.constant([3, 1], tf.int64)).numpy()
+    np.testing.assert_array_equal(same, raw.numpy())
+
+
+def test_bounded_correction_limits_additions_only(tmp_path):
+    import keras
+
+    from glacierkit.unet import InputSpec, TrainConfig, build_unet, save_model
+    from glacierkit.unet.layers import BoundedCorrection
+
+    layer = BoundedCorrection(4.0)
+    x = np.array([-30.0, -1.0, 0.0, 1.0, 4.0, 50.0], dtype="float32")
+    y = np.asarray(layer(x))
+    np.testing.assert_allclose(y[:3], x[:3])  # removal is free
+    assert (y[3:] <= 4.0).all() and y[3] == pytest.approx(4 * np.tanh(0.25), rel=1e-5)
+    prior = {"channel": 3, "mean": 0.4, "std": 0.5, "threshold": 0.6, "slope": 20.0}
+    net = build_unet(5, depth=2, base_filters=4, prior=prior, max_addition=4.0)
+    assert net.get_layer("bounded").max_addition == 4.0
+    spec = InputSpec(("swir1", "nir", "blue"), ("ndsi", "ndwi"), (0,) * 5, (1,) * 5, 16)
+    path = save_model(net, tmp_path / "b.keras", spec)
+    back, _ = load_model(path)  # registered: loads in safe mode
+    assert back.get_layer("bounded").max_addition == 4.0
+    assert isinstance(back.get_layer("bounded"), keras.layers.Layer)
+    with pytest.raises(ParameterError, match="max_addition"):
+        TrainConfig(max_addition=-1)
+    with pytest.raises(ParameterError, match="haze"):
+        TrainConfig(haze=2)
