@@ -48,6 +48,10 @@
 # **Generalization.** `photometric`, `resolutions`, `normalization`, `prior` and
 # `glacier_free` are the recipe options compared in `models/README.md` (on Athabasca, a
 # region the model never saw); the committed model's recipe is in its sidecar's `config`.
+# `max_addition` bounds what the network may add to the NDSI prior (removing glacier stays
+# free): chosen by the worst condition of `glacierkit.evaluate.conditions` (top of
+# atmosphere, offsets, pixel sizes), where an unbounded network called haze-lifted dark
+# rock glacier. `haze` simulates top-of-atmosphere tiles in training.
 #
 # **Adapt to a new region.** `init_model` fine-tunes a pretrained model on your own
 # prepared scenes and outlines (keep its bands and extras; use a small `learning_rate`,
@@ -81,6 +85,8 @@ loss: str = "bce"  # bce as in the paper, dice or focal
 photometric: float = 0.0  # photometric augmentation strength in reflectance space, 0 is off
 lakes: float = 0.3  # share of training tiles given a synthetic lake labelled not glacier, 0 is off
 shadows: float = 0.0  # share of training tiles given a synthetic cast shadow, labels unchanged, 0 is off
+haze: float = 0.0  # share of training tiles given a simulated atmosphere (top of atmosphere or over-corrected), 0 is off
+max_addition: float = 6.0  # with a prior, the most logits the network may add towards glacier; 0 is unbounded
 resolutions: list = []  # resolution augmentation, smallest and largest pixel size in metres, e.g. [10, 30]; [] is off
 normalization: str = "global"  # global, or scene to divide the bands by the scene band medians
 prior: str = "ndsi"  # ndsi makes the network correct the NDSI threshold rule instead of replacing it; empty is the paper network
