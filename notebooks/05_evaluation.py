@@ -51,7 +51,7 @@ n_boot: int = 1000  # bootstrap draws for the 95 percent confidence intervals
 interactive_map: bool = True  # a leafmap map of composite and outlines; False keeps static figures only
 other_region: str = "athabasca"  # another region scored like the test scenes (all its dates); empty skips it
 other_region_mask: str = "known-truth"  # its pixels that count: known-truth, inside or outline
-conditions: list = ["surface reflectance", "toa clear", "toa moderate", "toa hazy", "offset", "toa moderate + offset", "10 m", "20 m", "30 m"]  # benchmark conditions of users' scenes; [] skips them
+conditions: list = ["surface reflectance", "toa clear", "toa moderate", "toa hazy", "toa hazy, uncorrected", "offset", "toa moderate + offset", "10 m", "20 m", "30 m"]  # benchmark conditions of users' scenes; [] skips them
 output_dir: str = "../runs/interactive"  # notebook 01 output folder; results are written here
 
 # %%
@@ -249,7 +249,7 @@ bench.levels[["condition", "scene", "level", "offset", "correction"]] if bench e
 
 # %%
 (bench.spectra.pivot_table(index="surface", columns="product",
-                           values=["model % glacier", "NDSI % glacier"]) if bench else None)
+                           values=["model: % glacier", "NDSI: % glacier"]) if bench else None)
 
 # %% [markdown]
 # **The domain-shift guard.** Every prediction compares the scene with the model's training

@@ -60,13 +60,15 @@ class Condition:
     """How a benchmark scene is changed before it is opened: ``haze`` (None: surface
     reflectance; 0 clear to 1 hazy: top-of-atmosphere, :func:`simulate_toa`), ``offset``
     (written as Sentinel-2 DNs with the +1000 of baseline 04.00 and nothing that says so),
-    ``resolution`` (metres; None: the scene's own)."""
+    ``resolution`` (metres; None: the scene's own); ``correct=False`` predicts without the
+    level correction, as when a file states the wrong level or its level is not found."""
 
     name: str
     haze: float | None = None
     offset: bool = False
     resolution: float | None = None
     description: str = ""
+    correct: bool = True  # False: predicted without the level correction
 
     @property
     def kind(self) -> str:
@@ -83,6 +85,8 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("toa clear", haze=0.1, description="top of atmosphere, clear (AOD ~0.1)"),
     Condition("toa moderate", haze=0.5, description="top of atmosphere, moderate aerosol"),
     Condition("toa hazy", haze=0.9, description="top of atmosphere, hazy (AOD ~0.4)"),
+    Condition("toa hazy, uncorrected", haze=0.9, correct=False,
+              description="top of atmosphere, hazy, and no correction: a wrong level"),
     Condition("offset", offset=True,
               description="Sentinel-2 DNs with the unstated +1000 of baseline 04.00"),
     Condition("toa moderate + offset", haze=0.5, offset=True,
@@ -296,7 +300,10 @@ def benchmark(model, *, ndsi_threshold: float, conditions: Sequence[Condition] =
                     if got is None:
                         continue
                     sc, lab = got
-                    prob = predict_scene(pred, sc, progress=False, **predict_kwargs)
+                    kwargs = {**predict_kwargs}
+                    if not cond.correct:
+                        kwargs["level_correction"] = False
+                    prob = predict_scene(pred, sc, progress=False, **kwargs)
                 index = ndsi(sc)
                 scored = score_methods(name, prob, index, lab, unet_threshold=t_model,
                                        ndsi_threshold=ndsi_threshold, grid=grid)
@@ -357,29 +364,17 @@ def spectral_check(model, ndsi_threshold: float, seed: int = 0) -> pd.DataFrame:
     opened without a level, so the data decide it, and corrected before prediction).
     Rock and water should stay near 0 %."""
     from ..data import samples
-    from ..data.mosaic import spectra_mosaic
-    from ..indices import ndsi
-    from ..io.scene import open_scene
-    from ..unet.predict import predict_scene
+    from .regions import spectral_sense
 
-    rows = []
+    tables = []
     for product, sensor, level in (("landsat", "landsat8", "surface"),
                                    ("sentinel2-sr", "sentinel2", "surface"),
                                    ("sentinel2-toa", "sentinel2", None)):
         table = samples.spectra(product)
         if "swir1" not in table:
             table = table.assign(swir1=SWIR1_FROM_SWIR2 * table["swir2"])
-        scene, kinds = spectra_mosaic(table, seed=seed, sensor=sensor)
-        scene = open_scene(scene, level=level)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            prob = predict_scene(model, scene, progress=False, guard=False).values
-        index = np.asarray(ndsi(scene).values)
-        for surface in sorted(set(kinds.ravel())):
-            m = kinds == surface
-            rows.append({"product": product, "level": scene.attrs.get("level"),
-                         "surface": surface, "pixels": int(m.sum()),
-                         "model % glacier": round(100 * float((prob[m] > 0.5).mean()), 1),
-                         "NDSI % glacier": round(100 * float((index[m] > ndsi_threshold)
-                                                             .mean()), 1)})
-    return pd.DataFrame(rows)
+        tables.append(spectral_sense(model, table, ndsi_threshold, level, seed=seed,
+                                     sensor=sensor).assign(product=product))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["product", "level", "surface", "pixels", "model: % glacier",
+                "NDSI: % glacier"]]

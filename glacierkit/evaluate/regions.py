@@ -229,15 +229,23 @@ def passes(table: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def spectral_sense(model, spectra: pd.DataFrame, **kwargs) -> pd.DataFrame:
+def spectral_sense(model, spectra: pd.DataFrame, ndsi_threshold: float = 0.4,
+                   level: str | None = "surface", **kwargs) -> pd.DataFrame:
     """Share of each surface's pixels a model calls glacier on a :func:`spectra_mosaic`,
-    next to NDSI > 0.4 (a common snow threshold) for reference."""
+    next to NDSI above ``ndsi_threshold`` (0.4, a common snow threshold, by default).
+
+    The mosaic is opened like a user's scene (:func:`glacierkit.io.open_scene`) at
+    ``level`` (None: the data decide), so a top-of-atmosphere mosaic is corrected before
+    prediction as any other scene would be. ``kwargs`` go to :func:`spectra_mosaic`.
+    """
     import warnings
 
     from ..indices import ndsi
+    from ..io.scene import open_scene
     from ..unet.predict import predict_scene
 
     scene, kinds = spectra_mosaic(spectra, **kwargs)
+    scene = open_scene(scene, level=level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prob = predict_scene(model, scene, progress=False, guard=False).values
@@ -245,7 +253,9 @@ def spectral_sense(model, spectra: pd.DataFrame, **kwargs) -> pd.DataFrame:
     rows = []
     for surface in sorted(set(kinds.ravel())):
         m = kinds == surface
-        rows.append({"surface": surface, "pixels": int(m.sum()),
+        rows.append({"surface": surface, "level": scene.attrs.get("level"),
+                     "pixels": int(m.sum()),
                      "model: % glacier": round(100 * float((prob[m] > 0.5).mean()), 1),
-                     "NDSI > 0.4: % glacier": round(100 * float((index[m] > 0.4).mean()), 1)})
+                     "NDSI: % glacier": round(100 * float((index[m] > ndsi_threshold)
+                                                          .mean()), 1)})
     return pd.DataFrame(rows)

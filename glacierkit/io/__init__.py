@@ -25,6 +25,7 @@ _EXPORTS = {
     "TOA_BLUE_MIN": ".level",
     "OFFSET_MIN": ".level",
     "OFFSET_PERCENTILE": ".level",
+    "OFFSET_MIN_PIXELS": ".level",
     "check_level": ".level",
     "product_level": ".level",
     "guess_product": ".level",

@@ -81,6 +81,7 @@ _EXPORTS = {
     "count_params": ".model",
     "check_input_size": ".model",
     "ensemble": ".model",
+    "bound_correction": ".model",
     # output
     "output": ".output",
     "predict_to_files": ".output",

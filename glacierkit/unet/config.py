@@ -89,10 +89,12 @@ class TrainConfig:
         scene over-corrected by dark-object subtraction), labels unchanged
         (:func:`glacierkit.unet.haze_augment`).
     max_addition
-        With a prior: the most the network's correction logit may add towards glacier
-        (0: unbounded). Removal (water, shadow, cloud, seasonal snow) stays unbounded; with
-        the prior's slope ``s`` and threshold ``t`` nothing with an index below
-        ``t - max_addition / s`` can become glacier (:class:`glacierkit.unet.BoundedCorrection`).
+        With a prior: the saved model's correction logit may add at most this much towards
+        glacier (0: unbounded; :func:`glacierkit.unet.bound_correction`). The network trains
+        without the bound and is bounded when saved (measured better than training with
+        it: ``models/README.md``). Removal (water, shadow, cloud, seasonal snow) stays free;
+        with the prior's slope ``s`` and threshold ``t`` nothing with an index below
+        ``t - max_addition / s`` can become glacier.
     resolutions
         Resolution augmentation: ``(smallest, largest)`` pixel size in metres at which tiles
         are seen, e.g. ``(10, 30)`` (empty: native resolution only).

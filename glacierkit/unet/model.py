@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 from ..exceptions import ParameterError
 
-__all__ = ["Preset", "PRESETS", "build_unet", "build_from_preset", "count_params", "check_input_size", "ensemble"]
+__all__ = ["Preset", "PRESETS", "build_unet", "build_from_preset", "count_params", "check_input_size", "ensemble",
+           "bound_correction"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def count_params(in_channels: int, depth: int = 5, base_filters: int = 64) -> in
 
 def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
                mixed_precision: bool = False, name: str = "unet", prior: dict | None = None,
-               residual_l2: float = 0.0, dropout: float = 0.0, max_addition: float = 0.0):
+               residual_l2: float = 0.0, dropout: float = 0.0):
     """Build the paper's U-Net (see the module docstring for the exact design).
 
     Parameters
@@ -135,9 +136,6 @@ def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
         the prior where the data do not ask otherwise.
     dropout
         Spatial dropout rate before the output convolution (0: none).
-    max_addition
-        With a prior: bound the network's correction towards glacier to this many logits
-        (:class:`glacierkit.unet.BoundedCorrection`; 0: unbounded).
 
     Returns
     -------
@@ -181,10 +179,6 @@ def build_unet(in_channels: int, depth: int = 5, base_filters: int = 64, *,
     reg = keras.regularizers.L2(float(residual_l2)) if residual_l2 else None
     logit = layers.Conv2D(1, 1, dtype="float32", kernel_initializer="zeros",
                           activity_regularizer=reg, name="correction")(x)
-    if max_addition:
-        from .layers import BoundedCorrection
-
-        logit = BoundedCorrection(float(max_addition), dtype="float32", name="bounded")(logit)
     base = IndexPrior(**prior, dtype="float32", name="prior")(inputs)
     total = layers.Add(dtype="float32", name="logit")([base, logit])
     outputs = layers.Activation("sigmoid", dtype="float32", name="glacier")(total)
@@ -223,3 +217,40 @@ def ensemble(models, name: str = "unet_ensemble"):
         outs.append(m(inputs))
     return keras.Model(inputs, keras.layers.Average(dtype="float32", name="glacier")(outs),
                        name=name)
+
+
+def bound_correction(model, max_addition: float):
+    """``model`` with its correction logit bounded towards glacier (its weights shared).
+
+    A model with an NDSI prior (:func:`build_unet` with ``prior=``) outputs
+    ``sigmoid(prior + correction)``; this inserts :class:`glacierkit.unet.BoundedCorrection`
+    after the correction, so that the network may remove glacier from the prior freely but
+    add at most ``max_addition`` logits: nothing whose index lies below
+    ``threshold - max_addition / slope`` becomes glacier, whatever the network makes of
+    inputs it never saw. An ensemble gets every member bounded. Idempotent: a bounded model
+    gets the new bound instead of a second one. ``max_addition=0`` returns ``model``.
+    """
+    import keras
+
+    from .layers import BoundedCorrection
+
+    if not max_addition:
+        return model
+    members = [la for la in model.layers if hasattr(la, "layers") and la.layers]
+    if len(members) > 1:
+        return ensemble([bound_correction(m, max_addition) for m in members],
+                        name=model.name)
+    names = {la.name for la in model.layers}
+    if not {"correction", "prior"} <= names:
+        raise ParameterError(
+            f"{model.name} has no NDSI prior (no 'correction' and 'prior' layers): only a "
+            "model trained with prior='ndsi' has a correction to bound. Use "
+            "max_addition=0 for it."
+        )
+    correction = model.get_layer("correction").output
+    prior = model.get_layer("prior").output
+    bounded = BoundedCorrection(float(max_addition), dtype="float32", name="bounded")(
+        correction)
+    total = keras.layers.Add(dtype="float32", name="logit")([prior, bounded])
+    out = keras.layers.Activation("sigmoid", dtype="float32", name="glacier")(total)
+    return keras.Model(model.inputs, out, name=model.name)

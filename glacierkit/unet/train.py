@@ -50,7 +50,7 @@ from .artifact import save_keras, save_model, tf_version, training_distribution
 from .augment import training_dataset
 from .config import MODEL_NAME, NEW_FIELDS, THRESHOLD, TrainConfig
 from .features import InputSpec
-from .model import build_unet
+from .model import bound_correction, build_unet
 from .tiles import Patches, make_patches, pad_to_multiple
 
 log = logging.getLogger(__name__)
@@ -467,8 +467,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
             else:
                 model = build_unet(config.n_channels, config.model_depth, config.model_filters,
                                    mixed_precision=mixed, prior=prior,
-                                   residual_l2=config.residual_l2, dropout=config.dropout,
-                                   max_addition=config.max_addition)
+                                   residual_l2=config.residual_l2, dropout=config.dropout)
             if precision == "bfloat16":
                 from .artifact import cast_model
 
@@ -506,6 +505,8 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
         from .artifact import cast_model
 
         best = cast_model(best, "float32")
+    if config.max_addition and prior:  # the saved model's correction is bounded
+        best = bound_correction(best, config.max_addition)
     values, per_scene = validation.evaluate(best)
     pooled = None
     for c in per_scene.values():
@@ -520,6 +521,7 @@ def fit(config: TrainConfig, scenes, output_dir: str | os.PathLike, *,
              "base_filters": config.model_filters, "params": int(best.count_params()),
              "mixed_precision": mixed, "threshold": THRESHOLD, "prior": prior})
     arch["precision"] = precision
+    arch["max_addition"] = float(config.max_addition) if prior else 0.0
     info = {
         "architecture": arch,
         # the inputs' processing level: training scenes are surface reflectance (top-of-

@@ -267,7 +267,7 @@ def test_haze_augmentation_is_physical():
 def test_bounded_correction_limits_additions_only(tmp_path):
     import keras
 
-    from glacierkit.unet import InputSpec, TrainConfig, build_unet, save_model
+    from glacierkit.unet import InputSpec, TrainConfig, bound_correction, build_unet, save_model
     from glacierkit.unet.layers import BoundedCorrection
 
     layer = BoundedCorrection(4.0)
@@ -276,8 +276,22 @@ def test_bounded_correction_limits_additions_only(tmp_path):
     np.testing.assert_allclose(y[:3], x[:3])  # removal is free
     assert (y[3:] <= 4.0).all() and y[3] == pytest.approx(4 * np.tanh(0.25), rel=1e-5)
     prior = {"channel": 3, "mean": 0.4, "std": 0.5, "threshold": 0.6, "slope": 20.0}
-    net = build_unet(5, depth=2, base_filters=4, prior=prior, max_addition=4.0)
+    free = build_unet(5, depth=2, base_filters=4, prior=prior)
+    free.get_layer("correction").set_weights([np.full((1, 1, 4, 1), 5.0, "float32"),
+                                              np.zeros(1, "float32")])
+    net = bound_correction(free, 4.0)
     assert net.get_layer("bounded").max_addition == 4.0
+    again = bound_correction(net, 2.0)  # a new bound, not a second one
+    assert again.get_layer("bounded").max_addition == 2.0
+    assert sum(la.name == "bounded" for la in again.layers) == 1
+    x = np.random.default_rng(1).normal(size=(2, 16, 16, 5)).astype("float32")
+    p_free, p_bound = np.asarray(free(x)), np.asarray(net(x))
+    assert (p_bound <= p_free + 1e-6).all() and (p_bound < p_free - 1e-3).any()
+    ndsi = x[..., 3] * 0.5 + 0.4
+    ceiling = 1 / (1 + np.exp(-(20 * (ndsi - 0.6) + 4)))  # never more than +4 over the prior
+    assert (p_bound[..., 0] <= ceiling + 1e-5).all()
+    with pytest.raises(ParameterError, match="no NDSI prior"):
+        bound_correction(build_unet(5, depth=2, base_filters=4), 4.0)
     spec = InputSpec(("swir1", "nir", "blue"), ("ndsi", "ndwi"), (0,) * 5, (1,) * 5, 16)
     path = save_model(net, tmp_path / "b.keras", spec)
     back, _ = load_model(path)  # registered: loads in safe mode
