@@ -149,7 +149,8 @@ def _settle_level(da: xr.DataArray, level: str | None) -> xr.DataArray:
     attrs = {}
     if level is not None:
         attrs = {"level": level, "level_from": f"given (level={level!r})"}
-    elif da.attrs.get("level") not in LEVELS and product_level(da.attrs.get("product")):
+    elif da.attrs.get("level") not in LEVELS and product_level(da.attrs.get("product")) \
+            and not da.attrs.get("product_assumed"):
         attrs = _stated_level(da.attrs["product"], "the scene's 'product' attribute")
     elif da.attrs.get("level") not in LEVELS:
         found, why = detect_level(da)
@@ -373,7 +374,8 @@ def _open_files(paths: Sequence[Path] | Mapping[str, Path], sensor_id, chunks, p
         layers.append(layer)
     return stack_bands(layers, names, sensor, {"sensor": sensor.id, "product": product or
                                           sensor.default_product, "scene_id": files[0].stem,
-                                          "source": str(files[0].parent), **extra, **stated})
+                                          "source": str(files[0].parent), **extra, **stated,
+                                          **_assumed(product)})
 
 
 def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
@@ -441,8 +443,16 @@ def _open_multiband(path: Path, sensor_id, chunks, product, band_names,
              "product": tags.get("product") or product or (sensor.default_product if sensor
                                                            else None),
              "date": tags.get("date"), "scene_id": tags.get("scene_id", path.stem),
-             "source": str(path), **{k: v for k, v in stated.items() if k != "product"}}
+             "source": str(path), **{k: v for k, v in stated.items() if k != "product"},
+             **_assumed(tags.get("product") or product)}
     return stack_bands(layers, names, sensor, attrs)
+
+
+def _assumed(product) -> dict:
+    """``product_assumed`` when nothing stated the product and the sensor's default was used
+    (for the DN scaling only): such a product says nothing about the processing level, which
+    is then judged from the data. A Sentinel-2 L1C export without tags is not "L2A"."""
+    return {} if product else {"product_assumed": "the sensor's default; nothing stated it"}
 
 
 #: File tags that may name a product or processing level.

@@ -56,8 +56,10 @@ class IndexPrior(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="glacierkit")
 class BoundedCorrection(keras.layers.Layer):
-    """The network's correction logit, bounded towards glacier: ``x`` where ``x <= 0``,
-    ``max_addition * tanh(x / max_addition)`` above (smooth, so it still trains).
+    """The network's correction logit, bounded towards glacier: the smooth minimum
+    ``x - softplus(x - max_addition)`` of ``x`` and ``max_addition``: the correction itself
+    well below the bound (within ``exp(x - max_addition)``), ``max_addition`` far above it;
+    smooth and increasing, so it still trains.
 
     Removing glacier from the prior (water, shadow, cloud, seasonal snow) stays free; adding
     it where the index says "not glacier" is limited, so pixels far below the prior's
@@ -72,8 +74,7 @@ class BoundedCorrection(keras.layers.Layer):
     def call(self, x):
         from keras import ops
 
-        b = self.max_addition
-        return ops.where(x > 0, b * ops.tanh(x / b), x)
+        return x - ops.softplus(x - self.max_addition)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "max_addition": self.max_addition}

@@ -159,6 +159,22 @@ def test_sentinel2_band_names_open_without_sensor(tmp_path):
     np.testing.assert_allclose(opened.sel(band="B03").values, scene.values[1], atol=1e-4)
 
 
+def test_an_untagged_top_of_atmosphere_export_is_judged_from_its_data(tmp_path):
+    """An Earth Engine L1C export says nothing about its product: the sensor's default
+    product (L2A, used for the DN scaling) must not count as a stated level."""
+    scene, _ = _shadowed()
+    toa = open_scene(_s2_export(tmp_path / "export_a.tif", simulate_toa(scene, 0.7, seed=2), 0))
+    assert toa.attrs["product_assumed"] and toa.attrs["level"] == "toa", toa.attrs["level_from"]
+    assert toa.attrs["level_from"].startswith("data:") and "path_reflectance" in toa.attrs
+    # with its offset too (an L1C export of 2023): the offset first, then the level
+    both = open_scene(_s2_export(tmp_path / "export_b.tif", simulate_toa(scene, 0.7, seed=2),
+                                 1000))
+    assert both.attrs["offset_check"].startswith("-0.1 removed") and both.attrs["level"] == "toa"
+    # a stated product still wins over the data
+    stated = open_scene(tmp_path / "export_a.tif", product="l2a")
+    assert stated.attrs["level"] == "surface" and "product_assumed" not in stated.attrs
+
+
 def test_unstated_baseline_offset_is_removed_with_a_warning(tmp_path, caplog):
     scene, _ = _shadowed()
     path = _s2_export(tmp_path / "export_2023.tif", scene, 1000)

@@ -273,8 +273,9 @@ def test_bounded_correction_limits_additions_only(tmp_path):
     layer = BoundedCorrection(4.0)
     x = np.array([-30.0, -1.0, 0.0, 1.0, 4.0, 50.0], dtype="float32")
     y = np.asarray(layer(x))
-    np.testing.assert_allclose(y[:3], x[:3])  # removal is free
-    assert (y[3:] <= 4.0).all() and y[3] == pytest.approx(4 * np.tanh(0.25), rel=1e-5)
+    np.testing.assert_allclose(y[:3], x[:3], atol=0.02)  # removal is free
+    assert (y <= 4.0).all() and y[-1] == pytest.approx(4.0, abs=1e-4)
+    assert y[3] == pytest.approx(1.0, abs=0.05)  # well below the bound: the correction itself
     prior = {"channel": 3, "mean": 0.4, "std": 0.5, "threshold": 0.6, "slope": 20.0}
     free = build_unet(5, depth=2, base_filters=4, prior=prior)
     free.get_layer("correction").set_weights([np.full((1, 1, 4, 1), 5.0, "float32"),
