@@ -399,3 +399,39 @@ def test_inputs_are_never_modified_even_on_success(model, tmp_path, capsys):
     assert path.stat().st_mtime_ns == mtime
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "out"]
     assert math.isfinite(mtime)
+
+
+# ------------------------------------------------- processing level and unstated offsets
+def _shadowed_scene(h: int = 80, w: int = 64) -> np.ndarray:
+    """Scene-sized reflectance with a patch of dark shadowed rock (the level and offset
+    checks judge scenes of at least 64 x 64 pixels by their darkest pixels)."""
+    data = reflectance(h, w).copy()
+    for i, v in enumerate((0.015, 0.02, 0.025, 0.03, 0.035, 0.03)):
+        data[i, -10:, -12:] = v
+    return data
+
+
+def test_top_of_atmosphere_export_with_an_offset_through_the_cli(model, tmp_path, capsys):
+    """An untagged Sentinel-2 L1C export of 2023 (top of atmosphere, +1000 DN): mapped,
+    with the offset removed and the level corrected, and both recorded in the outputs."""
+    from glacierkit.evaluate.conditions import simulate_toa
+
+    sr = make_scene(80, 64)[0].copy(data=_shadowed_scene())
+    toa = simulate_toa(sr.rio.write_crs("EPSG:32632"), 0.8, seed=3).values
+    dn = np.clip(np.round(toa * 10000) + 1000, 1, 65535).astype("uint16")
+    path = write(tmp_path / "export.tif", dn, names=["B02", "B03", "B04", "B8A", "B11", "B12"])
+    rc, _ = predict_rule(model, path, tmp_path / "out", capsys)
+    assert rc == 0
+    with rasterio.open(tmp_path / "out" / "probability.tif") as src:
+        tags = src.tags()
+    assert tags["level"] == "toa" and tags["level_from"].startswith("data:")
+    assert tags["level_correction"].startswith("dark-object subtraction")
+
+
+def test_an_offset_nothing_explains_is_refused_by_the_cli(model, tmp_path, capsys):
+    """A Landsat 8 scene brighter than any glacier scene can be (+0.1 everywhere): refused
+    with the fix, not mapped."""
+    path = write(tmp_path / "l8.tif", _shadowed_scene() + 0.1, names=L8,
+                 tags={"sensor": "landsat8"})
+    rc, line = predict_rule(model, path, tmp_path / "out", capsys)
+    assert rc == 2 and "--offset -0.1" in line, line
