@@ -230,9 +230,8 @@ if other:
 # %%
 bench = None
 if conditions:
-    chosen = [c for c in gk.evaluate.CONDITIONS if c.name in conditions]
     bench = gk.evaluate.benchmark(model_path, ndsi_threshold=result.thresholds["ndsi_learned"],
-                                  conditions=chosen, output_dir=output_dir / "conditions",
+                                  conditions=conditions, output_dir=output_dir / "conditions",
                                   overlap=overlap)
 bench.summary.round(3) if bench else "no conditions (conditions is empty)"
 

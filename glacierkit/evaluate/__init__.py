@@ -48,6 +48,7 @@ _EXPORTS = {
     "spectral_check": ".conditions",
     "worst": ".conditions",
     "MARGIN": ".conditions",
+    "get_conditions": ".conditions",
     # regions
     "regions": ".regions",
     "CrossRegion": ".regions",

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Condition", "CONDITIONS", "BENCHMARK_SCENES", "Benchmark", "benchmark",
            "simulate_toa", "condition_scene", "benchmark_scenes", "spectral_check", "worst",
-           "MARGIN"]
+           "MARGIN", "get_conditions"]
 
 #: The margin the model may lose to NDSI at the learned threshold on any condition.
 MARGIN = 0.02
@@ -100,6 +100,25 @@ CONDITIONS: tuple[Condition, ...] = (
 #: Athabasca dates. Never the Alps test scenes.
 BENCHMARK_SCENES = ("alps-s2/aletsch", "alps-s2/fiescher", "athabasca/l8-2020-08-16",
                     "athabasca/s2-2020-09-09", "athabasca/s2-2020-09-11")
+
+
+def get_conditions(names: Sequence[str | Condition]) -> list[Condition]:
+    """The :data:`CONDITIONS` named in ``names`` (a :class:`Condition` passes as it is);
+    an unknown name raises :class:`ParameterError` listing the known ones."""
+    known = {c.name: c for c in CONDITIONS}
+    if isinstance(names, str):
+        names = [names]
+    out = []
+    for n in names:
+        if isinstance(n, Condition):
+            out.append(n)
+        elif n in known:
+            out.append(known[n])
+        else:
+            raise ParameterError(
+                f"Unknown benchmark condition {n!r}; the conditions are {list(known)} "
+                "(notebook 05's conditions parameter, or [] to skip them).")
+    return out
 
 
 def simulate_toa(scene: xr.DataArray, haze: float, seed: int = 0,
@@ -267,7 +286,8 @@ def benchmark(model, *, ndsi_threshold: float, conditions: Sequence[Condition] =
     ndsi_threshold
         NDSI threshold learned on the training scenes (notebook 03's).
     conditions, scenes
-        What to measure (default: all of :data:`CONDITIONS` on :data:`BENCHMARK_SCENES`).
+        What to measure (default: all of :data:`CONDITIONS` on :data:`BENCHMARK_SCENES`);
+        conditions by name or as :class:`Condition`.
     grid
         Thresholds for the NDSI oracle (default 0 to 0.7 by 0.01).
     seed
@@ -287,6 +307,7 @@ def benchmark(model, *, ndsi_threshold: float, conditions: Sequence[Condition] =
     from ..unet.predict import predict_scene
     from .compare import score_methods
 
+    conditions = get_conditions(conditions)
     pred = resolve_model(model, predict_kwargs.pop("precision", None))
     t_model = float(pred.sidecar.get("architecture", {}).get("threshold", 0.5))
     base = benchmark_scenes(scenes)

@@ -84,3 +84,11 @@ def test_committed_model_holds_on_a_hazy_top_of_atmosphere_scene():
                       scenes=["athabasca/s2-2020-09-11"], spectra=False)
     row = bench.summary.iloc[0]
     assert row["model_KC"] >= row["ndsi_KC"] - 0.02, row.to_dict()
+
+
+def test_conditions_by_name_and_a_mistyped_one():
+    from glacierkit.evaluate.conditions import get_conditions
+
+    assert [c.name for c in get_conditions(["toa hazy", "20 m"])] == ["toa hazy", "20 m"]
+    with pytest.raises(ParameterError, match=r"'toa hazzy'.*'toa hazy'"):
+        get_conditions(["toa hazzy"])
