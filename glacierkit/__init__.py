@@ -25,6 +25,7 @@ _EXPORTS = {
     # subpackages and modules, in pipeline order
     "data": ".data",
     "io": ".io",
+    "stac": ".io.stac",  # the name for it: glacierkit.stac is glacierkit.io.stac
     "bands": ".bands",
     "labels": ".labels",
     "indices": ".indices",
@@ -34,6 +35,7 @@ _EXPORTS = {
     "unet": ".unet",
     "vectorize": ".vectorize",
     "evaluate": ".evaluate",
+    "change": ".evaluate.change",  # glacierkit.change is glacierkit.evaluate.change
     "plot": ".plot",
     "qgis": ".qgis",
     "staging": ".staging",

@@ -146,13 +146,14 @@ def lazy_exports(package: str, exports: dict[str, str]):
     ``exports`` maps a public name to the module (relative to ``package``) that defines it;
     a name that maps to ``.name`` is that submodule itself. Nothing is imported until a
     name is first used, so ``import glacierkit`` stays fast and TensorFlow loads only with
-    the U-Net modules.
+    the U-Net modules. A name whose module path ends in ``.name`` (``"stac": ".io.stac"``)
+    is that module.
     """
     def __getattr__(name: str):
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = importlib.import_module(exports[name], package)
-        value = module if exports[name] == f".{name}" else getattr(module, name)
+        value = module if exports[name].endswith(f".{name}") else getattr(module, name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -38,6 +38,7 @@ from ..exceptions import (
     UnknownSensorError,
     UnsupportedGridError,
 )
+from .clouds import with_clouds
 from .landsat import open_product
 from .raster import (
     RASTER_SUFFIXES,
@@ -58,6 +59,7 @@ from .raster import (
     scale_dn,
     stack_bands,
 )
+from .stac import is_item
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +384,7 @@ def open_scene(
     scale: float | None = None,
     offset: float | None = None,
     baseline: str | None = None,
+    clouds=True,
 ) -> xr.DataArray:
     """Open a scene as float32 reflectance with bands known by role.
 
@@ -413,6 +416,14 @@ def open_scene(
     baseline
         Sentinel-2 processing baseline (``"04.00"``: DN = 10000 reflectance + 1000) when
         neither the product name (``_N0400_``) nor the file's metadata says.
+    clouds
+        ``True`` (default): make cloud, cloud-shadow and cirrus pixels NaN with the
+        product's own cloud layer when it has one (a Landsat product's ``QA_PIXEL``; a STAC
+        item's ``qa_pixel`` or ``scl`` asset); ``False``: keep them; or a ``QA_PIXEL``/``SCL``
+        layer (path or DataArray) to mask with (:mod:`glacierkit.io.clouds`).
+
+    A source that is a STAC item (an ``http(s)://`` URL or a local item ``.json``) is loaded
+    with :func:`glacierkit.io.stac.open_item`.
 
     Values that cannot be reflectance (more than 1% of the pixels above 2 or below -0.5)
     are refused with :class:`~glacierkit.exceptions.ReflectanceRangeError`. Nodata is NaN:
@@ -436,15 +447,21 @@ def open_scene(
         da = source
         if "band" not in da.dims:
             raise BandCountError(f"A scene needs a 'band' dimension; this one has {da.dims}.")
-        return _finish(da, bands, da.attrs.get("scene_id", "DataArray"))
+        return with_clouds(_finish(da, bands, da.attrs.get("scene_id", "DataArray")),
+                           clouds, None)
     if isinstance(source, (list, tuple, Mapping)):
         da = _open_files(source, sensor, chunks, product, band_names, rad)
-        return _finish(da, bands, da.attrs["source"])
+        return with_clouds(_finish(da, bands, da.attrs["source"]), clouds, None)
     text = str(source)
+    if is_item(text):
+        from .stac import open_item
+
+        no_radiometry(rad, f"the STAC item {text}")
+        return _finish(open_item(text, bands=bands, chunks=chunks, clouds=clouds), None, text)
     if not Path(text).exists() and (text.lower() in _data.SCENES or text == "landsat8-l2sp"):
         no_radiometry(rad, f"the sample {text!r}")
         da = _open_sample(text.lower(), sensor, chunks, product)
-        return _finish(da, bands, text)
+        return with_clouds(_finish(da, bands, text), clouds, None)
     path = Path(text).expanduser()
     if not path.exists():
         if "/" not in text.strip("/") or text.split("/")[0] in {s.split("/")[0] for s in
@@ -499,7 +516,7 @@ def open_scene(
             f"{path} has no CRS. Set it with scene.rio.write_crs('EPSG:xxxx') or re-export the "
             "file as a georeferenced GeoTIFF."
         )
-    return _finish(da, bands, path)
+    return with_clouds(_finish(da, bands, path), clouds, path)
 
 
 def check_grid(a: xr.DataArray, b: xr.DataArray, what: str = "layer") -> None:

@@ -1,0 +1,101 @@
+"""STAC search and load against a real STAC API on 127.0.0.1 (``rustac serve``) whose
+assets are COGs served with HTTP range requests: pystac-client, odc-stac and GDAL run for
+real (``tests/stac_local.py`` builds the items from Athabasca's sample scenes)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from stac_local import L8_ID, OUTLINES, QA_WINDOW, S2_CLEAR_ID, S2_CLOUDY_ID
+
+from glacierkit import open_scene
+from glacierkit.exceptions import DataNotFoundError, ObscuredWarning, ParameterError
+from glacierkit.io import stac
+
+SAMPLES = {L8_ID: "athabasca/l8-2020-08-16", S2_CLOUDY_ID: "athabasca/s2-2020-09-09",
+           S2_CLEAR_ID: "athabasca/s2-2020-09-11"}
+
+
+def test_search_pages_and_ranks_by_the_clouds_over_the_glacier(local_stac):
+    """One item per page (paging runs), ranked by the glacier area seen clearly: the item
+    with the lowest scene cloud cover has a cloud on the glacier and comes last."""
+    found = stac.search(api=local_stac.url, outlines=OUTLINES, dates="2020-08-01/2020-09-30",
+                        page_size=1)
+    t = found.table
+    assert list(t["id"]) == [S2_CLEAR_ID, S2_CLOUDY_ID, L8_ID] or \
+        list(t["id"])[0] == S2_CLEAR_ID
+    assert t["glacier_clear_pct"].is_monotonic_decreasing
+    assert t.loc[t["id"] == S2_CLOUDY_ID, "scene_cloud_pct"].item() == t["scene_cloud_pct"].min()
+    assert t.loc[0, "glacier_obscured_pct"] < 2 < t.loc[1, "glacier_obscured_pct"]
+    assert (t["glacier_covered_pct"] == 100).all() and set(t["level"]) == {"surface"}
+    assert found.hrefs(1) == [local_stac.item_url(S2_CLEAR_ID)]
+
+
+def test_search_filters_dates_collections_and_scene_cloud_cover(local_stac, tmp_path):
+    ids = lambda **kw: set(stac.search(api=local_stac.url, outlines=OUTLINES, rank=False,  # noqa: E731
+                                       **kw).table["id"])
+    assert ids(dates="2020-09-01/2020-09-30") == {S2_CLEAR_ID, S2_CLOUDY_ID}
+    assert ids(collections=["landsat-c2-l2"]) == {L8_ID}
+    assert ids(max_cloud=20) == {L8_ID, S2_CLOUDY_ID}  # the server has no filter: done here
+    far = stac.search(api=local_stac.url, bbox=(10.0, 46.0, 10.1, 46.1))
+    assert far.items == [] and far.table.empty
+    with pytest.raises(ParameterError, match="outlines"):
+        stac.search(api=local_stac.url, rgi_ids=["RGI60-02.00001"])
+    import pystac
+
+    found = stac.search(api=local_stac.url, outlines=OUTLINES, rank=False)
+    saved = pystac.ItemCollection.from_file(str(found.to_json(tmp_path / "items.json")))
+    assert [i.id for i in saved] == list(found.table["id"])
+
+
+def test_open_item_loads_reflectance_by_role_lazily_with_the_right_scaling(local_stac):
+    """Each item style (Earth Search Landsat with raster:bands; Sentinel-2 with the -1000
+    offset of baseline 05.00; Planetary-Computer-style band keys without raster:bands) gives
+    back the sample's reflectance, on its grid, as a Dask-backed scene."""
+    for ident, sample in SAMPLES.items():
+        scene = stac.open_item(local_stac.item_url(ident), outlines=OUTLINES, clouds=False)
+        assert scene.chunks is not None  # lazy
+        ref = open_scene(sample)
+        assert list(scene.role.values) == ["blue", "green", "red", "nir", "swir1", "swir2"]
+        assert scene.attrs["level"] == "surface" and scene.attrs["scene_id"] == ident
+        assert scene.attrs["date"] == ref.attrs["date"] and scene.rio.crs == ref.rio.crs
+        sub = scene.sel(x=ref.x, y=ref.y)  # the item's grid, not a resampled one
+        got, want = sub.values, ref.values
+        ok = np.isfinite(want) & (want >= 0)  # unsigned DNs cannot hold negative values
+        assert np.array_equal(np.isnan(got[ok]), np.isnan(want[ok]))
+        np.testing.assert_allclose(got[ok], want[ok], atol=1.01e-4)  # 0 is stored as DN 1
+    assert stac.item_scene_info(stac.get_item(local_stac.item_url(S2_CLEAR_ID)))[
+        "roles"]["nir"]["band"] == "B8A"
+
+
+def test_open_item_makes_the_real_qa_clouds_nodata_and_records_the_share(local_stac,
+                                                                        sample_data):
+    url = local_stac.item_url(L8_ID)
+    with pytest.warns(ObscuredWarning, match="glacier area"):
+        scene = stac.open_item(url, outlines=OUTLINES)
+    ref = open_scene(SAMPLES[L8_ID])
+    sub = scene.sel(x=ref.x, y=ref.y).values
+    r0, c0 = QA_WINDOW
+    with rasterio.open(sample_data.fetch_product("landsat8-qa")) as src:
+        qa = src.read(1, window=rasterio.windows.Window(c0, r0, ref.sizes["x"], ref.sizes["y"]))
+    hidden = ((qa >> 1) & 0b1111) > 0
+    assert np.isnan(sub[:, hidden]).all()
+    assert np.isfinite(sub[:, ~hidden & np.isfinite(ref.values).all(axis=0)]).all()
+    assert 0.2 < scene.attrs["obscured_glacier_fraction"] < 0.4
+    assert scene.attrs["cloud_layer"].endswith("_QA_PIXEL.TIF")
+    # the same through open_scene, as notebooks and the batch runner name scenes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ObscuredWarning)
+        same = open_scene(url)
+    assert same.attrs["scene_id"] == L8_ID and same.attrs["cloud_mask"] == scene.attrs[
+        "cloud_mask"]
+
+
+def test_item_ids_are_looked_up_and_unknown_ones_name_the_fix(local_stac):
+    item = stac.get_item(S2_CLEAR_ID, api=local_stac.url)
+    assert item.id == S2_CLEAR_ID and item.collection_id == "sentinel-2-l2a"
+    with pytest.raises(DataNotFoundError, match="glacierkit search"):
+        stac.get_item("S2A_11UMT_20990101_0_L2A", api=local_stac.url)
+    assert stac.is_item(local_stac.item_url(L8_ID))
+    assert not stac.is_item("https://example.org/scene.tif") and not stac.is_item("alps-s2/x")
