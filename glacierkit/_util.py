@@ -43,13 +43,16 @@ SLUG_MAX = 100
 def slug(name: str) -> str:
     """A file-name-safe version of a scene name (``alps-s2/aletsch`` -> ``alps-s2_aletsch``).
 
-    Letters and digits of any script are kept (``冰川.tif`` -> ``冰川``); every other run of
+    A URL (a STAC item's) becomes its last path part, the item id. Letters and digits of
+    any script are kept (``冰川.tif`` -> ``冰川``); every other run of
     characters becomes ``_``. A slug never starts with ``.`` (hidden files, ``.``/``..``)
     and is never empty: a name with nothing left (``???.tif``) becomes ``scene-<hash>``, a
     short hash of the full name, so different names never share a folder by accident.
     """
     text = str(name)
-    if os.sep in text or "/" in text:
+    if re.match(r"https?://", text):  # a STAC item URL: its id, the last part of the path
+        text = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].removesuffix(".json")
+    elif os.sep in text or "/" in text:
         p = Path(text)
         if p.exists():
             text = p.stem.replace("_MTL", "") if p.is_file() else p.name

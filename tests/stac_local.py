@@ -267,14 +267,18 @@ class LocalStac:
         self.assets = self.folder / "assets"
         self.assets.mkdir(parents=True, exist_ok=True)
         self.procs = []
-        files, self.files_url = serve_files(self.assets)
-        self.procs.append(files)
-        self.items = build_items(self.assets, self.files_url)
-        self.items_file = self.folder / "items.json"
-        self.items_file.write_text(json.dumps({"type": "FeatureCollection",
-                                               "features": self.items}))
-        api, self.url = serve_stac(self.items_file)
-        self.procs.append(api)
+        try:
+            files, self.files_url = serve_files(self.assets)
+            self.procs.append(files)
+            self.items = build_items(self.assets, self.files_url)
+            self.items_file = self.folder / "items.json"
+            self.items_file.write_text(json.dumps({"type": "FeatureCollection",
+                                                   "features": self.items}))
+            api, self.url = serve_stac(self.items_file)
+            self.procs.append(api)
+        except BaseException:
+            self.close()  # no server left behind
+            raise
 
     def item_url(self, ident: str) -> str:
         coll = next(i["collection"] for i in self.items if i["id"] == ident)
@@ -288,3 +292,27 @@ class LocalStac:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def main() -> None:  # pragma: no cover - a manual tool
+    """Serve the test items until interrupted: ``python tests/stac_local.py [FOLDER]``."""
+    import tempfile
+
+    import signal
+
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="stac-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the servers on kill too
+    stac = LocalStac(folder)
+    print(f"STAC API: {stac.url}  (items: {', '.join(i['id'] for i in stac.items)})")
+    print(f"try: glacierkit search --api {stac.url} --glaciers athabasca "
+          "--predict models/unet_alps_s2.keras runs/local-stac", flush=True)
+    try:
+        stac.procs[-1].wait()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        stac.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

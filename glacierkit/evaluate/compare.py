@@ -394,6 +394,7 @@ def compare_methods(
 
     from .._util import slug
     from ..indices import ndsi
+    from ..io.clouds import cloud_summary, obscured_glacier_fraction
     from ..ndsi.threshold import fine_grid, learned_threshold
     from ..prep import ensure_prepared, load_prepared, scene_outlines
     from ..unet.artifact import load_model
@@ -419,6 +420,7 @@ def compare_methods(
         unet_threshold = float(sidecar.get("architecture", {}).get("threshold", 0.5))
     ensure_prepared(output_dir, test_scenes)
     results, failures, areas, glaciers, maps, oracles, guards = [], [], [], [], {}, {}, {}
+    clouds = {}
     for s in tqdm(list(test_scenes), desc="test scenes", unit="scene"):
         scene, labels = load_prepared(output_dir, s)
         if labels is None:
@@ -427,6 +429,8 @@ def compare_methods(
             raise DataNotFoundError(f"Test scene {s!r} has no labels; it cannot be scored.")
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
         guards[s] = prob.attrs.get("guard")
+        clouds[s] = {**cloud_summary(scene.attrs),
+                     "obscured_glacier_fraction": obscured_glacier_fraction(scene, labels)}
         index = ndsi(scene)
         scored = score_methods(s, prob, index, labels, unet_threshold=unet_threshold,
                                ndsi_threshold=t_learned, grid=grid, metric=metric, block=block)
@@ -463,6 +467,9 @@ def compare_methods(
         "overlap": overlap,
         "bootstrap": {"n_boot": n_boot, "block_px": block, "level": 0.95},
         "domain_shift_guard": guards,
+        # per test scene: the cloud mask applied (if any) and the share of the labelled
+        # glacier area without a valid value (cloud, shadow, cirrus or no data)
+        "clouds": clouds,
     }
     result = Comparison(
         comparison=comparison, table4=t4, failures=pd.concat(failures, ignore_index=True),

@@ -206,7 +206,24 @@ def _raster_info(asset) -> dict:
 
 def _scaling(item, asset, sensor, product) -> tuple[dict, str]:
     """How an asset's DNs become reflectance: its ``raster:bands`` scale/offset when given
-    (Earth Search), else the sensor table (with the Sentinel-2 baseline offset)."""
+    (Earth Search), else the sensor table (with the Sentinel-2 baseline offset); Landsat
+    Level-1 top-of-atmosphere reflectance is divided by the sine of the sun elevation."""
+    scaling, how = _dn_scaling(item, asset, sensor, product)
+    if product == "l1" and sensor.id.startswith("landsat"):
+        elevation = item.properties.get("view:sun_elevation")
+        if elevation is None:
+            raise GlacierKitError(
+                f"STAC item {item.id!r} is Landsat Level-1 but gives no view:sun_elevation, "
+                "so its top-of-atmosphere reflectance cannot be corrected for the sun. Use a "
+                "Level-2 (surface reflectance) collection such as landsat-c2-l2."
+            )
+        k = math.sin(math.radians(float(elevation)))
+        scaling = {**scaling, "scale": scaling["scale"] / k, "offset": scaling["offset"] / k}
+        how += f", / sin(sun elevation {float(elevation):.2f})"
+    return scaling, how
+
+
+def _dn_scaling(item, asset, sensor, product) -> tuple[dict, str]:
     info = _raster_info(asset)
     if info.get("scale") is not None or info.get("offset") is not None:
         scale = float(info.get("scale", 1.0))

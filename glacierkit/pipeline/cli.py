@@ -221,7 +221,7 @@ def _cmd_search(args) -> int:
     import warnings
     from pathlib import Path
 
-    from ..exceptions import ObscuredWarning
+    from ..exceptions import DomainShiftWarning, ObscuredWarning
     from ..io.stac import search
 
     bbox = None
@@ -265,8 +265,12 @@ def _cmd_search(args) -> int:
             warnings.simplefilter("ignore", ObscuredWarning)
             scene = open_item(item, outlines=found.outlines, bbox=None if found.outlines
                               is not None else found.bbox)
-        written = predict_to_files(pred, scene, Path(outdir) / item.id, threshold=threshold,
-                                   overwrite=args.force, outlines=True, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
+            written = predict_to_files(pred, scene, Path(outdir) / item.id,
+                                       threshold=threshold, overwrite=args.force,
+                                       outlines=True, progress=False)
+        _print_guard(written.probability.attrs.get("guard"))
         _print_clouds(written.probability.attrs)
         for kind, path in written.paths.items():
             print(f"{item.id} {kind}: {path}")

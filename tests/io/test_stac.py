@@ -99,3 +99,50 @@ def test_item_ids_are_looked_up_and_unknown_ones_name_the_fix(local_stac):
         stac.get_item("S2A_11UMT_20990101_0_L2A", api=local_stac.url)
     assert stac.is_item(local_stac.item_url(L8_ID))
     assert not stac.is_item("https://example.org/scene.tif") and not stac.is_item("alps-s2/x")
+
+
+def test_a_stac_item_is_a_scene_name_for_notebook_01(local_stac, tmp_path):
+    """prepare_scenes (notebook 01, its stac_query) takes item URLs like any scene name; the
+    prepared file keeps the level and the cloud record, and load_prepared reads them back."""
+    from glacierkit import slug
+    from glacierkit.prep import load_prepared, prepare_scenes
+
+    urls = stac.query_scenes({"api": local_stac.url, "outlines": OUTLINES,
+                              "collections": ["sentinel-2-l2a"], "top": 1})
+    assert urls == [local_stac.item_url(S2_CLEAR_ID)] and slug(urls[0]) == S2_CLEAR_ID
+    table = prepare_scenes(urls, tmp_path, outlines=OUTLINES)
+    assert table.loc[0, "slug"] == S2_CLEAR_ID and table.loc[0, "glacier_fraction"] > 0.3
+    scene, labels = load_prepared(tmp_path, urls[0])
+    assert scene.attrs["level"] == "surface"
+    assert scene.attrs["cloud_mask"].startswith("Sentinel-2 SCL")
+    assert 0.05 < scene.attrs["obscured_fraction"] < 0.15
+
+
+def _item(ident, collection, platform, assets):
+    import pystac
+
+    return pystac.Item.from_dict({
+        "type": "Feature", "stac_version": "1.0.0", "id": ident, "collection": collection,
+        "geometry": None, "properties": {"datetime": "1984-08-20T18:00:00Z",
+                                          "platform": platform}, "links": [],
+        "assets": {k: {"href": f"https://example.org/{ident}_{k}.TIF"} for k in assets}})
+
+
+def test_item_sensor_level_and_roles_from_metadata():
+    """Landsat 5 (the 1980s), Level-1 collections and unknown platforms, without a server."""
+    keys = ["blue", "green", "red", "nir08", "swir16", "swir22", "qa_pixel"]
+    info = stac.item_scene_info(_item("LT05_L2SP_045024_19840820_02_T1", "landsat-c2-l2",
+                                      "landsat-5", keys))
+    assert (info["sensor"], info["product"], info["level"]) == ("landsat5", "l2sp", "surface")
+    assert {r: v["band"] for r, v in info["roles"].items()} == {
+        "blue": "B1", "green": "B2", "red": "B3", "nir": "B4", "swir1": "B5", "swir2": "B7"}
+    assert info["roles"]["swir1"]["scaling"] == {"scale": 2.75e-05, "offset": -0.2,
+                                                 "nodata": 0}
+    assert info["cloud"] == ("qa_pixel", "qa_pixel")
+    l1_item = _item("LC08_L1TP_045024_20200816_02_T1", "landsat-c2-l1", "LANDSAT_8", keys)
+    l1_item.properties["view:sun_elevation"] = 30.0  # TOA reflectance / sin(30) = x 2
+    l1 = stac.item_scene_info(l1_item)
+    assert (l1["sensor"], l1["level"]) == ("landsat8", "toa")
+    assert l1["roles"]["red"]["scaling"]["scale"] == pytest.approx(2 * 2e-5)
+    with pytest.raises(Exception, match="platform 'modis'"):
+        stac.item_scene_info(_item("MOD09", "modis-09a1", "modis", keys))

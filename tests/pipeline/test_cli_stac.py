@@ -1,15 +1,13 @@
-"""``glacierkit search`` and ``glacierkit predict --stac`` against the local STAC API: the
-clouds of the item's own cloud layer are nodata in every file, and said on one line."""
-
-import json
+"""``glacierkit predict --stac`` against the local STAC API: the clouds of the item's own
+cloud layer (the real QA_PIXEL bits) are nodata in every file, and said on one line."""
 
 import numpy as np
 import rasterio
+from stac_local import L8_ID, QA_WINDOW
 
 from conftest import save_untrained_model
 from glacierkit import open_scene
 from glacierkit.pipeline.cli import main
-from stac_local import L8_ID, QA_WINDOW, S2_CLEAR_ID
 
 
 def test_predict_a_stac_item_masks_its_clouds_in_every_output(local_stac, tmp_path, capsys,
@@ -43,20 +41,3 @@ def test_predict_a_stac_item_masks_its_clouds_in_every_output(local_stac, tmp_pa
     import geopandas as gpd
 
     assert gpd.read_file(out / "outlines.gpkg").crs.to_epsg() == 32611
-
-
-def test_search_then_predict_by_id(local_stac, tmp_path, capsys):
-    listing = tmp_path / "items.json"
-    assert main(["search", "--api", local_stac.url, "--glaciers", "athabasca", "--dates",
-                 "2020-09-01/2020-09-30", "--json", str(listing)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    assert printed[1].split()[0] == S2_CLEAR_ID  # the clearest view of the glacier first
-    assert [f["id"] for f in json.loads(listing.read_text())["features"]][0] == S2_CLEAR_ID
-    model = save_untrained_model(tmp_path)
-    assert main(["predict", str(model), str(tmp_path / "p"), "--stac", S2_CLEAR_ID,
-                 "--api", local_stac.url, "-q"]) == 0
-    out = capsys.readouterr()
-    assert "clouds:" in out.out and "of the glacier area" not in out.err
-    assert main(["predict", str(model), "alps-s2/gorner", str(tmp_path / "q"), "--stac",
-                 S2_CLEAR_ID]) == 2
-    assert "either a SCENE" in capsys.readouterr().err
