@@ -22,6 +22,7 @@ from .data import samples as _data
 from .exceptions import CorruptFileError, DataNotFoundError, NoOverlapError, ParameterError
 from .io.clouds import CARRIED_ATTRS
 from .io.scene import open_scene
+from .io.stac import is_item
 from .io.write import write_raster
 from .labels import rasterize_outlines
 
@@ -41,8 +42,14 @@ def sample_outlines(name: str):
 
 def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sensor=None,
                   all_touched: bool = False) -> dict:
-    """Prepare one scene; return its summary row (see :func:`prepare_scenes`)."""
-    da = open_scene(scene, sensor=sensor or None)
+    """Prepare one scene; return its summary row (see :func:`prepare_scenes`). A STAC item
+    (URL) with ``outlines`` is read over the outlines only (plus a margin)."""
+    if outlines is not None and is_item(str(scene)):
+        from .io.stac import open_item
+
+        da = open_item(str(scene), outlines=outlines)
+    else:
+        da = open_scene(scene, sensor=sensor or None)
     out = Path(output_dir) / "prepared"
     name = slug(scene)
     scene_path = write_raster(da, out / f"{name}.tif",

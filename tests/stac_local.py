@@ -296,9 +296,8 @@ class LocalStac:
 
 def main() -> None:  # pragma: no cover - a manual tool
     """Serve the test items until interrupted: ``python tests/stac_local.py [FOLDER]``."""
-    import tempfile
-
     import signal
+    import tempfile
 
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="stac-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the servers on kill too

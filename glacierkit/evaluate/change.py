@@ -272,7 +272,8 @@ def glacier_change(
     ----------
     scenes
         Scenes of the region (sample names, files, STAC item URLs or opened DataArrays),
-        any dates, sensors and grids; each needs a ``date`` attribute.
+        any dates, sensors and grids; each needs a ``date`` attribute. STAC items are read
+        over the outlines only.
     outlines
         The reference outlines (file, sample name or GeoDataFrame): the glaciers at
         ``reference_date``, within which the areas are measured.
@@ -305,6 +306,7 @@ def glacier_change(
     from ..indices import ndsi
     from ..io.clouds import OBSCURED_LIMIT, warn_obscured
     from ..io.scene import open_scene
+    from ..io.stac import is_item, open_item
     from ..unet.artifact import load_model
     from ..unet.predict import predict_scene
     from ..vectorize import mask_to_polygons
@@ -318,7 +320,13 @@ def glacier_change(
     loaded = load_model(model) if isinstance(model, (str, os.PathLike)) else model
     t_unet = float(threshold if threshold is not None else
                    loaded[1].get("architecture", {}).get("threshold", 0.5))
-    opened = [s if isinstance(s, xr.DataArray) else open_scene(s) for s in scenes]
+    # STAC items are read over the outlines only (an item is a whole tile); the obscured
+    # share is warned about per glacier below
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ObscuredWarning)
+        opened = [s if isinstance(s, xr.DataArray) else
+                  open_item(str(s), outlines=outlines) if is_item(str(s)) else open_scene(s)
+                  for s in scenes]
     crs = opened[0].rio.crs
     reference = _reference(outlines, id_column, crs)
     n = len(reference)

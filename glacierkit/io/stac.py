@@ -457,7 +457,11 @@ def search(
     rows = [_row(i) for i in items]
     if rank and items:
         for row, item in zip(rows, items, strict=True):
-            row.update(_glacier_view(item, gdf, box))
+            try:
+                row.update(_glacier_view(item, gdf, box))
+            except (OSError, RuntimeError, ValueError) as exc:  # one unreadable cloud layer
+                log.warning("Cannot read the cloud layer of %s (%s); it is ranked by its "
+                            "scene cloud cover.", item.id, " ".join(str(exc).split())[:200])
         order = sorted(range(len(items)), key=lambda k: _rank_key(rows[k]))
         items, rows = [items[k] for k in order], [rows[k] for k in order]
     if max_obscured is not None and rank:
