@@ -50,6 +50,7 @@ _EXPORTS = {
     "EARTH_SEARCH": ".stac",
     "PLANETARY_COMPUTER": ".stac",
     "ENDPOINTS": ".stac",
+    "API_ENV": ".stac",
     "DEFAULT_COLLECTIONS": ".stac",
     "ROLE_ASSETS": ".stac",
     "CLOUD_ASSETS": ".stac",

@@ -49,7 +49,7 @@ from ..exceptions import DataNotFoundError, GlacierKitError, NoOverlapError, Par
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EARTH_SEARCH", "PLANETARY_COMPUTER", "ENDPOINTS", "DEFAULT_COLLECTIONS",
+__all__ = ["EARTH_SEARCH", "PLANETARY_COMPUTER", "ENDPOINTS", "API_ENV", "DEFAULT_COLLECTIONS",
            "ROLE_ASSETS", "CLOUD_ASSETS", "SearchResult", "search", "get_item", "open_item",
            "item_scene_info", "is_item", "query_scenes"]
 
@@ -100,8 +100,13 @@ def is_item(text: str) -> bool:
     return False
 
 
+#: Environment variable naming the STAC API used when none is given (a URL or a name of
+#: :data:`ENDPOINTS`; default ``earth-search``).
+API_ENV = "GLACIERKIT_STAC_API"
+
+
 def _api_url(api: str | None) -> str:
-    api = api or "earth-search"
+    api = api or os.environ.get(API_ENV) or "earth-search"
     return ENDPOINTS.get(api, api).rstrip("/")
 
 
@@ -379,7 +384,8 @@ def search(
     Parameters
     ----------
     api
-        A URL or a name of :data:`ENDPOINTS` (default ``"earth-search"``).
+        A URL or a name of :data:`ENDPOINTS` (default: the ``GLACIERKIT_STAC_API``
+        environment variable, else ``"earth-search"``).
     collections
         Collection ids (default :data:`DEFAULT_COLLECTIONS`: Sentinel-2 L2A and Landsat
         Collection 2 Level-2).

@@ -337,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="predict a STAC item: its URL, a local item .json, or an id looked "
                    "up in --api (as `glacierkit search` prints them)")
     g.add_argument("--api", default=None,
-                   help="STAC API for an item id: a URL or earth-search (default), "
-                   "planetary-computer")
+                   help="STAC API for an item id: a URL or earth-search, planetary-computer "
+                   "(default: $GLACIERKIT_STAC_API, else earth-search)")
     g.add_argument("--glaciers", metavar="OUTLINES", default=None,
                    help="glacier outlines (file or sample name): with --stac only their "
                    "area (plus 300 m) is loaded; the obscured share of their area goes into "
@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "share of the glacier area each sees clearly (its own cloud layer, read "
                        "over the outlines), and optionally predict the best ones.")
     p.add_argument("--api", default=None,
-                   help="STAC API URL or name: earth-search (default), planetary-computer")
+                   help="STAC API URL or name: earth-search, planetary-computer (default: "
+                   "$GLACIERKIT_STAC_API, else earth-search)")
     p.add_argument("--collections", nargs="+", default=None, metavar="C",
                    help="collection ids (default: sentinel-2-l2a landsat-c2-l2)")
     p.add_argument("--glaciers", metavar="OUTLINES", default=None,
