@@ -182,7 +182,10 @@ class GlacierChange:
     def view(self):
         """The areas through time, interactive (hvplot/HoloViews; hover for the values)."""
         import holoviews as hv
-        import hvplot.pandas  # noqa: F401  (registers .hvplot)
+
+        from ..plot import hvplot_accessors
+
+        hvplot_accessors()  # .hvplot, keeping the notebook's (inline) BokehJS
 
         t = self.areas.assign(lower=self.areas["area_km2"] - self.areas["sigma_km2"],
                               upper=self.areas["area_km2"] + self.areas["sigma_km2"])

@@ -27,3 +27,6 @@ def test_notebook_06_maps_stac_dates_against_the_1984_outline(local_stac, tmp_pa
     for name in ("06_change.png", "06_outlines.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 10_000
     assert holoviews_outputs(nb)  # the interactive time series
+    # ... rendered with the notebook's inline BokehJS: importing hvplot must not load it
+    # again from the CDN (offline that load never ends and the view stays blank)
+    assert "cdn.bokeh.org" not in nb.read_text()

@@ -15,7 +15,8 @@ def test_predict_a_stac_item_masks_its_clouds_in_every_output(local_stac, tmp_pa
     model = save_untrained_model(tmp_path)
     out = tmp_path / "pred"
     rc = main(["predict", str(model), str(out), "--stac", local_stac.item_url(L8_ID),
-               "--glaciers", "athabasca", "--outlines", "-q"])
+               "--glaciers", "athabasca", "--outlines", "--tta", "-q",
+               "--threshold", "0.01"])  # glacier wherever there is data: outlines everywhere
     assert rc == 0
     err = capsys.readouterr().err
     warned = [line for line in err.splitlines() if "of the glacier area" in line]
@@ -25,7 +26,7 @@ def test_predict_a_stac_item_masks_its_clouds_in_every_output(local_stac, tmp_pa
     with rasterio.open(sample_data.fetch_product("landsat8-qa")) as src:
         qa = src.read(1, window=rasterio.windows.Window(c0, r0, ref.sizes["x"], ref.sizes["y"]))
     hidden = ((qa >> 1) & 0b1111) > 0
-    for name in ("mask", "probability"):
+    for name in ("mask", "probability", "confidence"):
         with rasterio.open(out / f"{name}.tif") as src:
             tags = src.tags()
             values = src.read(1)
@@ -39,5 +40,11 @@ def test_predict_a_stac_item_masks_its_clouds_in_every_output(local_stac, tmp_pa
     assert 0.2 < float(tags["obscured_glacier_fraction"]) < 0.4
     assert tags["source"] == local_stac.item_url(L8_ID)
     import geopandas as gpd
+    from rasterio.features import rasterize
 
-    assert gpd.read_file(out / "outlines.gpkg").crs.to_epsg() == 32611
+    outlines = gpd.read_file(out / "outlines.gpkg")
+    assert outlines.crs.to_epsg() == 32611 and len(outlines)
+    # the outlines (the glacier polygons of the mask) cover no cloud, shadow or cirrus pixel
+    covered = rasterize(outlines.geometry, out_shape=(ref.sizes["y"], ref.sizes["x"]),
+                        transform=ref.rio.transform(), all_touched=False) == 1
+    assert covered.any() and not (covered & hidden).any()
