@@ -364,6 +364,21 @@ def _on_scene(values: np.ndarray, scene: xr.DataArray) -> xr.DataArray:
     return da.rio.write_crs(scene.rio.crs).rio.write_transform(scene.rio.transform())
 
 
+def _obscured_share(scene, labels, reference) -> float:
+    """The share of a test scene's glacier area without a valid value (cloud, shadow,
+    cirrus or no data), for metrics.json: as recorded when its cloud mask was applied
+    against the outlines, else over the reference outlines. The labels come last: they are
+    nodata wherever the scene is, so glacier pixels under a cloud are not in them."""
+    from ..io.clouds import obscured_glacier_fraction
+
+    recorded = scene.attrs.get("obscured_glacier_fraction")
+    if recorded is not None and np.isfinite(float(recorded)):
+        return float(recorded)
+    if reference is not None and len(reference):
+        return obscured_glacier_fraction(scene, reference)
+    return obscured_glacier_fraction(scene, labels)
+
+
 def compare_methods(
     output_dir: str | os.PathLike,
     model: str | os.PathLike,
@@ -394,7 +409,7 @@ def compare_methods(
 
     from .._util import slug
     from ..indices import ndsi
-    from ..io.clouds import cloud_summary, obscured_glacier_fraction
+    from ..io.clouds import cloud_summary
     from ..ndsi.threshold import fine_grid, learned_threshold
     from ..prep import ensure_prepared, load_prepared, scene_outlines
     from ..unet.artifact import load_model
@@ -429,8 +444,6 @@ def compare_methods(
             raise DataNotFoundError(f"Test scene {s!r} has no labels; it cannot be scored.")
         prob = predict_scene(loaded, scene, tta=tta, overlap=overlap, progress=False)
         guards[s] = prob.attrs.get("guard")
-        clouds[s] = {**cloud_summary(scene.attrs),
-                     "obscured_glacier_fraction": obscured_glacier_fraction(scene, labels)}
         index = ndsi(scene)
         scored = score_methods(s, prob, index, labels, unet_threshold=unet_threshold,
                                ndsi_threshold=t_learned, grid=grid, metric=metric, block=block)
@@ -440,6 +453,8 @@ def compare_methods(
         results += scored.results
         failures.append(failure_table(s, surface_classes(scene, labels), labels, preds))
         reference = scene_outlines(s, like=scene)
+        clouds[s] = {**cloud_summary(scene.attrs),
+                     "obscured_glacier_fraction": _obscured_share(scene, labels, reference)}
         if reference is not None and len(reference):
             for method in (UNET, NDSI_LEARNED):
                 cmp = compare_outlines(_on_scene(preds[method], scene), reference, like=scene)

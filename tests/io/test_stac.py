@@ -116,6 +116,26 @@ def test_a_stac_item_is_a_scene_name_for_notebook_01(local_stac, tmp_path):
     assert scene.attrs["level"] == "surface"
     assert scene.attrs["cloud_mask"].startswith("Sentinel-2 SCL")
     assert 0.05 < scene.attrs["obscured_fraction"] < 0.15
+    # what notebook 05 puts in metrics.json for a prepared test scene (compare_methods):
+    # the cloud record and the obscured share of the glacier area. The clouds of the clear
+    # date lie on rock; those of the cloudy date on the glacier.
+    from glacierkit.evaluate.compare import _obscured_share
+    from glacierkit.io.clouds import cloud_summary, obscured_glacier_fraction
+    from glacierkit.prep import scene_outlines
+
+    assert _obscured_share(scene, labels, None) < 0.05
+    cloudy = local_stac.item_url(S2_CLOUDY_ID)
+    prepare_scenes([cloudy], tmp_path, outlines=OUTLINES)
+    scene, labels = load_prepared(tmp_path, cloudy)
+    assert cloud_summary(scene.attrs)["cloud_mask"].startswith("Sentinel-2 SCL")
+    share = _obscured_share(scene, labels, None)  # as recorded when the mask was applied
+    assert 0.2 < share < 0.6
+    # without the record: over the outlines (the labels are nodata under the clouds, so
+    # they cannot tell; they would say 0)
+    del scene.attrs["obscured_glacier_fraction"]
+    reference = scene_outlines(cloudy, OUTLINES, like=scene)
+    assert _obscured_share(scene, labels, reference) == pytest.approx(share, abs=0.02)
+    assert obscured_glacier_fraction(scene, labels) < 0.05
 
 
 def _item(ident, collection, platform, assets):
