@@ -5,6 +5,7 @@ real (``tests/stac_local.py`` builds the items from Athabasca's sample scenes)."
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from stac_local import L8_ID, OUTLINES, QA_WINDOW, S2_CLEAR_ID, S2_CLOUDY_ID
@@ -38,10 +39,25 @@ def test_search_filters_dates_collections_and_scene_cloud_cover(local_stac, tmp_
     assert ids(dates="2020-09-01/2020-09-30") == {S2_CLEAR_ID, S2_CLOUDY_ID}
     assert ids(collections=["landsat-c2-l2"]) == {L8_ID}
     assert ids(max_cloud=20) == {L8_ID, S2_CLOUDY_ID}  # the server has no filter: done here
-    far = stac.search(api=local_stac.url, bbox=(10.0, 46.0, 10.1, 46.1))
-    assert far.items == [] and far.table.empty
+    nothing = stac.search(api=local_stac.url, bbox=(10.0, 46.0, 10.1, 46.1))
+    assert nothing.items == [] and nothing.table.empty
     with pytest.raises(ParameterError, match="outlines"):
         stac.search(api=local_stac.url, rgi_ids=["RGI60-02.00001"])
+    assert len(stac.search(api=local_stac.url, bbox=(-117.30, 52.16, -117.25, 52.20)).items) == 3
+    # an RGI-style file of two glaciers, Athabasca and one 2 degrees east: the RGIIds pick
+    from shapely.affinity import translate
+
+    from glacierkit.labels import read_outlines
+
+    one = read_outlines(OUTLINES).to_crs(4326)[["geometry"]]
+    far = one.assign(RGIId="RGI60-02.00002",
+                     geometry=one.geometry.map(lambda g: translate(g, xoff=2.0)))
+    rgi = pd.concat([one.assign(RGIId="RGI60-02.00001"), far], ignore_index=True)
+    rgi.to_file(tmp_path / "rgi.gpkg")
+    pick = lambda i: set(stac.search(api=local_stac.url, outlines=tmp_path / "rgi.gpkg",  # noqa: E731
+                                     rgi_ids=[i], rank=False).table["id"])
+    assert pick("RGI60-02.00001") == {S2_CLEAR_ID, S2_CLOUDY_ID, L8_ID}
+    assert pick("RGI60-02.00002") == set()
     import pystac
 
     found = stac.search(api=local_stac.url, outlines=OUTLINES, rank=False)
@@ -166,3 +182,20 @@ def test_item_sensor_level_and_roles_from_metadata():
     assert l1["roles"]["red"]["scaling"]["scale"] == pytest.approx(2 * 2e-5)
     with pytest.raises(Exception, match="platform 'modis'"):
         stac.item_scene_info(_item("MOD09", "modis-09a1", "modis", keys))
+
+
+def test_endpoints_and_planetary_computer_signing(monkeypatch):
+    """Names and URLs of the live APIs, the environment's default, and Planetary Computer's
+    URL signing chosen for its host only (the signing itself needs its token service)."""
+    import planetary_computer
+
+    monkeypatch.delenv(stac.API_ENV, raising=False)
+    assert stac._api_url(None) == stac.EARTH_SEARCH
+    assert stac._api_url("planetary-computer") == stac.PLANETARY_COMPUTER
+    monkeypatch.setenv(stac.API_ENV, "planetary-computer")
+    assert stac._api_url(None) == stac.PLANETARY_COMPUTER
+    assert stac._api_url("http://127.0.0.1:9/") == "http://127.0.0.1:9"
+    assert stac._signer(stac.PLANETARY_COMPUTER, "auto") is planetary_computer.sign_inplace
+    assert stac._signer(stac.EARTH_SEARCH, "auto") is None
+    assert stac._signer(stac.PLANETARY_COMPUTER, False) is None
+    assert stac._signer("http://127.0.0.1:9", True) is planetary_computer.sign_inplace
