@@ -4,8 +4,13 @@ The folders follow the pipeline (README: Architecture)::
 
     data/ -> io/ -> bands, labels, indices, prep -> ndsi/    (the NDSI baseline)
                                                  -> unet/    (train, predict, write)
-                                                 -> evaluate/ (compare, other regions)
+                                                 -> evaluate/ (compare, other regions,
+                                                               change through time)
                                    pipeline/ runs the notebooks, batches and the CLI
+
+``glacierkit.stac`` (STAC search and load, :mod:`glacierkit.io.stac`) and
+``glacierkit.change`` (glacier change through time, :mod:`glacierkit.evaluate.change`) are
+the modules of those names in ``io/`` and ``evaluate/``.
 
 The most used functions are re-exported here: :func:`open_scene`, :func:`sweep`,
 :func:`learn_threshold`, :class:`TrainConfig`, :func:`fit`, :func:`predict_scene`,
@@ -25,6 +30,7 @@ _EXPORTS = {
     # subpackages and modules, in pipeline order
     "data": ".data",
     "io": ".io",
+    "stac": ".io.stac",  # the name for it: glacierkit.stac is glacierkit.io.stac
     "bands": ".bands",
     "labels": ".labels",
     "indices": ".indices",
@@ -34,6 +40,7 @@ _EXPORTS = {
     "unet": ".unet",
     "vectorize": ".vectorize",
     "evaluate": ".evaluate",
+    "change": ".evaluate.change",  # glacierkit.change is glacierkit.evaluate.change
     "plot": ".plot",
     "qgis": ".qgis",
     "staging": ".staging",

@@ -43,13 +43,16 @@ SLUG_MAX = 100
 def slug(name: str) -> str:
     """A file-name-safe version of a scene name (``alps-s2/aletsch`` -> ``alps-s2_aletsch``).
 
-    Letters and digits of any script are kept (``冰川.tif`` -> ``冰川``); every other run of
+    A URL (a STAC item's) becomes its last path part, the item id. Letters and digits of
+    any script are kept (``冰川.tif`` -> ``冰川``); every other run of
     characters becomes ``_``. A slug never starts with ``.`` (hidden files, ``.``/``..``)
     and is never empty: a name with nothing left (``???.tif``) becomes ``scene-<hash>``, a
     short hash of the full name, so different names never share a folder by accident.
     """
     text = str(name)
-    if os.sep in text or "/" in text:
+    if re.match(r"https?://", text):  # a STAC item URL: its id, the last part of the path
+        text = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].removesuffix(".json")
+    elif os.sep in text or "/" in text:
         p = Path(text)
         if p.exists():
             text = p.stem.replace("_MTL", "") if p.is_file() else p.name
@@ -146,13 +149,14 @@ def lazy_exports(package: str, exports: dict[str, str]):
     ``exports`` maps a public name to the module (relative to ``package``) that defines it;
     a name that maps to ``.name`` is that submodule itself. Nothing is imported until a
     name is first used, so ``import glacierkit`` stays fast and TensorFlow loads only with
-    the U-Net modules.
+    the U-Net modules. A name whose module path ends in ``.name`` (``"stac": ".io.stac"``)
+    is that module.
     """
     def __getattr__(name: str):
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = importlib.import_module(exports[name], package)
-        value = module if exports[name] == f".{name}" else getattr(module, name)
+        value = module if exports[name].endswith(f".{name}") else getattr(module, name)
         setattr(sys.modules[package], name, value)
         return value
 

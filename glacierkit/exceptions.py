@@ -6,7 +6,7 @@ Every error names the offending value and says how to fix it. Catch
 
 from __future__ import annotations
 
-__all__ = ["GlacierKitError", "DataNotFoundError", "ChecksumError", "UnknownSensorError", "UnknownBandError", "BandCountError", "MissingCRSError", "NotGeoreferencedError", "NoOverlapError", "AllNodataError", "CorruptFileError", "ParameterError", "OutputError", "OutputExistsError", "ReflectanceRangeError", "OutlineGeometryError", "UnsupportedGridError", "LeakySplitWarning", "DomainShiftWarning", "StepFailed", "KernelNotFoundError"]
+__all__ = ["GlacierKitError", "DataNotFoundError", "ChecksumError", "UnknownSensorError", "UnknownBandError", "BandCountError", "MissingCRSError", "NotGeoreferencedError", "NoOverlapError", "AllNodataError", "CorruptFileError", "ParameterError", "OutputError", "OutputExistsError", "ReflectanceRangeError", "OutlineGeometryError", "UnsupportedGridError", "LeakySplitWarning", "DomainShiftWarning", "ObscuredWarning", "StepFailed", "KernelNotFoundError"]
 
 
 class GlacierKitError(Exception):
@@ -90,6 +90,11 @@ class LeakySplitWarning(UserWarning):
 
 class DomainShiftWarning(UserWarning):
     """The scene lies outside what the model was trained on."""
+
+
+class ObscuredWarning(UserWarning):
+    """More of the glacier area than the set share is hidden by clouds, their shadows or
+    missing data (:data:`glacierkit.io.clouds.OBSCURED_LIMIT`)."""
 
 
 class StepFailed(GlacierKitError):

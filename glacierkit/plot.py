@@ -330,11 +330,40 @@ OUTLINE_COLOURS = ("#ff00ff", "#00e5ff", "#ffd400", "#ff5a1f")
 HOVER_COLUMNS = ("RGIId", "Name", "area_km2", "Area")
 
 
+def hvplot_accessors() -> None:
+    """Register hvplot's ``.hvplot`` accessors on pandas and xarray without loading the
+    notebook extension again.
+
+    Importing ``hvplot.pandas`` runs ``hv.extension("bokeh")`` each time, which in a notebook
+    that already ran ``hv.extension("bokeh", inline=True)`` re-loads BokehJS from the CDN;
+    offline (and on our machines) that load never completes and the views below it stay
+    blank. Once an extension is loaded, hvplot is told to keep it."""
+    import holoviews as hv
+    import hvplot
+
+    patch = getattr(hvplot, "post_patch", None)
+    if patch is None or not getattr(hv.extension, "_loaded", False):
+        import hvplot.pandas  # noqa: F401
+        import hvplot.xarray  # noqa: F401
+
+        return
+
+    def keep_loaded(extension="bokeh", logo=False, check_loaded=False):
+        return patch(extension, logo, check_loaded=True)
+
+    hvplot.post_patch = keep_loaded
+    try:
+        import hvplot.pandas  # noqa: F401
+        import hvplot.xarray  # noqa: F401
+    finally:
+        hvplot.post_patch = patch
+
+
 def _hv():
     """HoloViews with the hvplot accessors registered (``.hvplot`` on xarray and pandas)."""
     import holoviews as hv
-    import hvplot.pandas  # noqa: F401
-    import hvplot.xarray  # noqa: F401
+
+    hvplot_accessors()
 
     if "matplotlib" not in hv.Store.renderers:  # options for the PNG rendering; the backend
         current = hv.Store.current_backend      # a notebook displays stays current

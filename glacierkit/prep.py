@@ -20,7 +20,9 @@ import xarray as xr
 from ._util import NODATA, atomic_path, slug
 from .data import samples as _data
 from .exceptions import CorruptFileError, DataNotFoundError, NoOverlapError, ParameterError
+from .io.clouds import CARRIED_ATTRS
 from .io.scene import open_scene
+from .io.stac import is_item
 from .io.write import write_raster
 from .labels import rasterize_outlines
 
@@ -40,15 +42,20 @@ def sample_outlines(name: str):
 
 def prepare_scene(scene: str, output_dir: str | os.PathLike, outlines=None, sensor=None,
                   all_touched: bool = False) -> dict:
-    """Prepare one scene; return its summary row (see :func:`prepare_scenes`)."""
-    da = open_scene(scene, sensor=sensor or None)
+    """Prepare one scene; return its summary row (see :func:`prepare_scenes`). A STAC item
+    (URL) with ``outlines`` is read over the outlines only (plus a margin)."""
+    if outlines is not None and is_item(str(scene)):
+        from .io.stac import open_item
+
+        da = open_item(str(scene), outlines=outlines)
+    else:
+        da = open_scene(scene, sensor=sensor or None)
     out = Path(output_dir) / "prepared"
     name = slug(scene)
     scene_path = write_raster(da, out / f"{name}.tif",
                               tags={k: da.attrs[k] for k in ("sensor", "product", "date",
-                                                               "scene_id", "level",
-                                                               "path_reflectance")
-                                    if da.attrs.get(k)})
+                                                               "scene_id", *CARRIED_ATTRS)
+                                    if da.attrs.get(k) is not None})
     valid = np.isfinite(da.values).all(axis=0)
     source = outlines or sample_outlines(scene)
     labels_path, fraction = None, float("nan")
@@ -185,7 +192,8 @@ def load_prepared(output_dir: str | os.PathLike, scene: str,
         )
     row = row.iloc[0]
     da = open_scene(row["scene_path"], sensor=row["sensor"] or None, bands=bands)
-    da.attrs.update({"scene_id": row["scene"], "split": row["split"]})
+    da.attrs.update({"scene_id": row["scene"], "split": row["split"],
+                     **_carried_tags(row["scene_path"])})
     labels = None
     if row["labels_path"]:
         raw = open_raster(row["labels_path"]).squeeze("band", drop=True)
@@ -194,6 +202,23 @@ def load_prepared(output_dir: str | os.PathLike, scene: str,
         labels.name = "glacier"
         labels = labels.rio.write_crs(da.rio.crs)
     return da, labels
+
+
+def _carried_tags(path) -> dict:
+    """The processing level, STAC collection and cloud-mask record kept in a prepared
+    file's tags (numbers back as numbers). ``source`` stays the prepared file itself."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        tags = src.tags()
+    out = {}
+    for key in CARRIED_ATTRS:
+        if key in tags and key != "source":
+            try:
+                out[key] = float(tags[key]) if key.endswith("fraction") else tags[key]
+            except ValueError:
+                out[key] = tags[key]
+    return out
 
 
 def scene_outlines(scene: str, outlines=None, like: xr.DataArray | None = None):

@@ -23,13 +23,18 @@
 #
 # Works unchanged for Landsat 8/9 OLI, Landsat 7 ETM+ and Sentinel-2. To bring your own data,
 # set `scenes` to Landsat Collection 2 product folders (or GeoTIFFs) and `outlines` to an RGI
-# shapefile or GeoPackage.
+# shapefile or GeoPackage. To find the data instead, give `stac_query`: the scenes of a STAC
+# API (Earth Search by default) over your outlines and dates, the clearest views of the glaciers
+# first, are loaded by band role with their clouds as nodata (`glacierkit.stac`), e.g.
+# `{"outlines": "rgi60_02.shp", "rgi_ids": ["RGI60-02.xxxxx"], "dates": "2020-07-01/2020-09-30", "max_cloud": 50, "top": 2}`
+# with `scenes = []`.
 
 # %% tags=["parameters"]
 scenes: list = ["alps-s2/aletsch", "alps-s2/fiescher", "alps-s2/morteratsch", "alps-s2/gorner", "alps-s2/merdeglace"]  # sample names, Landsat product folders, _MTL.txt or GeoTIFF paths
 outlines: str = ""  # glacier outlines (shp, gpkg, geojson); empty means each sample scene uses its own RGI outlines
 sensor: str = ""  # landsat8, landsat9, landsat7 or sentinel2; empty means detect from the files
 all_touched: bool = False  # False: a pixel is glacier when its centre is inside an outline
+stac_query: dict = {}  # also prepare STAC items: keyword arguments of glacierkit.stac.search plus top (how many, clearest first); their outlines label them
 output_dir: str = "../runs/interactive"  # where prepared/ (COGs + manifest.csv) and figures/ go
 
 # %%
@@ -46,8 +51,10 @@ hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the ins
 # %%
 output_dir = Path(output_dir)
 (output_dir / "figures").mkdir(parents=True, exist_ok=True)
-summary = gk.prep.prepare_scenes(scenes, output_dir, outlines=outlines or None,
-                                 sensor=sensor or None, all_touched=all_touched)
+outlines = outlines or stac_query.get("outlines", "")
+summary = gk.prep.prepare_scenes([*scenes, *gk.stac.query_scenes(stac_query)], output_dir,
+                                 outlines=outlines or None, sensor=sensor or None,
+                                 all_touched=all_touched)
 summary[["scene", "split", "sensor", "level", "width", "height", "resolution_m", "crs",
          "glacier_fraction", "valid_fraction"]]
 

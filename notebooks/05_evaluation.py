@@ -99,6 +99,15 @@ cols = ["scene", "method", "MA", "FA", "OA", "KC", "IoU", "F1", "area_error_pct"
 result.comparison[result.comparison.scene != "pooled"][cols].round(3)
 
 # %% [markdown]
+# Clouds: the cloud mask each test scene had (Landsat `QA_PIXEL` or Sentinel-2 `SCL`, made
+# nodata by `glacierkit.io.clouds`) and the share of its labelled glacier area without a valid
+# value (cloud, shadow, cirrus or no data), as recorded in `metrics.json`. The Alpine sample
+# crops come without a cloud layer and are clear.
+
+# %%
+pd.DataFrame(result.provenance["clouds"]).T
+
+# %% [markdown]
 # ## Error maps
 #
 # Blue: glacier found (TP); red: false glacier (FP); yellow: missed glacier (FN).

@@ -208,3 +208,14 @@ def trained(tmp_path_factory):
     its sidecar: ``(path, keras_model, InputSpec)``."""
     return fit_tiny_model(tmp_path_factory.mktemp("model"), size=(256, 240), window=64,
                           n_tiles=64, epochs=3, seed=1, name="tiny-test-unet")
+
+
+@pytest.fixture(scope="session")
+def local_stac(tmp_path_factory, sample_data):
+    """A real STAC API (``rustac serve``) and a range-request file server on 127.0.0.1,
+    over three items built from Athabasca's sample COGs (``tests/stac_local.py``)."""
+    from stac_local import LocalStac
+
+    stac = LocalStac(tmp_path_factory.mktemp("stac"))
+    yield stac
+    stac.close()

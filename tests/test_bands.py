@@ -49,7 +49,7 @@ def test_scaling_tables():
 def test_aliases_and_unknown_sensor_message():
     assert get_sensor("LC08").id == "landsat8"
     assert get_sensor("S2").id == "sentinel2"
-    with pytest.raises(UnknownSensorError, match=r"'modis'.*Valid sensors: \['landsat7'"):
+    with pytest.raises(UnknownSensorError, match=r"'modis'.*Valid sensors: \['landsat5', 'landsat7'"):
         get_sensor("modis")
 
 

@@ -3,7 +3,11 @@
 - :mod:`~glacierkit.evaluate.compare`: the paper's Table 4 with confidence intervals,
   failure analysis, error maps, and the comparison of all methods on the test scenes.
 - :mod:`~glacierkit.evaluate.regions`: a model on a region it was never trained on.
+- :mod:`~glacierkit.evaluate.conditions`: the benchmark across processing levels, offsets
+  and resolutions, judged by the worst condition.
 - :mod:`~glacierkit.evaluate.adapt`: fine-tuning on a new region, scored on a held-out part.
+- :mod:`~glacierkit.evaluate.change`: glacier area through time against a dated outline, with
+  its uncertainty (also ``glacierkit.change``).
 """
 
 from .._util import lazy_exports
@@ -12,6 +16,13 @@ _EXPORTS = {
     # adapt
     "adapt": ".adapt",
     "Adaptation": ".adapt",
+    # change
+    "change": ".change",
+    "GlacierChange": ".change",
+    "glacier_change": ".change",
+    "area_uncertainty": ".change",
+    "outline_figure": ".change",
+    "decimal_year": ".change",
     # compare
     "compare": ".compare",
     "UNET": ".compare",

@@ -364,6 +364,21 @@ def _on_scene(values: np.ndarray, scene: xr.DataArray) -> xr.DataArray:
     return da.rio.write_crs(scene.rio.crs).rio.write_transform(scene.rio.transform())
 
 
+def _obscured_share(scene, labels, reference) -> float:
+    """The share of a test scene's glacier area without a valid value (cloud, shadow,
+    cirrus or no data), for metrics.json: as recorded when its cloud mask was applied
+    against the outlines, else over the reference outlines. The labels come last: they are
+    nodata wherever the scene is, so glacier pixels under a cloud are not in them."""
+    from ..io.clouds import obscured_glacier_fraction
+
+    recorded = scene.attrs.get("obscured_glacier_fraction")
+    if recorded is not None and np.isfinite(float(recorded)):
+        return float(recorded)
+    if reference is not None and len(reference):
+        return obscured_glacier_fraction(scene, reference)
+    return obscured_glacier_fraction(scene, labels)
+
+
 def compare_methods(
     output_dir: str | os.PathLike,
     model: str | os.PathLike,
@@ -394,6 +409,7 @@ def compare_methods(
 
     from .._util import slug
     from ..indices import ndsi
+    from ..io.clouds import cloud_summary
     from ..ndsi.threshold import fine_grid, learned_threshold
     from ..prep import ensure_prepared, load_prepared, scene_outlines
     from ..unet.artifact import load_model
@@ -419,6 +435,7 @@ def compare_methods(
         unet_threshold = float(sidecar.get("architecture", {}).get("threshold", 0.5))
     ensure_prepared(output_dir, test_scenes)
     results, failures, areas, glaciers, maps, oracles, guards = [], [], [], [], {}, {}, {}
+    clouds = {}
     for s in tqdm(list(test_scenes), desc="test scenes", unit="scene"):
         scene, labels = load_prepared(output_dir, s)
         if labels is None:
@@ -436,6 +453,8 @@ def compare_methods(
         results += scored.results
         failures.append(failure_table(s, surface_classes(scene, labels), labels, preds))
         reference = scene_outlines(s, like=scene)
+        clouds[s] = {**cloud_summary(scene.attrs),
+                     "obscured_glacier_fraction": _obscured_share(scene, labels, reference)}
         if reference is not None and len(reference):
             for method in (UNET, NDSI_LEARNED):
                 cmp = compare_outlines(_on_scene(preds[method], scene), reference, like=scene)
@@ -463,6 +482,9 @@ def compare_methods(
         "overlap": overlap,
         "bootstrap": {"n_boot": n_boot, "block_px": block, "level": 0.95},
         "domain_shift_guard": guards,
+        # per test scene: the cloud mask applied (if any) and the share of the labelled
+        # glacier area without a valid value (cloud, shadow, cirrus or no data)
+        "clouds": clouds,
     }
     result = Comparison(
         comparison=comparison, table4=t4, failures=pd.concat(failures, ignore_index=True),

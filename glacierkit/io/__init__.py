@@ -5,12 +5,34 @@
 - :mod:`~glacierkit.io.raster`: reading one raster file, DN scaling, sensor guessing.
 - :mod:`~glacierkit.io.landsat`: Landsat Collection 2 products (MTL, scaling, QA_PIXEL).
 - :mod:`~glacierkit.io.sentinel2`: Sentinel-2 product specifics (processing baseline).
+- :mod:`~glacierkit.io.level`: the processing level (surface reflectance or top of
+  atmosphere) from metadata or data, unstated offsets, the dark-object correction.
 - :mod:`~glacierkit.io.write`: cloud-optimized GeoTIFFs and CSV tables, written atomically.
+- :mod:`~glacierkit.io.clouds`: Landsat QA_PIXEL and Sentinel-2 SCL cloud masks, clouds as
+  nodata, the obscured share of the glacier area.
+- :mod:`~glacierkit.io.stac`: scenes from a STAC API (search by glacier, ranked by the clouds
+  over it; lazy loading by band role). Also ``glacierkit.stac``.
 """
 
 from .._util import lazy_exports
 
 _EXPORTS = {
+    # clouds
+    "clouds": ".clouds",
+    "SCL_CLASSES": ".clouds",
+    "OBSCURING": ".clouds",
+    "OBSCURED_LIMIT": ".clouds",
+    "CLOUD_ATTRS": ".clouds",
+    "CARRIED_ATTRS": ".clouds",
+    "scl_masks": ".clouds",
+    "obscured": ".clouds",
+    "mask_clouds": ".clouds",
+    "obscured_glacier_fraction": ".clouds",
+    "cloud_kind": ".clouds",
+    "warn_obscured": ".clouds",
+    "cloud_layer_of": ".clouds",
+    "cloud_summary": ".clouds",
+    "with_clouds": ".clouds",
     # landsat
     "landsat": ".landsat",
     "read_mtl": ".landsat",
@@ -45,6 +67,22 @@ _EXPORTS = {
     "check_grid": ".scene",
     # sentinel2
     "sentinel2": ".sentinel2",
+    # stac
+    "stac": ".stac",
+    "EARTH_SEARCH": ".stac",
+    "PLANETARY_COMPUTER": ".stac",
+    "ENDPOINTS": ".stac",
+    "API_ENV": ".stac",
+    "DEFAULT_COLLECTIONS": ".stac",
+    "ROLE_ASSETS": ".stac",
+    "CLOUD_ASSETS": ".stac",
+    "SearchResult": ".stac",
+    "search": ".stac",
+    "get_item": ".stac",
+    "open_item": ".stac",
+    "item_scene_info": ".stac",
+    "is_item": ".stac",
+    "query_scenes": ".stac",
     # write
     "write": ".write",
     "write_raster": ".write",

@@ -38,6 +38,7 @@ from ..exceptions import (
     UnknownSensorError,
     UnsupportedGridError,
 )
+from .clouds import with_clouds
 from .landsat import open_product
 from .level import (
     LEVELS,
@@ -69,6 +70,7 @@ from .raster import (
     scale_dn,
     stack_bands,
 )
+from .stac import is_item
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +510,7 @@ def open_scene(
     offset: float | None = None,
     baseline: str | None = None,
     level: str | None = None,
+    clouds=True,
 ) -> xr.DataArray:
     """Open a scene as float32 reflectance with bands known by role.
 
@@ -550,6 +553,14 @@ def open_scene(
         ``attrs["level_from"]``; for top-of-atmosphere scenes ``attrs["path_reflectance"]``
         holds the dark-object estimate that prediction subtracts
         (:func:`glacierkit.io.level.to_surface`).
+    clouds
+        ``True`` (default): make cloud, cloud-shadow and cirrus pixels NaN with the
+        product's own cloud layer when it has one (a Landsat product's ``QA_PIXEL``; a STAC
+        item's ``qa_pixel`` or ``scl`` asset); ``False``: keep them; or a ``QA_PIXEL``/``SCL``
+        layer (path or DataArray) to mask with (:mod:`glacierkit.io.clouds`).
+
+    A source that is a STAC item (an ``http(s)://`` URL or a local item ``.json``) is loaded
+    with :func:`glacierkit.io.stac.open_item`.
 
     Values that cannot be reflectance (more than 1% of the pixels above 2 or below -0.5)
     are refused with :class:`~glacierkit.exceptions.ReflectanceRangeError`. Nodata is NaN:
@@ -574,15 +585,22 @@ def open_scene(
         da = source
         if "band" not in da.dims:
             raise BandCountError(f"A scene needs a 'band' dimension; this one has {da.dims}.")
-        return _finish(da, bands, da.attrs.get("scene_id", "DataArray"), level)
+        return with_clouds(_finish(da, bands, da.attrs.get("scene_id", "DataArray"), level),
+                           clouds, None)
     if isinstance(source, (list, tuple, Mapping)):
         da = _open_files(source, sensor, chunks, product, band_names, rad)
-        return _finish(da, bands, da.attrs["source"], level)
+        return with_clouds(_finish(da, bands, da.attrs["source"], level), clouds, None)
     text = str(source)
+    if is_item(text):
+        from .stac import open_item
+
+        no_radiometry(rad, f"the STAC item {text}")
+        return _finish(open_item(text, bands=bands, chunks=chunks, clouds=clouds), None, text,
+                       level)
     if not Path(text).exists() and (text.lower() in _data.SCENES or text == "landsat8-l2sp"):
         no_radiometry(rad, f"the sample {text!r}")
         da = _open_sample(text.lower(), sensor, chunks, product)
-        return _finish(da, bands, text, level)
+        return with_clouds(_finish(da, bands, text, level), clouds, None)
     path = Path(text).expanduser()
     if not path.exists():
         if "/" not in text.strip("/") or text.split("/")[0] in {s.split("/")[0] for s in
@@ -637,7 +655,7 @@ def open_scene(
             f"{path} has no CRS. Set it with scene.rio.write_crs('EPSG:xxxx') or re-export the "
             "file as a georeferenced GeoTIFF."
         )
-    return _finish(da, bands, path, level)
+    return with_clouds(_finish(da, bands, path, level), clouds, path)
 
 
 def check_grid(a: xr.DataArray, b: xr.DataArray, what: str = "layer") -> None:

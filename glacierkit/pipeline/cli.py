@@ -9,6 +9,12 @@
     glacierkit predict MODEL SCENE OUTDIR [--threshold 0.5] [--tta] [--precision P]
                                           [--batch-size 4] [--window N] [--outlines]
                                           [--force] [--sensor S] [--band-names A,B,..]
+                                          [--clouds QA_PIXEL|SCL|none] [--glaciers OUTLINES]
+    glacierkit predict MODEL OUTDIR --stac ITEM_URL_OR_ID [--api URL] [--glaciers OUTLINES]
+    glacierkit search (--glaciers OUTLINES [--rgi-ids ID,..] | --bbox W,S,E,N) [--api URL]
+                      [--dates A/B] [--max-cloud PCT] [--collections C ..] [--json FILE]
+                      [--predict MODEL OUTDIR [--top N]]
+                                     # find scenes of glaciers, clearest view first
 """
 
 from __future__ import annotations
@@ -109,32 +115,78 @@ def _open_for_predict(args):
     from ..io.scene import open_scene
     from ..unet.rows import BLOCK_ROWS
 
-    kwargs = {"sensor": args.sensor, "band_names": _band_names(args.band_names)}
+    level = getattr(args, "level", None)
+    if args.stac:
+        from ..io.stac import open_item
+
+        item = open_item(args.stac, api=args.api, outlines=args.glaciers,
+                         clouds=_clouds(args), chunks={"x": 2048, "y": BLOCK_ROWS})
+        return open_scene(item, level=level, clouds=False)  # the level, as for any scene
+    kwargs = {"sensor": args.sensor, "band_names": _band_names(args.band_names),
+              "clouds": _clouds(args)}
     extra = {k: getattr(args, k) for k in ("scale", "offset", "baseline", "level")
              if getattr(args, k, None) is not None}
     kwargs.update(extra)
     path = Path(args.scene).expanduser()
     if path.exists():
-        return open_scene(path, chunks={"band": 1, "y": BLOCK_ROWS, "x": -1}, **kwargs)
-    return open_scene(args.scene, **kwargs)
+        scene = open_scene(path, chunks={"band": 1, "y": BLOCK_ROWS, "x": -1}, **kwargs)
+    else:
+        scene = open_scene(args.scene, **kwargs)
+    return _glacier_share(scene, args.glaciers)
+
+
+def _clouds(args):
+    """open_scene's ``clouds``: the product's own layer (default), none, or a given file."""
+    text = getattr(args, "clouds", None)
+    if text is None or text == "auto":
+        return True
+    if text == "none":
+        return False
+    if getattr(args, "cloud_kind", None):
+        from ..io.raster import open_raster
+
+        layer = open_raster(text)
+        layer.attrs.update(cloud_kind=args.cloud_kind, cloud_layer=text)
+        return layer
+    return text
+
+
+def _glacier_share(scene, glaciers):
+    """With --glaciers, record the obscured share of their area (and warn above the limit)."""
+    if not glaciers:
+        return scene
+    from ..io.clouds import obscured_glacier_fraction, warn_obscured
+
+    share = obscured_glacier_fraction(scene, glaciers)
+    scene.attrs["obscured_glacier_fraction"] = round(share, 4)
+    warn_obscured(share, scene.attrs.get("scene_id", "the scene"))
+    return scene
 
 
 def _cmd_predict(args) -> int:
     import warnings
     from pathlib import Path
 
-    from ..exceptions import DomainShiftWarning
+    from ..exceptions import DomainShiftWarning, ObscuredWarning
     from ..staging import check_target
     from ..unet.artifact import resolve_model
     from ..unet.output import check_not_the_scene, predict_to_files
 
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
+    if bool(args.stac) == bool(args.scene):
+        raise ParameterError(
+            "Give either a SCENE (glacierkit predict MODEL SCENE OUTDIR) or --stac ITEM "
+            "(glacierkit predict MODEL OUTDIR --stac ITEM_URL_OR_ID), not both or neither."
+        )
     # Everything that can be checked is checked before the (long) prediction.
     check_target(args.outdir, args.prefix, overwrite=args.force)
-    check_not_the_scene(args.scene, Path(args.outdir), args.prefix)
+    if args.scene:
+        check_not_the_scene(args.scene, Path(args.outdir), args.prefix)
     pred = resolve_model(args.model, args.precision)
-    scene = _open_for_predict(args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ObscuredWarning)  # printed below, once
+        scene = _open_for_predict(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
         written = predict_to_files(
@@ -145,8 +197,86 @@ def _cmd_predict(args) -> int:
             tta=args.tta, progress=not args.quiet, context=args.context,
             level_correction=not args.no_level_correction)
     _print_guard(written.probability.attrs.get("guard"))
+    _print_clouds(written.probability.attrs)
     for kind, path in written.paths.items():
         print(f"{kind}: {Path(args.outdir) / Path(path).name}")
+    return 0
+
+
+def _print_clouds(attrs) -> None:
+    """One line on the clouds: a warning (stderr) when more of the glacier area than
+    OBSCURED_LIMIT is obscured, else what the cloud mask did."""
+    from ..io.clouds import OBSCURED_LIMIT
+
+    share = attrs.get("obscured_glacier_fraction")
+    what = attrs.get("scene_id", "the scene")
+    if share is not None and share > OBSCURED_LIMIT:
+        print(f"glacierkit: warning: {share:.0%} of the glacier area of {what} is obscured "
+              f"(cloud, cloud shadow, cirrus or no data; limit {OBSCURED_LIMIT:.0%}): it is "
+              "nodata in the map, so the glacier area is a lower bound.", file=sys.stderr)
+    elif "cloud_mask" in attrs:
+        glacier = f", {share:.1%} of the glacier area" if share is not None else ""
+        print(f"clouds: {attrs.get('obscured_fraction', 0):.1%} of the scene obscured{glacier} "
+              f"({attrs['cloud_mask'].split(':')[0]}), nodata in the map")
+
+
+def _cmd_search(args) -> int:
+    import warnings
+    from pathlib import Path
+
+    from ..exceptions import DomainShiftWarning, ObscuredWarning
+    from ..io.stac import search
+
+    bbox = None
+    if args.bbox:
+        try:
+            bbox = [float(v) for v in args.bbox.split(",")]
+        except ValueError:
+            bbox = args.bbox.split(",")
+        if len(bbox) != 4 or not all(isinstance(v, float) for v in bbox):
+            raise ParameterError(
+                f"--bbox {args.bbox!r}: give west,south,east,north in degrees, e.g. "
+                "--bbox=-117.30,52.15,-117.20,52.22 (with = when it starts with a minus)."
+            )
+    found = search(api=args.api, collections=args.collections, bbox=bbox,
+                   outlines=args.glaciers, rgi_ids=_band_names(args.rgi_ids) if args.rgi_ids
+                   else None, dates=args.dates, max_cloud=args.max_cloud,
+                   max_items=args.max_items, page_size=args.page_size)
+    if found.table.empty:
+        print("no items found", file=sys.stderr)
+        return 1
+    cols = ["id", "date", "sensor", "scene_cloud_pct", "glacier_obscured_pct",
+            "glacier_clear_pct"]
+    print(found.table[cols].to_string(index=False))
+    if args.json:
+        print(f"items: {found.to_json(args.json)}")
+    if not args.predict:
+        return 0
+    from ..io.stac import open_item
+    from ..staging import check_target
+    from ..unet.artifact import resolve_model
+    from ..unet.output import predict_to_files
+
+    model, outdir = args.predict
+    pred = resolve_model(model, None)
+    threshold = float(pred.sidecar.get("architecture", {}).get("threshold", 0.5))
+    chosen = found.items[: args.top]
+    for item in chosen:
+        check_target(Path(outdir) / item.id, "", overwrite=args.force)
+    for item in chosen:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ObscuredWarning)
+            scene = open_item(item, outlines=found.outlines, bbox=None if found.outlines
+                              is not None else found.bbox)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
+            written = predict_to_files(pred, scene, Path(outdir) / item.id,
+                                       threshold=threshold, overwrite=args.force,
+                                       outlines=True, progress=False)
+        _print_guard(written.probability.attrs.get("guard"))
+        _print_clouds(written.probability.attrs)
+        for kind, path in written.paths.items():
+            print(f"{item.id} {kind}: {path}")
     return 0
 
 
@@ -202,8 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
                        "0 not, 255 nodata) and, with --tta, confidence.tif to OUTDIR as "
                        "cloud-optimized GeoTIFFs.")
     p.add_argument("model", help="trained model (.keras, with its .json sidecar beside it)")
-    p.add_argument("scene", help="scene: GeoTIFF, Landsat product folder/_MTL.txt or sample name")
+    p.add_argument("scene", nargs="?", help="scene: GeoTIFF, Landsat product folder/_MTL.txt, "
+                   "STAC item URL or sample name (leave out with --stac)")
     p.add_argument("outdir", help="output folder")
+    g = p.add_argument_group("STAC and clouds")
+    g.add_argument("--stac", metavar="ITEM", default=None,
+                   help="predict a STAC item: its URL, a local item .json, or an id looked "
+                   "up in --api (as `glacierkit search` prints them)")
+    g.add_argument("--api", default=None,
+                   help="STAC API for an item id: a URL or earth-search, planetary-computer "
+                   "(default: $GLACIERKIT_STAC_API, else earth-search)")
+    g.add_argument("--glaciers", metavar="OUTLINES", default=None,
+                   help="glacier outlines (file or sample name): with --stac only their "
+                   "area (plus 300 m) is loaded; the obscured share of their area goes into "
+                   "the tags and is warned about above 20%%")
+    g.add_argument("--clouds", metavar="LAYER", default=None,
+                   help="cloud layer to make nodata: a QA_PIXEL or SCL file; 'none' keeps "
+                   "clouds (default: the product's own layer when it has one)")
+    g.add_argument("--cloud-kind", choices=["qa_pixel", "scl"], default=None,
+                   help="what --clouds is, when its file name does not say")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="probability above which a pixel is glacier (default 0.5)")
     p.add_argument("--tta", action="store_true",
@@ -260,6 +407,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simplify outlines with this tolerance in metres")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("search", help="find scenes of glaciers in a STAC API, clearest first",
+                       description="Search a STAC API (default Earth Search) for Sentinel-2 "
+                       "L2A and Landsat Collection 2 Level-2 scenes of glaciers, ranked by the "
+                       "share of the glacier area each sees clearly (its own cloud layer, read "
+                       "over the outlines), and optionally predict the best ones.")
+    p.add_argument("--api", default=None,
+                   help="STAC API URL or name: earth-search, planetary-computer (default: "
+                   "$GLACIERKIT_STAC_API, else earth-search)")
+    p.add_argument("--collections", nargs="+", default=None, metavar="C",
+                   help="collection ids (default: sentinel-2-l2a landsat-c2-l2)")
+    p.add_argument("--glaciers", metavar="OUTLINES", default=None,
+                   help="glacier outlines (RGI shapefile/GeoPackage, or a sample name such as "
+                   "athabasca) to search and rank over")
+    p.add_argument("--rgi-ids", default=None, metavar="IDS",
+                   help="comma-separated glacier ids of --glaciers to keep")
+    p.add_argument("--bbox", default=None, metavar="W,S,E,N",
+                   help="search box in degrees instead of outlines (--bbox=-117.3,52.1,...)")
+    p.add_argument("--dates", default=None, metavar="A/B",
+                   help="date range, e.g. 2020-07-01/2020-09-30 (or a year: 2020)")
+    p.add_argument("--max-cloud", type=float, default=None, metavar="PCT",
+                   help="largest scene cloud cover in %% (eo:cloud_cover)")
+    p.add_argument("--max-items", type=int, default=100, help="most items to fetch and rank")
+    p.add_argument("--page-size", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="write the ranked items as a GeoJSON ItemCollection")
+    p.add_argument("--predict", nargs=2, metavar=("MODEL", "OUTDIR"), default=None,
+                   help="also predict the best --top items into OUTDIR/<item id>/ "
+                   "(probability, mask, outlines.gpkg)")
+    p.add_argument("--top", type=int, default=1, help="items to predict with --predict")
+    p.add_argument("--force", action="store_true",
+                   help="replace earlier predictions in OUTDIR/<item id>/")
+    p.set_defaults(func=_cmd_search)
     return parser
 
 
@@ -268,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # HTTP retries of a STAC API end in one clear error, or succeed
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except GlacierKitError as exc:

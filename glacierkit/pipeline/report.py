@@ -20,7 +20,8 @@ __all__ = ["notebook_html", "write_index", "KEY_FIGURES", "REPORT_DIR"]
 REPORT_DIR = "reports"
 #: Figures shown on the index page when present, in this order (others are linked).
 KEY_FIGURES = ("01_composites", "03_ndsi_histograms", "03_ndsi_curves", "03_ndsi_error_maps",
-               "04_learning_curves", "05_error_maps", "05_outlines")
+               "04_learning_curves", "05_error_maps", "05_outlines", "06_change",
+               "06_outlines")
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;

@@ -30,6 +30,7 @@ import xarray as xr
 
 from .._util import NODATA, to_json
 from ..exceptions import GlacierKitError, ParameterError
+from ..io.clouds import CARRIED_ATTRS
 from ..staging import PREDICTION_STEMS, check_prefix, check_target, fault_point, output_set
 from .predict import GDAL_CACHE_MB, predict_scene
 
@@ -160,8 +161,8 @@ def write_prediction(
         )
     final_dir = Path(output_dir)
     tags = {k: prob.attrs[k] for k in ("model", "scene_id", "sensor", "date", "window",
-                                       "overlap", "context", "tta", "precision", "level",
-                                       "level_from", "level_correction")
+                                       "overlap", "context", "tta", "precision",
+                                       *CARRIED_ATTRS)
             if k in prob.attrs}
     if prob.attrs.get("guard"):
         tags["domain_shift_guard"] = to_json(prob.attrs["guard"], indent=None)

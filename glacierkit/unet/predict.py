@@ -60,6 +60,7 @@ from ..exceptions import (
     AllNodataError,
     GlacierKitError,
 )
+from ..io.clouds import CARRIED_ATTRS
 from .artifact import Predictor, resolve_model
 from .rows import (
     BLOCK_ROWS,
@@ -416,9 +417,8 @@ def probability_array(prob, conf, da: xr.DataArray, pred, win: int, step: int, o
     out = out.rio.write_transform(da.rio.transform())
     ay, ax = Axis(da.sizes["y"], win, step), Axis(da.sizes["x"], win, step)
     out.attrs = {
-        **{k: v for k, v in da.attrs.items() if k in ("sensor", "date", "scene_id", "product",
-                                                       "level", "level_from",
-                                                       "level_correction")},
+        **{k: v for k, v in da.attrs.items() if k in ("sensor", "date", "scene_id", "product")
+           or k in CARRIED_ATTRS},
         "long_name": "glacier probability",
         "model": pred.name,
         "inputs": ",".join(pred.spec.channels),

@@ -51,6 +51,11 @@ def test_outputs_are_georeferenced(comparison):
     gdf = gpd.read_file(folder / "outlines.gpkg")
     assert gdf.crs.to_epsg() == 32632 and (gdf["area_km2"] > 0).all()
     assert (out / "metrics.json").is_file() and (out / "table4.csv").is_file()
+    import json
+
+    clouds = json.loads((out / "metrics.json").read_text())["provenance"]["clouds"]
+    assert clouds["alps-s2/gorner"] == {"cloud_mask": "none (no cloud layer)",
+                                        "obscured_glacier_fraction": 0.0}
     assert set(result.table4["method"]) >= {UNET, NDSI_LEARNED, NDSI_ORACLE, "paper: Deep U-Net"}
 
 
