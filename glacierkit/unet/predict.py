@@ -103,7 +103,9 @@ def _input_dtype(pred: Predictor):
     """The dtype the windows are assembled in: bfloat16 when the model computes in
     bfloat16 and so rounds its float32 inputs to bfloat16 in its first layers anyway (checked
     once on a random window: the outputs must be identical), which halves the memory of the
-    strips and row blocks; float32 otherwise."""
+    strips and row blocks; float32 otherwise. The check runs eagerly where the model can
+    (:meth:`glacierkit.unet.forward.CompiledForward.eager`), so it traces no graph for a
+    window shape and input dtype that prediction does not use."""
     if pred.precision != "bfloat16":
         return np.dtype("float32")
     if pred.bf16_inputs is None:
@@ -113,8 +115,13 @@ def _input_dtype(pred: Predictor):
         x = np.random.default_rng(0).normal(size=(1, m, m, pred.spec.n_channels))
         x = x.astype("float32")
         rounded = x.astype(ml_dtypes.bfloat16)
-        same = np.array_equal(np.asarray(pred.model.predict_on_batch(x)),
-                              np.asarray(pred.model.predict_on_batch(rounded)))
+        eager = getattr(pred.model, "eager", None)
+        if eager is not None:
+            plain, low = eager(x), eager(rounded)
+        else:
+            plain, low = [pred.model.predict_on_batch(x)], [pred.model.predict_on_batch(rounded)]
+        same = all(np.array_equal(np.asarray(a), np.asarray(b))
+                   for a, b in zip(plain, low, strict=True))
         pred.bf16_inputs = np.dtype(ml_dtypes.bfloat16) if same else np.dtype("float32")
         if not same:
             log.info("This model does not round its inputs to bfloat16 in its first layers; "
