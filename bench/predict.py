@@ -305,6 +305,10 @@ def main() -> None:
     t = time.perf_counter()
     pred.model.predict_on_batch(np.zeros((1, 64, 64, channels), "float32"))
     print(f"first forward pass (trace and run, 64 x 64 px): {time.perf_counter() - t:.2f} s")
+    if pred.precision == "bfloat16":  # windows may be assembled in bfloat16: its graph too
+        import ml_dtypes
+
+        pred.model.predict_on_batch(np.zeros((1, 64, 64, channels), ml_dtypes.bfloat16))
     base_rss = rss_mb()
     print(f"model: {args.model}, {model.count_params() / 1e6:.2f} M params, {channels} channels "
           f"{list(spec.channels)}, pooling factor {pred.multiple}, receptive radius "
@@ -333,7 +337,10 @@ def main() -> None:
     print(f"the model: {flops['plan'] * 65536 / 1e9:.2f} GFLOP per 256 x 256 px")
     raw = {}
     for k, p in probes.items():
-        time_raw(pred.model, p, 1)  # the first call of a shape compiles
+        t = time.perf_counter()
+        time_raw(pred.model, p, 1)  # the first call of a shape compiles (XLA: large windows)
+        print(f"first call on a batch of {' x '.join(map(str, p.shape[:3]))} px: "
+              f"{time.perf_counter() - t:.1f} s (compile and run)")
         raw[k] = time_raw(pred.model, p, args.raw_batches)
 
     # about 12 probes of each shape while predict_scene runs: the raw speed under its load

@@ -64,6 +64,7 @@ _EXPORTS = {
     "forward": ".forward",
     "CompiledForward": ".forward",
     "architecture_key": ".forward",
+    "XLA_FROM_PIXELS": ".forward",
     # guard
     "guard": ".guard",
     "LIMITS": ".guard",

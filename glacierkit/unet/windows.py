@@ -280,7 +280,23 @@ def _step_size(window: int, overlap: float, multiple: int) -> int:
 
 def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None,
           overlap: float | None, context: int | None, batch_size: int | None) -> Plan:
-    """Window size, step and context for a scene (see :func:`predict_scene`)."""
+    """Window size, step and context for a scene (see :func:`predict_scene`).
+
+    With the default blend (``overlap=None``) the windows overlap by twice the context plus
+    the ramp, the scene is reflected by the context beyond its edges, and the windows (one
+    size per axis, multiples of the pooling factor) are chosen among all counts per axis
+    for the least total pixel work, each at most ``window`` pixels high and ``window**2``
+    pixels in area (the activation memory of one default window; with ``window`` given,
+    also at most ``window`` wide). With ``overlap`` given (or a fixed-size model): the
+    fewest square windows of at most ``window`` pixels, reflected by ``window - step -
+    context`` pixels, as in earlier versions.
+
+    Returns
+    -------
+    Plan
+        The nominal window, step, context and overlap, the windows along each axis
+        (:class:`Axis`) and the batch size.
+    """
     m = pred.multiple
     win = _window_size(window, pred)
     if context is not None:

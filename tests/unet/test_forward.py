@@ -56,6 +56,30 @@ def test_one_trace_for_every_window_shape_batch_and_member(trio):
     assert fwd.traces == 1  # Keras' predict_on_batch: one per shape (and member)
 
 
+def test_large_batches_run_xla_compiled_with_the_same_result(trio, monkeypatch):
+    """In float32 a batch of at least XLA_FROM_PIXELS pixels runs through the XLA-compiled
+    twin of the graph (one more trace, a compile per shape): the same probabilities to
+    float rounding. Small batches and bfloat16 keep the plain graph."""
+    from glacierkit.unet import forward
+
+    model, spec = trio
+    monkeypatch.setattr(forward, "XLA_FROM_PIXELS", 2 * 48 * 64)
+    rng = np.random.default_rng(4)
+    large = rng.normal(size=(2, 48, 64, spec.n_channels)).astype("float32")
+    small = large[:1, :32, :32]
+    fwd = CompiledForward(model.layers[1:4])
+    np.testing.assert_allclose(fwd.predict_on_batch(large), model.predict_on_batch(large),
+                               atol=1e-5, rtol=0)
+    assert fwd.traces == 1
+    np.testing.assert_allclose(fwd.predict_on_batch(small), model.predict_on_batch(small),
+                               atol=1e-6, rtol=0)
+    assert fwd.traces == 2  # the plain graph, for the small batch
+    low = CompiledForward(model.layers[1:4], "bfloat16")
+    low.predict_on_batch(large)
+    low.predict_on_batch(small)
+    assert low.traces == 1
+
+
 def test_members_of_other_architectures_get_their_own_graph():
     spec = _spec()
     keras.utils.set_random_seed(0)
@@ -196,3 +220,37 @@ def test_predictions_are_unchanged_against_the_former_path(trained_trio):
     # ... and the comparison can fail: without context the windows' edges show
     hard = _former_prediction(model, spec, scene, window=96, context=0, ramp=0, multiple=4)
     assert float(np.nanmax(np.abs(hard - former))) > 0.002
+
+
+# ------------------------------------------------------------------ the first call
+def test_a_small_scene_streams_without_numba_or_distributed(tmp_path):
+    """What a command-line call on a small scene imports besides TensorFlow: reading it
+    through the row streamer (features, NDSI, NDWI) imports neither numba (the NumPy
+    expression gives the same bits below a million pixels) nor distributed (dask's
+    schedulers are handed over as functions, as the CLI does)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, write_scene
+
+    path = write_scene(tmp_path / "small.tif", 64, 48)
+    code = f"""
+import sys
+import dask, dask.threaded
+import numpy as np
+from glacierkit.unet import InputSpec
+from glacierkit.unet.rows import Rows, open_streaming
+with dask.config.set(scheduler=dask.threaded.get):
+    scene = open_streaming({str(path)!r}, 32)
+    spec = InputSpec(("green", "swir1", "nir"), ("ndsi", "ndwi")).with_stats([0.0] * 5,
+                                                                              [1.0] * 5)
+    rows = Rows(scene, spec, 32)
+    out = np.empty((64, 48, 5), "float32")
+    rows.fill(out, np.arange(64))
+    rows.close()
+assert np.isfinite(out).all() and out.std() > 0
+print("numba" in sys.modules, "distributed" in sys.modules, "tensorflow" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "False", "False"], out.stderr[-2000:]
