@@ -267,6 +267,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="skip write_prediction")
     parser.add_argument("--cli-runs", type=int, default=3,
                         help="CLI runs on a 256 x 256 scene (and bare TensorFlow imports)")
+    parser.add_argument("--peak-size", type=int, default=4096,
+                        help="matrix size of the tf.matmul peak (smaller: a quick check)")
     parser.add_argument("--cli-only", action="store_true",
                         help="only time the CLI on the small scene against the import")
     args = parser.parse_args()
@@ -331,9 +333,9 @@ def main() -> None:
     flops = {k: forward_flops(pred.model, p.shape[1], p.shape[2]) / (p.shape[1] * p.shape[2])
              for k, p in probes.items()}  # per pixel
     other = "float32" if pred.precision == "bfloat16" else "bfloat16"
-    peaks = {pred.precision: matmul_peak(pred.precision)}
+    peaks = {pred.precision: matmul_peak(pred.precision, args.peak_size)}
     if not args.no_compare:
-        peaks[other] = matmul_peak(other)
+        peaks[other] = matmul_peak(other, args.peak_size)
     print(f"the model: {flops['plan'] * 65536 / 1e9:.2f} GFLOP per 256 x 256 px")
     raw = {}
     for k, p in probes.items():
@@ -357,9 +359,10 @@ def main() -> None:
     assert prob.attrs["n_windows"] == plan.n_windows, (prob.attrs["n_windows"], plan.n_windows)
     for k, p in probes.items():
         raw[k] += time_raw(pred.model, p, args.raw_batches) + timed.probe_times[k]
-    peaks = {k: max(v, matmul_peak(k)) for k, v in peaks.items()}  # before and after
-    print("matmul peak (tf.matmul 4096^2, best of 5 before and 5 after the prediction): "
-          + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    # the peak before and after the prediction
+    peaks = {k: max(v, matmul_peak(k, args.peak_size)) for k, v in peaks.items()}
+    print(f"matmul peak (tf.matmul {args.peak_size}^2, best of 5 before and 5 after the "
+          "prediction): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     mpx = height * width / 1e6
     raw_rate = {k: 1 / float(np.median(v)) for k, v in raw.items()}  # Mpx/s
     for k, v in raw.items():

@@ -411,3 +411,24 @@ def test_guard_reads_its_sample_while_the_scene_streams(trained, tmp_path, monke
     assert prob.attrs["guard"] == whole
     assert prob.attrs["guard"]["inputs"]["pixels_sampled"] > 500
     assert set(whole["inputs"]["channels"]) == set(spec.channels)
+
+
+def test_bench_predict_still_runs(trained, tmp_path):
+    """bench/predict.py on a small scene with the tiny model ends with its figures (the
+    CLI timing, which starts two more processes, is left out here, and the matmul peak is
+    taken on 256 x 256 matrices: a quick check that the script runs, not a measurement)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "predict.py"), "--size", "300", "260",
+         "--model", str(trained[0]), "--no-compare", "--no-write", "--cli-runs", "0",
+         "--raw-batches", "1", "--peak-size", "256", "--tmp", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("plan: ") for line in lines)
+    names = [line.split(":")[0] for line in lines[-4:]]
+    assert names == ["pixel_factor", "forward_vs_matmul_peak", "overhead_vs_raw_forward",
+                     "scene_vs_raw_forward_throughput"]
+    assert float(lines[-1].split()[1]) > 0
