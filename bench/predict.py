@@ -32,6 +32,11 @@ passes as a fraction of the same run's ``tf.matmul`` peak in the same precision
   windows, the earlier default: 4.2).
 * ``forward_vs_matmul_peak``: FLOP/s of the forward passes inside ``predict_scene`` / the
   matmul peak of the precision in use.
+* ``cli_small_scene_s``: wall time of ``glacierkit predict -q MODEL scene OUT`` on a
+  256 x 256 scene in a fresh process (TensorFlow import, model load, tracing, prediction,
+  writing), median of ``--cli-runs`` runs that alternate with a bare
+  ``python -c "import tensorflow"``; ``cli_vs_tf_import`` = that median / the median of the
+  bare imports (the first call's cost in units of what no TensorFlow program can avoid).
 
 The ratios compare rates measured under the same load, so other processes sharing the
 cores change them less than the absolute numbers.
@@ -41,6 +46,10 @@ Usage::
     python bench/predict.py                   # full size: several minutes on 2 cores
     python bench/predict.py --size 2048 2048  # quick check
     python bench/predict.py --model runs/x/model/unet.keras --precision float32
+    python bench/predict.py --cli-only        # only cli_small_scene_s and cli_vs_tf_import
+
+The machine (CPU, cores, native bfloat16 or not) and the load average are printed at the
+start and the end: the cores may be shared, so compare ratios from one run.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -194,6 +205,49 @@ def time_raw(model, x: np.ndarray, n: int) -> list[float]:
     return out
 
 
+def machine() -> str:
+    """CPU model, cores, native bfloat16 (avx512_bf16/AMX) or not, and the load average."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"}) or ["no native bfloat16"]
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{model}, {os.cpu_count()} cores, {simd}, {', '.join(bf16)}; load average "
+            f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+def _glacierkit_command() -> list[str]:
+    script = Path(sys.executable).with_name("glacierkit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "glacierkit.pipeline.cli"]
+
+
+def cli_timing(model: str, tmp: Path, runs: int, precision: str) -> tuple[list, list]:
+    """Wall seconds of ``glacierkit predict -q`` on a 256 x 256 scene and of a bare
+    ``python -c "import tensorflow"``, each in a fresh process, alternating."""
+    scene = tmp / "small.tif"
+    write_scene(scene, 256, 256)
+    env = {**os.environ, "GLACIERKIT_PRECISION": precision} if precision != "auto" else None
+    cli, tf_import = [], []
+    for r in range(runs):
+        out = tmp / f"cli-{r}"
+        jobs = [("tf", [sys.executable, "-c", "import tensorflow"]),
+                ("cli", [*_glacierkit_command(), "predict", "-q", model, str(scene), str(out)])]
+        for name, cmd in (jobs if r % 2 == 0 else jobs[::-1]):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            (cli if name == "cli" else tf_import).append(time.perf_counter() - t)
+    return cli, tf_import
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=2, default=(7700, 7800),
@@ -211,7 +265,26 @@ def main() -> None:
                         help="raw forward batches of each shape timed before and after")
     parser.add_argument("--tmp", default=None, help="folder for the synthetic scene")
     parser.add_argument("--no-write", action="store_true", help="skip write_prediction")
+    parser.add_argument("--cli-runs", type=int, default=3,
+                        help="CLI runs on a 256 x 256 scene (and bare TensorFlow imports)")
+    parser.add_argument("--peak-size", type=int, default=4096,
+                        help="matrix size of the tf.matmul peak (smaller: a quick check)")
+    parser.add_argument("--cli-only", action="store_true",
+                        help="only time the CLI on the small scene against the import")
     args = parser.parse_args()
+    print(f"machine: {machine()}")
+    tmp = Path(tempfile.mkdtemp(prefix="gk-bench-", dir=args.tmp))
+    cli = tf_import = None
+    if args.cli_runs > 0:
+        cli, tf_import = cli_timing(args.model, tmp, args.cli_runs, args.precision)
+        print(f"glacierkit predict -q on 256 x 256 px: {np.median(cli):.2f} s (runs "
+              f"{', '.join(f'{v:.2f}' for v in cli)}); python -c 'import tensorflow': "
+              f"{np.median(tf_import):.2f} s (runs {', '.join(f'{v:.2f}' for v in tf_import)})"
+              f"; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.cli_only:
+        _cleanup(tmp)
+        _print_cli(cli, tf_import)
+        return
 
     from _roofline import forward_flops, matmul_peak
 
@@ -220,7 +293,6 @@ def main() -> None:
     from glacierkit.unet.windows import plan_windows
 
     height, width = args.size
-    tmp = Path(tempfile.mkdtemp(prefix="gk-bench-", dir=args.tmp))
     scene_path = tmp / "scene.tif"
     t = time.perf_counter()
     write_scene(scene_path, height, width)
@@ -232,8 +304,13 @@ def main() -> None:
     spec = sidecar["inputs"]
     pred = resolve_model((model, {**sidecar, "name": Path(args.model).stem}), args.precision)
     channels = spec.n_channels
-    for m in {id(model): model, id(pred.model): pred.model}.values():
-        m.predict_on_batch(np.zeros((1, 64, 64, channels), "float32"))
+    t = time.perf_counter()
+    pred.model.predict_on_batch(np.zeros((1, 64, 64, channels), "float32"))
+    print(f"first forward pass (trace and run, 64 x 64 px): {time.perf_counter() - t:.2f} s")
+    if pred.precision == "bfloat16":  # windows may be assembled in bfloat16: its graph too
+        import ml_dtypes
+
+        pred.model.predict_on_batch(np.zeros((1, 64, 64, channels), ml_dtypes.bfloat16))
     base_rss = rss_mb()
     print(f"model: {args.model}, {model.count_params() / 1e6:.2f} M params, {channels} channels "
           f"{list(spec.channels)}, pooling factor {pred.multiple}, receptive radius "
@@ -243,9 +320,11 @@ def main() -> None:
     plan = plan_windows(pred, height, width, window=args.window, overlap=args.overlap,
                  context=args.context, batch_size=args.batch_size)
     wy, wx = plan.ay.window, plan.ax.window
-    print(f"plan: {plan.n_windows} windows of {wy} x {wx} px (nominal {plan.window}, steps "
-          f"{plan.ay.step}/{plan.ax.step}, context {plan.context}, batch {plan.batch_size}): "
-          f"pixel_factor {plan.pixel_factor:.3f} (50% overlap of 256-px windows: 4.2)")
+    print(f"plan: {plan.ay.count} x {plan.ax.count} = {plan.n_windows} windows of {wy} x {wx} "
+          f"px (nominal {plan.window} px square, steps {plan.ay.step}/{plan.ax.step}, context "
+          f"{plan.context}, reflected margin {plan.ay.margin}/{plan.ax.margin}, batch "
+          f"{plan.batch_size}): pixel_factor {plan.pixel_factor:.3f} (50% overlap of 256-px "
+          f"windows: 4.2)")
     rng = np.random.default_rng(2)
     probes = {
         "plan": rng.normal(size=(plan.batch_size, wy, wx, channels)).astype("float32"),
@@ -254,13 +333,16 @@ def main() -> None:
     flops = {k: forward_flops(pred.model, p.shape[1], p.shape[2]) / (p.shape[1] * p.shape[2])
              for k, p in probes.items()}  # per pixel
     other = "float32" if pred.precision == "bfloat16" else "bfloat16"
-    peaks = {pred.precision: matmul_peak(pred.precision)}
+    peaks = {pred.precision: matmul_peak(pred.precision, args.peak_size)}
     if not args.no_compare:
-        peaks[other] = matmul_peak(other)
+        peaks[other] = matmul_peak(other, args.peak_size)
     print(f"the model: {flops['plan'] * 65536 / 1e9:.2f} GFLOP per 256 x 256 px")
     raw = {}
     for k, p in probes.items():
-        time_raw(pred.model, p, 1)  # the first call of a shape compiles
+        t = time.perf_counter()
+        time_raw(pred.model, p, 1)  # the first call of a shape compiles (XLA: large windows)
+        print(f"first call on a batch of {' x '.join(map(str, p.shape[:3]))} px: "
+              f"{time.perf_counter() - t:.1f} s (compile and run)")
         raw[k] = time_raw(pred.model, p, args.raw_batches)
 
     # about 12 probes of each shape while predict_scene runs: the raw speed under its load
@@ -277,9 +359,10 @@ def main() -> None:
     assert prob.attrs["n_windows"] == plan.n_windows, (prob.attrs["n_windows"], plan.n_windows)
     for k, p in probes.items():
         raw[k] += time_raw(pred.model, p, args.raw_batches) + timed.probe_times[k]
-    peaks = {k: max(v, matmul_peak(k)) for k, v in peaks.items()}  # before and after
-    print("matmul peak (tf.matmul 4096^2, best of 5 before and 5 after the prediction): "
-          + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    # the peak before and after the prediction
+    peaks = {k: max(v, matmul_peak(k, args.peak_size)) for k, v in peaks.items()}
+    print(f"matmul peak (tf.matmul {args.peak_size}^2, best of 5 before and 5 after the "
+          "prediction): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     mpx = height * width / 1e6
     raw_rate = {k: 1 / float(np.median(v)) for k, v in raw.items()}  # Mpx/s
     for k, v in raw.items():
@@ -345,13 +428,30 @@ def main() -> None:
               f"pixels flipped {flips:.1e}")
         del prob2
 
+    _cleanup(tmp)
+    print(f"traces: {getattr(pred.model, 'traces', 'n/a')} (graphs traced in this process)")
+    print(f"machine at the end: {machine()}")
+    print(f"pixel_factor: {plan.pixel_factor:.3f}")
+    print(f"forward_vs_matmul_peak: {achieved / peaks[pred.precision]:.3f} ({pred.precision}, "
+          f"peak {peaks[pred.precision] / 1e9:.0f} GFLOP/s)")
+    print(f"overhead_vs_raw_forward: {t_pred / timed.seconds:.3f}")
+    _print_cli(cli, tf_import)
+    print(f"scene_vs_raw_forward_throughput: {scene_rate / raw_rate[best]:.3f} "
+          f"({pred.precision})")
+
+
+def _cleanup(tmp: Path) -> None:
     for p in sorted(tmp.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     tmp.rmdir()
-    print(f"pixel_factor: {plan.pixel_factor:.3f}")
-    print(f"forward_vs_matmul_peak: {achieved / peaks[pred.precision]:.3f} ({pred.precision})")
-    print(f"overhead_vs_raw_forward: {t_pred / timed.seconds:.3f}")
-    print(f"scene_vs_raw_forward_throughput: {scene_rate / raw_rate[best]:.3f}")
+
+
+def _print_cli(cli, tf_import) -> None:
+    if cli:
+        print(f"cli_small_scene_s: {np.median(cli):.2f} (median of {len(cli)}; "
+              f"{min(cli):.2f}-{max(cli):.2f})")
+        print(f"cli_vs_tf_import: {np.median(cli) / np.median(tf_import):.2f} (bare import "
+              f"{np.median(tf_import):.2f} s, {min(tf_import):.2f}-{max(tf_import):.2f})")
 
 
 if __name__ == "__main__":

@@ -40,16 +40,35 @@ def _finish(out: xr.DataArray, scene: xr.DataArray, name: str, formula: str) -> 
     return out
 
 
+#: Below this many pixels (per array or dask chunk) float32 bands take the NumPy
+#: expression: the same bits, without importing and loading the compiled kernel (which
+#: costs more than it saves on a small scene, such as a command-line call's first block).
+COMPILED_FROM_PIXELS = 1 << 20
+
+
+def _nd_float32(a: np.ndarray, b: np.ndarray, parallel: bool = True) -> np.ndarray:
+    """``float32((a - b) / (a + b))``, NaN for zero or NaN denominators: the compiled
+    one-pass kernel for large arrays, the NumPy expression (the same operations) for small
+    ones."""
+    if np.broadcast(a, b).size >= COMPILED_FROM_PIXELS:
+        from ._kernels import nd_values
+
+        return nd_values(a, b, parallel=parallel)
+    den = a + b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a - b) / np.where(den != 0, den, np.float32(np.nan))
+
+
 def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     """``(a - b) / (a + b)``, NaN where ``a + b == 0`` or an input is NaN (no warnings).
 
     Float32 inputs are computed in one compiled pass (per chunk for dask), bit for bit equal
-    to the xarray expression and without its temporaries; other dtypes use the expression.
+    to the xarray expression and without its temporaries (below
+    :data:`COMPILED_FROM_PIXELS` pixels by that expression in NumPy); other dtypes use the
+    expression.
     """
     if a.dtype == np.float32 and b.dtype == np.float32:
-        from ._kernels import nd_values
-
-        return xr.apply_ufunc(nd_values, a, b, dask="parallelized",
+        return xr.apply_ufunc(_nd_float32, a, b, dask="parallelized",
                               output_dtypes=[np.float32], kwargs={"parallel": True})
     den = a + b
     return (a - b) / den.where(den != 0)

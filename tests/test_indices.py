@@ -130,6 +130,9 @@ def test_compiled_normalized_difference_is_bit_identical_to_the_expression():
         got = indices.normalized_difference(a, b)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got.values, expected)  # NaN positions included
+    # small arrays take the NumPy expression, large ones the compiled kernel: the same bits
+    assert a.size < indices.COMPILED_FROM_PIXELS
+    np.testing.assert_array_equal(_kernels.nd_values(a.values, b.values), expected)
     big = rng.uniform(0, 1, 3_000_000).astype("float32")  # the threaded path
     np.testing.assert_array_equal(_kernels.nd_values(big, big[::-1]),
                                   ((big - big[::-1]) / (big + big[::-1])).astype("float32"))

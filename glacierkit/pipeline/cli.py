@@ -164,6 +164,16 @@ def _glacier_share(scene, glaciers):
 
 
 def _cmd_predict(args) -> int:
+    import dask
+    import dask.threaded
+
+    # A fresh command has no distributed client: handing dask its local (default) threaded
+    # scheduler spares it importing distributed to look for one (a fifth of a second).
+    with dask.config.set(scheduler=dask.threaded.get):
+        return _predict(args)
+
+
+def _predict(args) -> int:
     import warnings
     from pathlib import Path
 

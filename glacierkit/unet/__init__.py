@@ -8,7 +8,8 @@ Training: :mod:`~glacierkit.unet.features` (the input contract) ->
 
 The saved model: :mod:`~glacierkit.unet.artifact` (``.keras`` + ``.json`` sidecar,
 ensembles, the training distribution, precision casts; :mod:`~glacierkit.unet.precision`
-decides float32 or bfloat16).
+decides float32 or bfloat16; :mod:`~glacierkit.unet.forward` compiles the forward pass of
+a model or an ensemble once for every window shape).
 
 Prediction: :mod:`~glacierkit.unet.windows` (the window plan and blending weights) ->
 :mod:`~glacierkit.unet.rows` (streaming the scene by rows) ->
@@ -60,6 +61,11 @@ _EXPORTS = {
     "feature_stack": ".features",
     "scene_medians": ".features",
     "normalize": ".features",
+    # forward
+    "forward": ".forward",
+    "CompiledForward": ".forward",
+    "architecture_key": ".forward",
+    "XLA_FROM_PIXELS": ".forward",
     # guard
     "guard": ".guard",
     "LIMITS": ".guard",

@@ -9,9 +9,10 @@ and read them; :func:`resolve_model_path` finds a model by name.
 
 For prediction, :func:`resolve_model` turns a path or a ``(model, sidecar)`` pair into a
 :class:`Predictor`: the model cast to the compute precision (:func:`cast_model`), its
-pooling factor, receptive-field radius and output kind. An ensemble
-(:func:`glacierkit.unet.ensemble`) runs one member at a time, so it needs the activation
-memory of one member.
+pooling factor, receptive-field radius and output kind; its forward pass is a
+:class:`~glacierkit.unet.forward.CompiledForward` (one graph for any window shape). An
+ensemble (:func:`glacierkit.unet.ensemble`) runs one member at a time, so it needs the
+activation memory of one member.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..exceptions import (
     ParameterError,
 )
 from .features import InputSpec
+from .forward import CompiledForward
 from .tiles import Patches
 from .windows import CONTEXT_FRACTION
 
@@ -284,7 +286,7 @@ def tf_version() -> str:
 # --------------------------------------------------------------------------- model
 @dataclass
 class Predictor:
-    model: object  # the model that runs: ``source`` cast to ``precision``
+    model: object  # what runs: ``source`` compiled in ``precision`` (a CompiledForward)
     spec: InputSpec
     sidecar: dict
     multiple: int  # window sizes must be multiples of this (the model's pooling factor)
@@ -321,34 +323,10 @@ class Predictor:
                                    precision=value, source=source, bf16_inputs=None)
 
 
-class _MemberMean:
-    """An ensemble (:func:`glacierkit.unet.ensemble`) run one member at a time: the mean
-    of the members' probabilities, as the ensemble's ``Average`` computes it, with the
-    activation memory of one member (so windows stay as large as for a single model)."""
-
-    def __init__(self, members: list):
-        self.members = members
-
-    @property
-    def layers(self) -> list:  # the members, as the ensemble's own sub-models
-        return self.members
-
-    def predict_on_batch(self, x) -> np.ndarray:
-        total = None
-        for member in self.members:
-            y = np.asarray(member.predict_on_batch(x), dtype="float32")
-            total = y if total is None else total + y
-        return total / len(self.members)
-
-
-def _runner(model, precision: str):
-    """What runs the forward pass: ``model`` cast to ``precision``; an ensemble's members
-    cast and run one at a time."""
-
-    members = _members(model)
-    if members:
-        return _MemberMean([cast_model(m, precision) for m in members])
-    return cast_model(model, precision)
+def _runner(model, precision: str) -> CompiledForward:
+    """What runs the forward pass: ``model`` compiled in ``precision``; an ensemble's
+    members one at a time, through one graph per architecture (:class:`CompiledForward`)."""
+    return CompiledForward(_ensemble_members(model) or [model], precision)
 
 
 def _walk_layers(layer) -> Iterator:
@@ -362,6 +340,17 @@ def _members(model) -> list:
     subs = [la for la in getattr(model, "layers", []) or [] if hasattr(la, "layers")
             and getattr(la, "layers", None)]
     return subs if len(subs) > 1 else []
+
+
+def _ensemble_members(model) -> list:
+    """The members of an ensemble that averages them (:func:`glacierkit.unet.ensemble`:
+    an input, the sub-models, one ``Average``), or []."""
+    members = _members(model)
+    rest = [la for la in getattr(model, "layers", []) or []
+            if la not in members and type(la).__name__ != "InputLayer"]
+    if members and len(rest) == 1 and type(rest[0]).__name__ == "Average":
+        return members
+    return []
 
 
 def _pool_factor(model) -> int:
@@ -499,7 +488,9 @@ def resolve_model(model, precision: str | None = None) -> Predictor:
         )
     fixed = shape[1] if len(shape) == 4 and shape[1] is not None else None
     radius, first = _reach(keras_model)
-    pred = Predictor(keras_model, spec, sidecar, _pool_factor(keras_model), fixed,
-                      _output_kind(keras_model, sidecar), radius=radius, first_filters=first,
-                      precision="float32", source=keras_model)
-    return pred.with_precision("auto" if precision is None else precision)
+    from ..unet import precision as gk_precision
+
+    value = gk_precision.resolve("auto" if precision is None else precision, "predict")
+    return Predictor(_runner(keras_model, value), spec, sidecar, _pool_factor(keras_model),
+                     fixed, _output_kind(keras_model, sidecar), radius=radius,
+                     first_filters=first, precision=value, source=keras_model)

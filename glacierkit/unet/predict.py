@@ -15,15 +15,21 @@ probability on the scene's exact grid. How it works:
   sine-squared ramp whose weights add up to exactly one (:func:`blend_weights`). Every
   pixel then comes from windows that see it with at least ``context`` pixels around it:
   no seams, and the result does not depend on where the window edges fall (tested by
-  cropping the scene). Windows are as large as the activation memory allows (640 MB in
-  float32, 800 MB in bfloat16: for the ``cpu`` preset 1168 px and 1792 px), and shrunk to
-  the fewest pixels that cover the scene, so a full Landsat scene costs 1.25-1.43 window
-  pixels per scene pixel (the former 50% overlap of 256-px windows: 4.2). ``overlap=0.5, context=0`` is that former Hann blend. Window
-  sizes and steps are multiples of the model's pooling factor, so every window sees the
-  scene with the same pooling phase.
-* **Any size.** The scene is reflect-padded at every edge by the context and the ramp
-  (and up to a whole number of windows), so edge pixels get context too; scenes smaller
-  than a window get one window just large enough.
+  cropping the scene). Each window fits in the activation memory of one square window of
+  640 MB in float32, 800 MB in bfloat16 (for the ``cpu`` preset 1168 px and 1792 px
+  square; a window may be a rectangle of the same area, as wide as the scene), and the
+  window counts are those with the least pixel work
+  (:func:`glacierkit.unet.windows.plan_windows`): a full Landsat scene costs 1.25 (bfloat16)
+  to 1.41 (float32) window pixels per scene pixel, a 2048-px scene 1.26 to 1.48 (the former
+  50% overlap of 256-px windows: 4.2). ``overlap=0.5, context=0`` is that former Hann blend.
+  Window sizes and steps are multiples of the model's pooling factor, so every window sees
+  the scene with the same pooling phase.
+* **Any size.** The scene is reflect-padded at every edge by the context (and up to a
+  whole number of windows), so edge pixels get as much context as every other pixel;
+  scenes smaller than a window get one window just large enough.
+* **One compiled forward pass.** The network (for an ensemble, each member in turn) runs
+  through one graph traced once for any window shape
+  (:class:`glacierkit.unet.forward.CompiledForward`), not once per shape and member.
 * **Precision.** ``precision="bfloat16"`` computes in bfloat16 with float32 outputs;
   ``"auto"`` (the default) does so on CPUs with native bfloat16, where it was measured to
   be faster with the same scores (:mod:`glacierkit.unet.precision`).
@@ -105,7 +111,9 @@ def _input_dtype(pred: Predictor):
     """The dtype the windows are assembled in: bfloat16 when the model computes in
     bfloat16 and so rounds its float32 inputs to bfloat16 in its first layers anyway (checked
     once on a random window: the outputs must be identical), which halves the memory of the
-    strips and row blocks; float32 otherwise."""
+    strips and row blocks; float32 otherwise. The check runs eagerly where the model can
+    (:meth:`glacierkit.unet.forward.CompiledForward.eager`), so it traces no graph for a
+    window shape and input dtype that prediction does not use."""
     if pred.precision != "bfloat16":
         return np.dtype("float32")
     if pred.bf16_inputs is None:
@@ -115,8 +123,13 @@ def _input_dtype(pred: Predictor):
         x = np.random.default_rng(0).normal(size=(1, m, m, pred.spec.n_channels))
         x = x.astype("float32")
         rounded = x.astype(ml_dtypes.bfloat16)
-        same = np.array_equal(np.asarray(pred.model.predict_on_batch(x)),
-                              np.asarray(pred.model.predict_on_batch(rounded)))
+        eager = getattr(pred.model, "eager", None)
+        if eager is not None:
+            plain, low = eager(x), eager(rounded)
+        else:
+            plain, low = [pred.model.predict_on_batch(x)], [pred.model.predict_on_batch(rounded)]
+        same = all(np.array_equal(np.asarray(a), np.asarray(b))
+                   for a, b in zip(plain, low, strict=True))
         pred.bf16_inputs = np.dtype(ml_dtypes.bfloat16) if same else np.dtype("float32")
         if not same:
             log.info("This model does not round its inputs to bfloat16 in its first layers; "
@@ -271,8 +284,9 @@ def predict_scene(
         Largest window size in pixels, a multiple of the model's pooling factor. Default:
         as large as the activation memory allows (:data:`WINDOW_MEMORY`; for the ``cpu``
         preset 1792 px in bfloat16, 1168 px in float32), at least 256 and the training patch
-        size. Windows are
-        shrunk to cover the scene with the fewest pixels (small scenes get one window).
+        size; a default window may also be a rectangle of that area. Window sizes and counts
+        are chosen for the least pixel work that covers the scene (small scenes get one
+        window).
     overlap
         Fraction of a window shared with each neighbour, in ``[0, 1)``. Default (None):
         twice the context plus a 16-px blending ramp, which is all a seam-free result

@@ -152,7 +152,11 @@ class Rows:
         rows = slice(b * self.block, min((b + 1) * self.block, self.height))
         try:
             # one read of the bands in use, in this thread: the network keeps the other core
-            block = self.source.isel(y=rows).compute(scheduler="synchronous")
+            # (dask's synchronous scheduler, given as the function: named by a string, dask
+            # imports distributed to look for a client first)
+            from dask.local import get_sync
+
+            block = self.source.isel(y=rows).compute(scheduler=get_sync)
         except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
             source = self.scene.attrs.get("source") or self.scene.attrs.get("scene_id")
             raise CorruptFileError(

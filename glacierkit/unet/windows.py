@@ -3,10 +3,12 @@
 A U-Net's output near a window edge depends on the zero padding there, so every window
 gives zero weight to ``context`` pixels at its edges and neighbours meet in a short
 sine-squared ramp whose weights add up to one (:func:`blend_weights`). :func:`plan_windows`
-sizes the windows for a scene and a model (as large as the activation memory allows,
-multiples of the pooling factor, fitted to cover the scene with the fewest pixels); an
-:class:`Axis` holds the window positions along one axis, and :func:`reflect_index` maps
-positions beyond the scene's edges back into it (reflection).
+sizes the windows for a scene and a model: multiples of the pooling factor, each within the
+activation memory of the largest default window, and chosen among all window counts per
+axis for the least total pixel work (so a 2048-px scene gets two windows along an axis
+where they fit, and a window may be a rectangle as wide as the scene); an :class:`Axis`
+holds the window positions along one axis, and :func:`reflect_index` maps positions beyond
+the scene's edges back into it (reflection).
 """
 
 from __future__ import annotations
@@ -112,19 +114,26 @@ class Axis:
     """Window positions along one axis: window ``j`` covers ``[start + j*step, ... + window)``.
 
     ``context`` pixels at each end of a window get zero weight. The scene is reflected by
-    ``margin = window - step - context`` pixels before the first window, so the first
-    scene pixel already has the full weight of one window and at least ``context`` pixels
-    of (reflected) context; the last window reaches at least as far beyond the scene.
+    ``margin`` pixels before the first window (``edge``, by default ``window - step -
+    context``), so the first scene pixel has at least ``context`` pixels of (reflected)
+    context and a positive weight; the last window reaches at least as far beyond the
+    scene.
     """
 
     size: int
     window: int
     step: int
     context: int = 0
+    #: Reflected pixels before the first window's first pixel; None: ``window - step -
+    #: context`` (the first scene pixel has the full weight of one window). The default
+    #: plan uses ``context``: the first scene pixel then has ``context`` pixels of
+    #: (reflected) context, as every other pixel has at least, and the blending ramp of
+    #: the first window lies on the scene instead of on reflected pixels.
+    edge: int | None = None
 
     @property
     def margin(self) -> int:
-        return self.window - self.step - self.context
+        return self.window - self.step - self.context if self.edge is None else self.edge
 
     @property
     def start(self) -> int:
@@ -151,11 +160,11 @@ class Axis:
 
 
 def _fit_axis(size: int, window: int, step: int, context: int, multiple: int,
-              fixed: bool) -> Axis:
+              fixed: bool, edge: int | None = None) -> Axis:
     """The fewest windows of at most ``window`` pixels that cover ``size`` pixels, each as
     small as possible (a multiple of ``multiple``), with the same overlap, context and
     margin: no more pixels are predicted beyond the scene than needed."""
-    ax = Axis(size, window, step, context)
+    ax = Axis(size, window, step, context, edge)
     if fixed:
         return ax
     n, overlap = ax.count, window - step
@@ -163,10 +172,50 @@ def _fit_axis(size: int, window: int, step: int, context: int, multiple: int,
     w = int(math.ceil((need + (n - 1) * overlap) / n / multiple)) * multiple
     if w >= window or w - overlap < 1:
         return ax
-    fitted = Axis(size, w, w - overlap, context)
+    fitted = Axis(size, w, w - overlap, context, edge)
     if fitted.count != n or fitted.margin != ax.margin:  # pragma: no cover - by construction
         raise GlacierKitError(f"Internal error: window fit {fitted} differs from {ax}.")
     return fitted
+
+
+def _axis_of(size: int, n: int, overlap: int, context: int, multiple: int, margin: int,
+             edge: int | None) -> Axis:
+    """``n`` windows (or fewer, if fewer of the same size cover) of the smallest multiple
+    of ``multiple`` that covers ``size`` pixels plus ``margin`` at both ends."""
+    need = size + 2 * margin
+    w = int(math.ceil((need + (n - 1) * overlap) / n / multiple)) * multiple
+    w = max(w, overlap + multiple)
+    return Axis(size, w, w - overlap, context, edge)
+
+
+def _least_work(height: int, width: int, overlap: int, context: int, multiple: int,
+                edge: int, side: int, area: int, side_x: int | None = None
+                ) -> tuple[Axis, Axis]:
+    """The window shape and counts with the least total pixel work (window pixels
+    predicted) that cover a ``height x width`` scene, with every window at most ``side``
+    pixels high and ``area`` pixels in all (the activation memory of one window); the
+    width is bounded by the area (and ``side_x``, if given) only: the strips of rows that
+    stream through memory are one window high. Ties go to fewer windows, then to lower
+    windows."""
+    top = max(1, math.ceil((height + 2 * edge - overlap) / max(multiple, side - overlap)))
+    best = None
+    for ny in range(1, top + 9):  # more, lower windows may allow fewer, wider ones
+        ay = _axis_of(height, ny, overlap, context, multiple, edge, edge)
+        if ay.window > side:  # by construction not the case from ny = top on
+            continue
+        cap = area // ay.window if side_x is None else min(side_x, area // ay.window)
+        cap = max(overlap + multiple, cap // multiple * multiple)
+        nx = max(1, math.ceil((width + 2 * edge - overlap) / max(multiple, cap - overlap)))
+        ax = _axis_of(width, nx, overlap, context, multiple, edge, edge)
+        while ax.window > cap:
+            nx += 1
+            ax = _axis_of(width, nx, overlap, context, multiple, edge, edge)
+        key = (ay.count * ay.window * ax.count * ax.window, ay.count * ax.count, ay.window)
+        if best is None or key < best[0]:
+            best = (key, ay, ax)
+    if best is None:  # pragma: no cover - ny = top always fits
+        raise GlacierKitError(f"Internal error: no window plan for {height}x{width} px.")
+    return best[1], best[2]
 
 
 @dataclass(frozen=True)
@@ -231,7 +280,23 @@ def _step_size(window: int, overlap: float, multiple: int) -> int:
 
 def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None,
           overlap: float | None, context: int | None, batch_size: int | None) -> Plan:
-    """Window size, step and context for a scene (see :func:`predict_scene`)."""
+    """Window size, step and context for a scene (see :func:`predict_scene`).
+
+    With the default blend (``overlap=None``) the windows overlap by twice the context plus
+    the ramp, the scene is reflected by the context beyond its edges, and the windows (one
+    size per axis, multiples of the pooling factor) are chosen among all counts per axis
+    for the least total pixel work, each at most ``window`` pixels high and ``window**2``
+    pixels in area (the activation memory of one default window; with ``window`` given,
+    also at most ``window`` wide). With ``overlap`` given (or a fixed-size model): the
+    fewest square windows of at most ``window`` pixels, reflected by ``window - step -
+    context`` pixels, as in earlier versions.
+
+    Returns
+    -------
+    Plan
+        The nominal window, step, context and overlap, the windows along each axis
+        (:class:`Axis`) and the batch size.
+    """
     m = pred.multiple
     win = _window_size(window, pred)
     if context is not None:
@@ -266,8 +331,13 @@ def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None
             )
         ctx = min(ctx, (win - step) // 2)
     fixed = pred.fixed is not None
-    ay = _fit_axis(height, win, step, ctx, m, fixed)
-    ax = _fit_axis(width, win, step, ctx, m, fixed)
+    if overlap is None and not fixed:
+        # The least pixel work within the memory of one window of win x win pixels.
+        ay, ax = _least_work(height, width, win - step, ctx, m, ctx, win, win * win,
+                             None if window is None else win)
+    else:
+        ay = _fit_axis(height, win, step, ctx, m, fixed)
+        ax = _fit_axis(width, win, step, ctx, m, fixed)
     if batch_size is None:
         batch = max(1, BATCH_PIXELS // (ay.window * ax.window))
     else:
