@@ -51,7 +51,7 @@ n_boot: int = 1000  # bootstrap draws for the 95 percent confidence intervals
 interactive_map: bool = True  # a leafmap map of composite and outlines; False keeps static figures only
 other_region: str = "athabasca"  # another region scored like the test scenes (all its dates); empty skips it
 other_region_mask: str = "known-truth"  # its pixels that count: known-truth, inside or outline
-conditions: list = ["surface reflectance", "toa clear", "toa moderate", "toa hazy", "toa hazy, uncorrected", "offset", "toa moderate + offset", "10 m", "20 m", "30 m"]  # benchmark conditions of users' scenes; [] skips them
+conditions: list = ["toa moderate", "toa moderate + offset"]  # benchmark conditions of users' scenes (gk.evaluate.CONDITIONS; make run: all ten, a few minutes); [] skips them
 output_dir: str = "../runs/interactive"  # notebook 01 output folder; results are written here
 
 # %%
