@@ -52,7 +52,9 @@ def slug(name: str) -> str:
     if os.sep in text or "/" in text:
         p = Path(text)
         if p.exists():
-            text = p.stem.replace("_MTL", "") if p.is_file() else p.name
+            stem = re.sub(r"(?i)\.(tar\.gz|tgz|tar)$", "", p.name)  # a product as downloaded
+            stem = p.stem if stem == p.name else stem
+            text = stem.replace("_MTL", "") if p.is_file() else p.name
     text = unicodedata.normalize("NFC", text)
     out = re.sub(r"[^\w.-]+", "_", text).strip("_").lstrip(".-")
     if len(out.encode("utf-8", "surrogateescape")) > SLUG_MAX:

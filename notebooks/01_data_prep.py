@@ -42,6 +42,7 @@ import glacierkit as gk
 from glacierkit.plot import map_view, save_figure, show_composite
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %%
 output_dir = Path(output_dir)

@@ -51,6 +51,7 @@ from glacierkit.io import write_table
 from glacierkit.plot import save_figure, show_composite, show_profiles
 
 pd.set_option("display.precision", 3)
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %%
 output_dir = Path(output_dir)

@@ -103,6 +103,7 @@ from glacierkit.plot import save_figure
 from glacierkit.unet import TrainConfig
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %% [markdown]
 # ## Configuration

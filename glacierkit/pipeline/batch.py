@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .._util import read_json, write_json
+from ..console import QUIET_ENV
 from ..exceptions import DataNotFoundError, NoOverlapError, ParameterError
 from ..metrics import Counts, scores
 from ..staging import fault_point, make_private_dir
@@ -240,7 +241,7 @@ def _client(cluster, n_workers: int | None):
     if cluster is None or cluster == "local":
         n = int(n_workers or min(2, os.cpu_count() or 1))
         threads = max(1, (os.cpu_count() or 1) // n)
-        env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        env = {**{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()},  # quiet TensorFlow
                "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
                "OMP_NUM_THREADS": str(threads)}
         lc = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",

@@ -19,6 +19,7 @@ import sys
 
 import yaml
 
+from ..console import configure_logging
 from ..exceptions import GlacierKitError, ParameterError
 
 __all__ = ["main"]
@@ -125,7 +126,7 @@ def _cmd_predict(args) -> int:
 
     from ..exceptions import DomainShiftWarning
     from ..staging import check_target
-    from ..unet.artifact import resolve_model
+    from ..unet.artifact import read_sidecar, resolve_model
     from ..unet.output import check_not_the_scene, predict_to_files
 
     if not 0 <= args.threshold <= 1:
@@ -133,8 +134,11 @@ def _cmd_predict(args) -> int:
     # Everything that can be checked is checked before the (long) prediction.
     check_target(args.outdir, args.prefix, overwrite=args.force)
     check_not_the_scene(args.scene, Path(args.outdir), args.prefix)
-    pred = resolve_model(args.model, args.precision)
+    # The scene (opened lazily) and the model's file and sidecar before TensorFlow loads:
+    # their errors come at once, not after seconds of start-up.
     scene = _open_for_predict(args)
+    read_sidecar(args.model)
+    pred = resolve_model(args.model, args.precision)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
         written = predict_to_files(
@@ -259,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, force=True)
     try:
         return args.func(args)
     except GlacierKitError as exc:
