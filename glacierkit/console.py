@@ -18,7 +18,9 @@ is called are written to STDERR", "Could not find cuda drivers", "failed call to
 
 :func:`configure_logging` gives glacierkit's log records one line each on standard error,
 ``glacierkit: warning: ...``, and shows each distinct warning once per process (the RGI
-repair note, for example, is logged each time the outlines are read). ``import glacierkit``
+repair note, for example, is logged each time the outlines are read). glacierkit's own
+warning classes (:class:`~glacierkit.exceptions.DomainShiftWarning` ...) are shown the same
+way, as one line instead of Python's two (file, line and source). ``import glacierkit``
 installs it; it steps aside while the program has configured logging itself (handlers on
 the root logger). The command line forces it.
 """
@@ -31,10 +33,11 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 
-__all__ = ["QUIET_ENV", "quiet_environment", "quiet_tensorflow", "stderr_to_log", "configure_logging", "OnceFilter"]
+__all__ = ["QUIET_ENV", "quiet_environment", "quiet_tensorflow", "stderr_to_log", "configure_logging", "OnceFilter", "collect_warnings"]
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +191,14 @@ class _StderrHandler(logging.StreamHandler):
     def __init__(self, forced: bool):
         super().__init__(sys.stderr)
         self.forced = forced
+        self.collecting: list[str] | None = None
 
     def filter(self, record):
+        if self.collecting is not None and logging.WARNING <= record.levelno < logging.ERROR:
+            text = " ".join(record.getMessage().split())
+            if text not in self.collecting:
+                self.collecting.append(text)
+            return False
         if not self.forced and logging.getLogger().handlers:
             return False
         return super().filter(record)
@@ -201,6 +210,22 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value):  # set by StreamHandler.__init__; the property decides
         pass
+
+
+@contextmanager
+def collect_warnings():
+    """Collect glacierkit's warnings (logged, or its warning classes) into the yielded
+    list instead of printing them, e.g. in a Dask worker, whose parent prints them once.
+    Distinct messages, in order; errors are still printed."""
+    configure_logging()
+    handler = next(h for h in logging.getLogger("glacierkit").handlers
+                   if getattr(h, _HANDLER_FLAG, False))
+    saved, handler.collecting = handler.collecting, []
+    caught = handler.collecting
+    try:
+        yield caught
+    finally:
+        handler.collecting = saved
 
 
 def configure_logging(level: int | None = None, *, force: bool = False) -> None:
@@ -233,3 +258,21 @@ def configure_logging(level: int | None = None, *, force: bool = False) -> None:
     if level is not None:
         mine[0].setLevel(level)
         logger.setLevel(level)
+    if not getattr(warnings.showwarning, _HANDLER_FLAG, False):
+        warnings.showwarning = _glacierkit_warnings_as_lines(warnings.showwarning)
+
+
+def _glacierkit_warnings_as_lines(show):
+    """A ``warnings.showwarning`` that shows glacierkit's own warning classes (the
+    domain-shift guard's, a leaky split ...) as one logged ``glacierkit: warning:`` line,
+    and every other warning as ``show`` does. ``warnings.catch_warnings(record=True)``
+    and ``pytest.warns`` still see them as warnings."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if getattr(category, "__module__", "").startswith("glacierkit"):
+            logging.getLogger("glacierkit").warning("%s", message)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    setattr(showwarning, _HANDLER_FLAG, True)
+    return showwarning

@@ -436,10 +436,15 @@ def _mark(x: float, label: str, span: tuple[float, float], colour: str, dash: st
     return _mpl(line, color=colour, linestyle={"solid": "-", "dashed": "--", "dotted": ":"}[dash])
 
 
-def _outline_layer(outlines, crs, name: str, colour: str):
-    """Polygon outlines as a HoloViews Polygons layer (unfilled) with hover columns."""
+def _outline_layer(outlines, crs, name: str, colour: str, bounds=None):
+    """Polygon outlines as a HoloViews Polygons layer (unfilled) with hover columns and a
+    legend entry, clipped to ``bounds`` (the scene's) when given; None if nothing is left."""
     hv = _hv()
     gdf = outlines.to_crs(crs) if outlines.crs is not None else outlines
+    if bounds is not None:
+        from shapely.geometry import box
+
+        gdf = gdf.clip(box(*bounds))
     cols = [c for c in HOVER_COLUMNS if c in gdf.columns]
     parts = []
     for row in gdf.itertuples(index=False):
@@ -447,31 +452,41 @@ def _outline_layer(outlines, crs, name: str, colour: str):
         if geom is None or geom.is_empty:
             continue
         for poly in getattr(geom, "geoms", [geom]):
+            if poly.geom_type != "Polygon" or poly.is_empty:  # a clip can leave lines, points
+                continue
             x, y = poly.exterior.coords.xy
             parts.append({"x": np.asarray(x), "y": np.asarray(y), "layer": name,
                           **{c: getattr(row, c) for c in cols}})
+    if not parts:
+        return None
     return hv.Polygons(parts, kdims=["x", "y"], vdims=["layer", *cols], label=name).opts(
-        fill_alpha=0, line_color=colour, line_width=1.5, tools=["hover"])
+        fill_alpha=0, line_color=colour, line_width=1.5, tools=["hover"], show_legend=True)
 
 
 def _scene_axes(view, da: xr.DataArray, scene: str | None):
-    """Label the map axes with the scene, so that in a layout only views of the same scene
-    share (link) their axes: HoloViews links the axes of views whose dimensions have the
-    same label. ``scene`` defaults to the raster's ``scene_id``, else its bounds."""
+    """Scope a map view to its scene: its axes span the scene's bounds, and they are
+    labelled with the scene, so that in a layout only views of the same scene share (link)
+    their axes (HoloViews links the axes of views whose dimensions have the same label).
+    ``scene`` defaults to the raster's ``scene_id``, else its bounds."""
+    left, bottom, right, top = da.rio.bounds()
     if scene is None:
-        scene = da.attrs.get("scene_id") or "{:.0f} {:.0f} {:.0f} {:.0f}".format(
-            *da.rio.bounds())
-    return view.redim.label(x=f"x ({scene})", y=f"y ({scene})")
+        scene = da.attrs.get("scene_id") or f"{left:.0f} {bottom:.0f} {right:.0f} {top:.0f}"
+    view = view.redim.label(x=f"x ({scene})", y=f"y ({scene})")
+    return view.opts(xlim=(left, right), ylim=(bottom, top))
 
 
-def _with_outlines(base, crs, outlines):
+def _with_outlines(base, da: xr.DataArray, outlines):
+    """``base`` with the outline layers drawn (clipped to the raster ``da``'s bounds) and a
+    legend naming them in their colours (:func:`outline_colours`)."""
     layers = outlines if isinstance(outlines, Mapping) else {"outlines": outlines}
     view = base
     for name, colour in outline_colours(layers).items():
         gdf = layers[name]
         if gdf is not None and len(gdf):
-            view = view * _outline_layer(gdf, crs, name, colour)
-    return view
+            layer = _outline_layer(gdf, da.rio.crs, name, colour, bounds=da.rio.bounds())
+            if layer is not None:
+                view = view * layer
+    return view.opts(legend_position="bottom") if view is not base else view
 
 
 def map_view(scene: xr.DataArray, roles: Sequence[str] = PAPER_BANDS, *, outlines=None,
@@ -501,7 +516,7 @@ def map_view(scene: xr.DataArray, roles: Sequence[str] = PAPER_BANDS, *, outline
     view = rgb.hvplot.rgb(x="x", y="y", bands=rgb.dims[-1], rasterize=True, data_aspect=1,
                           frame_width=width, xaxis=None, yaxis=None,
                           title=title or f"{scene.attrs.get('scene_id', '')} {'-'.join(roles)}")
-    view = _with_outlines(view, scene.rio.crs, outlines) if outlines is not None else view
+    view = _with_outlines(view, scene, outlines) if outlines is not None else view
     return _scene_axes(view, scene, scene_name)
 
 
@@ -532,7 +547,7 @@ def error_view(values: xr.DataArray, labels, threshold: float, *, outlines=None,
         colorbar=True, title=title or f"{values.name or 'index'} > {threshold:g}",
     ).opts(colorbar_opts={"ticker": FixedTicker(ticks=[0, 1, 2, 3]),
                           "major_label_overrides": dict(enumerate(order))})
-    view = _with_outlines(view, values.rio.crs, outlines) if outlines is not None else view
+    view = _with_outlines(view, values, outlines) if outlines is not None else view
     return _scene_axes(view, values, scene_name)
 
 

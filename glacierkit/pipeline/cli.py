@@ -63,8 +63,8 @@ def _cmd_run(args) -> int:
         raise ParameterError(f"--workers {args.workers}: give a positive number of processes.")
     import distributed  # noqa: F401 - importing it sets its loggers to INFO; quieten them
 
-    if not args.verbose:
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if not args.verbose:  # its shutdown notes ("Worker process still alive ...") are not ours
+        logging.getLogger("distributed").setLevel(logging.ERROR)
     scenes = list(args.scenes or [])
     if args.scenes_file:
         scenes += read_scene_list(args.scenes_file)
@@ -132,7 +132,7 @@ def _cmd_predict(args) -> int:
     if not 0 <= args.threshold <= 1:
         raise ParameterError(f"--threshold {args.threshold} must be a probability in [0, 1].")
     # Everything that can be checked is checked before the (long) prediction.
-    check_target(args.outdir, args.prefix, overwrite=args.force)
+    check_target(args.outdir, args.prefix, overwrite=args.force, cli=True)
     check_not_the_scene(args.scene, Path(args.outdir), args.prefix)
     # The scene (opened lazily) and the model's file and sidecar before TensorFlow loads:
     # their errors come at once, not after seconds of start-up.
@@ -167,7 +167,7 @@ def _print_guard(report) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glacierkit", description=__doc__,
+    parser = argparse.ArgumentParser(prog="glacierkit", description=__doc__.replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,10 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes of the local cluster (default 2)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
-    p = sub.add_parser("fetch-data", help="download every sample file into the cache")
+    p = sub.add_parser("fetch-data", help="download every sample file into the cache",
+                       description="Put every sample file (scenes, outlines, spectra) into "
+                       "the user cache (~/.cache/glacierkit), from the local mirror named by "
+                       "GLACIERKIT_DATA_DIR or from the pinned public sources, checked by "
+                       "sha256, so the notebooks and tests then run offline. Prints each "
+                       "file's path.")
     p.set_defaults(func=_cmd_fetch)
-    p = sub.add_parser("params", help="list a notebook's parameters")
-    p.add_argument("notebook")
+    p = sub.add_parser("params", help="list a notebook's parameters",
+                       description="List the parameters of a notebook's 'parameters' cell: "
+                       "name, type, default and comment, one per line; any of them can be "
+                       "set with --set STEP.KEY=VALUE (glacierkit run) or papermill -p.")
+    p.add_argument("notebook", help="the notebook, e.g. notebooks/01_data_prep.ipynb")
     p.set_defaults(func=_cmd_params)
     p = sub.add_parser("predict", help="predict a whole scene with a trained model; write COGs",
                        description="Predict glacier probability over a whole scene and write "
