@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 
-__all__ = ["QUIET_ENV", "quiet_environment", "quiet_tensorflow", "stderr_to_log", "configure_logging", "OnceFilter", "collect_warnings"]
+__all__ = ["QUIET_ENV", "quiet_environment", "quiet_tensorflow", "stderr_to_log", "configure_logging", "OnceFilter", "collect_warnings", "command_line_logging"]
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,11 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = " ".join(record.getMessage().split())
         level = record.levelname.lower()
-        if record.levelno < logging.WARNING:
-            return f"glacierkit: {level}: {record.name}: {text}"
-        return f"glacierkit: {level}: {text}"
+        line = (f"glacierkit: {level}: {record.name}: {text}" if record.levelno < logging.WARNING
+                else f"glacierkit: {level}: {text}")
+        if record.exc_info:  # the traceback of -v, after the line
+            line += "\n" + self.formatException(record.exc_info)
+        return line
 
 
 _HANDLER_FLAG = "_glacierkit_console"
@@ -210,6 +212,25 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value):  # set by StreamHandler.__init__; the property decides
         pass
+
+
+@contextmanager
+def command_line_logging(level: int = logging.WARNING):
+    """:func:`configure_logging` forced at ``level`` for the duration of a command (the
+    ``glacierkit`` command line); the logging state before it is restored afterwards, so
+    a program that calls the command line in-process keeps its own configuration."""
+    logger = logging.getLogger("glacierkit")
+    configure_logging()
+    handler = next(h for h in logger.handlers if getattr(h, _HANDLER_FLAG, False))
+    saved = (logger.level, logger.propagate, handler.level, handler.forced)
+    configure_logging(level, force=True)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        handler.setLevel(saved[2])
+        handler.forced = saved[3]
 
 
 @contextmanager

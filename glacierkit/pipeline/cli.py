@@ -19,7 +19,7 @@ import sys
 
 import yaml
 
-from ..console import configure_logging
+from ..console import command_line_logging
 from ..exceptions import GlacierKitError, ParameterError
 
 __all__ = ["main"]
@@ -271,7 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    configure_logging(logging.INFO if args.verbose else logging.WARNING, force=True)
+    with command_line_logging(logging.INFO if args.verbose else logging.WARNING):
+        return _run(args)
+
+
+def _run(args) -> int:
+    """Run the command; errors become one line (:func:`_error`)."""
     try:
         return args.func(args)
     except GlacierKitError as exc:

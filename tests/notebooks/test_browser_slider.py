@@ -151,12 +151,15 @@ def test_slider_updates_metrics_and_map(jupyterlab):
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(WAIT_MS)
+            console = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.goto(f"{jupyterlab['url']}/lab/tree/{NOTEBOOK}?token={jupyterlab['token']}")
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
             page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
 
             try:
                 _run_all_cells(page)
+                _check_every_view_draws(page, expect, console)
                 _check_slider(page, expect)
             except Exception:
                 page.screenshot(path=str(jupyterlab["tmp"] / "failure.png"), full_page=True)
@@ -261,6 +264,46 @@ MAP_FINGERPRINT = """() => {
   }
   return out.join(",");
 }"""
+
+
+# The HoloViews outputs, as JupyterLab renders them (the pyviz mime renderer).
+VIEWS = ".jp-OutputArea-output[data-mime-type='application/vnd.holoviews_exec.v0+json']"
+
+# Per Bokeh plot in the page: its title and whether each of its glyph renderers has data.
+PLOTS = """() => {
+  const out = [];
+  for (const doc of (window.Bokeh && window.Bokeh.documents) || []) {
+    for (const m of doc.all_models) {
+      if (!m.renderers || !m.x_range) continue;
+      const sizes = m.renderers.filter(r => r.data_source).map(r => {
+        const d = r.data_source.data;
+        const cols = d instanceof Map ? [...d.values()] : Object.values(d);
+        return cols.length ? cols[0].length : 0;
+      });
+      out.push({title: m.title ? m.title.text : "", sizes,
+                x: [m.x_range.start, m.x_range.end], y: [m.y_range.start, m.y_range.end]});
+    }
+  }
+  return out;
+}"""
+
+
+def _check_every_view_draws(page, expect, console) -> None:
+    """Every HoloViews view (histograms, sweep curves, the slider map) is drawn with its
+    data: a visible canvas, each plot's glyphs hold data and its ranges are finite; and no
+    BokehJS loader in the page asked a CDN (which offline never answers: blank views)."""
+    views = page.locator(VIEWS)
+    assert views.count() >= 3, views.count()
+    for i in range(views.count()):
+        expect(views.nth(i).locator("canvas").first).to_be_visible()
+    plots = page.evaluate(PLOTS)
+    assert len(plots) >= 7, plots  # 4 histograms, 6 sweep panels (some scenes), the map
+    for plot in plots:
+        assert plot["sizes"] and all(n > 0 for n in plot["sizes"]), plot
+        assert all(v is not None and abs(v) < 1e12 for v in plot["x"] + plot["y"]), plot
+    cdn = [m for m in console if "failed to load" in m or "failed to initialize" in m
+           or "BokehJS failed" in m]
+    assert not cdn, cdn
 
 
 def _check_slider(page, expect) -> None:

@@ -4,7 +4,14 @@ import geopandas as gpd
 import pytest
 import rasterio
 
-from conftest import ROOT, holoviews_outputs, run_notebook
+from conftest import (
+    ROOT,
+    assert_views_can_render,
+    holoviews_outputs,
+    notebook_outputs,
+    notebook_stderr,
+    run_notebook,
+)
 from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET
 from glacierkit.evaluate import compare_methods
 from glacierkit.exceptions import DataNotFoundError, ParameterError
@@ -68,12 +75,18 @@ def test_model_path_resolution(tmp_path, monkeypatch):
 
 
 @pytest.mark.notebook
-def test_notebook_05_runs_headless(prepared_alps, tmp_path):
+def test_notebook_05_runs_headless(prepared_alps, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # glacierkit quiets the kernel
     (tmp_path / "prepared").symlink_to(prepared_alps / "prepared")
     nb = run_notebook("05_evaluation", tmp_path, test_scenes=["alps-s2/gorner"],
                       unlabelled_scenes=["alps-s2/merdeglace"], n_boot=50, interactive_map=False)
     views = holoviews_outputs(nb)
     assert len(views) == 2  # error maps with outlines (error_view), per-glacier table
+    assert_views_can_render(nb)
+    # a quiet console: no TensorFlow/CUDA lines, the RGI repair note once, as glacierkit's
+    assert notebook_stderr(nb) == []
+    notes = [t for t in notebook_outputs(nb, "stderr") if "invalid polygons" in t]
+    assert len(notes) == 1 and notes[0].startswith("glacierkit: warning: ")
     assert (tmp_path / "table4.csv").is_file()
     assert (tmp_path / "figures" / "05_error_maps.png").is_file()
     assert (tmp_path / "predictions" / "alps-s2_merdeglace" / "mask.tif").is_file()
