@@ -185,6 +185,13 @@ class _Formatter(logging.Formatter):
 _HANDLER_FLAG = "_glacierkit_console"
 
 
+def _program_handlers() -> list[logging.Handler]:
+    """The root logger's handlers that the program set up: not absl's, which importing
+    TensorFlow adds and which shows nothing before absl's flags are parsed."""
+    return [h for h in logging.getLogger().handlers
+            if not type(h).__module__.startswith("absl")]
+
+
 class _StderrHandler(logging.StreamHandler):
     """A stream handler that writes to ``sys.stderr`` as it is at each record (a notebook
     kernel, pytest and the command line all replace it). Unless ``forced``, it steps aside
@@ -201,7 +208,7 @@ class _StderrHandler(logging.StreamHandler):
             if text not in self.collecting:
                 self.collecting.append(text)
             return False
-        if not self.forced and logging.getLogger().handlers:
+        if not self.forced and _program_handlers():
             return False
         return super().filter(record)
 

@@ -242,6 +242,19 @@ def _png_data_url(rgb: np.ndarray) -> str:
 
 def leaflet_map(scene: xr.DataArray, layers: dict | None = None,
                 roles: Sequence[str] = PAPER_BANDS, max_pixels: int = 1_000_000):
+    """An interactive leafmap map: the scene's composite plus vector layers (see
+    :func:`_leaflet_map`). leafmap switches off every warning of the process when it is
+    imported and in many of its functions (``warnings.filterwarnings("ignore")``), which
+    silenced the domain-shift guard in the cells after the map; the process's warning
+    filters are restored afterwards."""
+    import warnings
+
+    with warnings.catch_warnings():
+        return _leaflet_map(scene, layers, roles, max_pixels)
+
+
+def _leaflet_map(scene: xr.DataArray, layers: dict | None, roles: Sequence[str],
+                 max_pixels: int):
     """An interactive leafmap map: the scene's composite plus vector layers.
 
     ``layers`` maps a layer name to a GeoDataFrame (reference outlines, predicted outlines

@@ -91,7 +91,8 @@ def test_warnings_are_one_glacierkit_line_once(capsys):
         for _ in range(3):
             logger.warning("1 of the %d outlines are invalid polygons; repaired", 1961)
         logger.warning("another note")
-        warnings.warn("Domain-shift guard: 18% negative reflectance", DomainShiftWarning)
+        warnings.warn("Domain-shift guard: 18% negative reflectance", DomainShiftWarning,
+                      stacklevel=1)
         logger.error("an error shows every time")
         logger.error("an error shows every time")
     err = capsys.readouterr().err.splitlines()
@@ -103,7 +104,7 @@ def test_warnings_are_one_glacierkit_line_once(capsys):
     # the state before is back: pytest's own handlers get glacierkit's records again
     assert logging.getLogger("glacierkit").propagate
     with pytest.warns(DomainShiftWarning):  # still a warning for code that checks
-        warnings.warn("guard", DomainShiftWarning)
+        warnings.warn("guard", DomainShiftWarning, stacklevel=1)
 
 
 def test_collected_warnings_are_not_printed(capsys):

@@ -258,7 +258,11 @@ def test_static_and_leaflet_maps_use_the_same_colours_and_name_them(scene_and_ou
     assert drawn == set(colours.values())
     plt.close(ax.figure)
     pytest.importorskip("leafmap")
+    import warnings
+
+    filters = list(warnings.filters)
     m = leaflet_map(scene, layers)
+    assert warnings.filters == filters  # leafmap's "ignore every warning" does not stay
     styles = {layer.name: layer.style["color"] for layer in m.layers
               if getattr(layer, "name", "") in layers}
     assert styles == colours

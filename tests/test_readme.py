@@ -15,12 +15,17 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import rasterio
 
-from conftest import ROOT, foreign_stderr_lines, notebook_stderr
+from conftest import (
+    ROOT,
+    assert_views_can_render,
+    foreign_stderr_lines,
+    holoviews_outputs,
+    notebook_stderr,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebook]
 
@@ -101,10 +106,18 @@ def test_readme_commands_run_as_written(checkout, sample_data):
     runs = checkout / "runs"
     assert not notebook_stderr(runs / "my" / "01.ipynb")  # the cells printed no noise either
     assert (runs / "my" / "prepared" / "alps-s2_gorner_labels.tif").is_file()  # a list, as YAML
-    sample = runs / "sample"
+    sample = runs / "sample"  # notebook 01 on the five Alps scenes: COGs, labels, composites
     with rasterio.open(sample / "prepared" / "alps-s2_morteratsch_labels.tif") as src:
         assert src.crs.to_epsg() == 32632 and src.nodata == 255
+        assert abs((src.read(1) == 1).mean() - 0.5584) < 5e-5
+    with rasterio.open(sample / "prepared" / "alps-s2_morteratsch.tif") as src:
+        assert src.count == 9 and src.descriptions[-2] == "B11"
     assert not (sample / "prepared" / "alps-s2_merdeglace_labels.tif").exists()  # no RGI in France
+    assert (sample / "figures" / "01_composites.png").stat().st_size > 10_000
+    nb01 = sample / "notebooks" / "01_data_prep.ipynb"
+    assert len(holoviews_outputs(nb01)) == 1  # the interactive composites (map_view)
+    assert_views_can_render(nb01)
+    assert notebook_stderr(nb01) == []
     assert (sample / "notebooks" / "01_data_prep.kernel.log").is_file()  # where the README says
     assert (sample / "bands" / "combinations_train.csv").is_file()
     params = next(o for c, o in outputs.items() if " params " in c)

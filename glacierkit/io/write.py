@@ -16,7 +16,6 @@ import numpy as np
 import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
-
 from rasterio._err import CPLE_BaseError
 
 from .._util import atomic_path, write_failure
