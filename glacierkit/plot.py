@@ -258,13 +258,15 @@ def _leaflet_map(scene: xr.DataArray, layers: dict | None, roles: Sequence[str],
     """An interactive leafmap map: the scene's composite plus vector layers.
 
     ``layers`` maps a layer name to a GeoDataFrame (reference outlines, predicted outlines
-    ...), drawn in the colours of :func:`outline_colours` (as in the static and the
-    HoloViews figures) and named in a legend. The composite is embedded as a PNG overlay (decimated to
-    about ``max_pixels``), so no tile server is needed; the basemap needs the internet.
+    ...), clipped to the scene, drawn in the colours of :func:`outline_colours` (as in the
+    static and the HoloViews figures) and named in a legend. The composite is embedded as a PNG overlay
+    (decimated to about ``max_pixels``), so no tile server is needed; the basemap needs the
+    internet.
     """
     import ipyleaflet
     import leafmap
     from pyproj import Transformer
+    from shapely.geometry import box
 
     stride = max(1, int(np.ceil(np.sqrt(scene.sizes["y"] * scene.sizes["x"] / max_pixels))))
     small = scene.isel(x=slice(None, None, stride), y=slice(None, None, stride))
@@ -280,6 +282,11 @@ def _leaflet_map(scene: xr.DataArray, layers: dict | None, roles: Sequence[str],
     for name, colour in outline_colours(layers or {}).items():
         gdf = layers[name]
         if gdf is None or not len(gdf):
+            continue
+        gdf = gdf.to_crs(scene.rio.crs) if gdf.crs is not None else gdf
+        gdf = gdf.clip(box(left, bottom, right, top))  # the scene's part, as in the other views
+        gdf = gdf[~gdf.geometry.is_empty & gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
+        if not len(gdf):
             continue
         style = {"color": colour, "weight": 1.5, "fillOpacity": 0.0}
         m.add_gdf(gdf.to_crs("EPSG:4326")[["geometry"]], layer_name=name, style=style,
@@ -383,6 +390,8 @@ def outline_colours(layers) -> dict[str, str]:
     """``{layer name: colour}`` for outline layers, in order: the first is magenta, the
     second cyan ... (:data:`OUTLINE_COLOURS`), in every kind of figure."""
     return {name: OUTLINE_COLOURS[i % len(OUTLINE_COLOURS)] for i, name in enumerate(layers)}
+
+
 #: Columns of an outline table shown on hover, when present (RGI names them so).
 HOVER_COLUMNS = ("RGIId", "Name", "area_km2", "Area")
 

@@ -73,7 +73,7 @@ for ax, name in zip(axes[0], summary["scene"]):
                    title=f"{name} ({'-'.join(roles)})")
     views.append(map_view(scene, roles=roles, outlines={"RGI outlines": polygons}, title=name))
 fig.tight_layout()
-save_figure(fig, output_dir / "figures" / "01_composites.png")
+save_figure(fig, output_dir / "figures" / "01_composites.png");
 
 # %% [markdown]
 # The same composites to pan and zoom (re-sampled to the screen with datashader, so full

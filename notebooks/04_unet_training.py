@@ -147,7 +147,7 @@ for ax, name in zip(axes[0], patches.scenes):
     scene, labels = gk.prep.load_prepared(output_dir, name)
     gk.plot.show_split(scene, patches, name, labels=labels, ax=ax)
 fig.tight_layout()
-save_figure(fig, output_dir / "figures" / "04_tiles_split.png")
+save_figure(fig, output_dir / "figures" / "04_tiles_split.png");
 
 # %% [markdown]
 # Example training tiles (the first three input channels) with their glacier labels, and

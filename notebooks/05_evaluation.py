@@ -103,7 +103,7 @@ result.comparison[result.comparison.scene != "pooled"][cols].round(3)
 
 # %%
 fig = methods_error_grid(result.maps, result.thresholds)
-save_figure(fig, figures / "05_error_maps.png")
+save_figure(fig, figures / "05_error_maps.png");
 
 # %% [markdown]
 # To pan and zoom, with the RGI outlines (magenta) and the U-Net's outlines (cyan) to hover; the two

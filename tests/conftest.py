@@ -27,6 +27,13 @@ import glacierkit  # noqa: E402,F401  (quiets TensorFlow before any test imports
 _PROGRESS = re.compile(r"^[^|]*\d+%\|.*\|")
 
 
+#: What papermill itself (not the notebook) writes on stderr: its progress and log lines, and
+#: the TCP notice of the kernel it starts (glacierkit's own runner uses IPC instead).
+PAPERMILL_LINES = ("Input Notebook:", "Output Notebook:", "Working directory:",
+                   "Executing notebook with kernel:",
+                   "[IPKernelApp] WARNING | Kernel is running over TCP without encryption")
+
+
 def foreign_stderr_lines(text: str, tool: tuple[str, ...] = ()) -> list[str]:
     """The lines of ``text`` (a process's stderr) that are not glacierkit's own: not a
     ``glacierkit:`` line, not a progress bar, not blank, and not starting with one of
@@ -61,6 +68,14 @@ def assert_views_can_render(notebook) -> None:
     assert loaders, "no BokehJS loader in the notebook"
     cdn = [js[:200] for js in loaders if "cdn.bokeh.org" in js or "cdn.holoviz.org" in js]
     assert not cdn, f"{len(cdn)} outputs load BokehJS from a CDN"
+
+
+def path_reprs(notebook) -> list[str]:
+    """The cell results of an executed notebook that are a path's repr (``PosixPath('...')``):
+    a cell ending with a call that returns the file it saved, where the text promises a
+    figure."""
+    return [str(t) for t in notebook_outputs(notebook, "text/plain")
+            if str(t).startswith(("PosixPath(", "WindowsPath(", "PurePosixPath("))]
 
 
 def notebook_stderr(notebook) -> list[str]:

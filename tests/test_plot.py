@@ -242,13 +242,21 @@ def test_legend_entries_are_the_outline_layers_in_their_colours():
 
 
 def test_static_and_leaflet_maps_use_the_same_colours_and_name_them(scene_and_outlines):
+    import geopandas as gpd
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex
+    from pyproj import Transformer
+    from shapely.geometry import box
 
     from glacierkit.plot import leaflet_map, outline_colours, show_composite
 
     scene, _, outlines = scene_and_outlines
-    layers = {"RGI outlines": outlines, "U-Net outlines": outlines.iloc[:1]}
+    left, bottom, right, top = scene.rio.bounds()
+    beyond = gpd.GeoDataFrame(geometry=[box(right - 300, bottom - 3000, right + 3000, top),
+                                        box(right + 500, top + 500, right + 900, top + 900)],
+                              crs=scene.rio.crs)  # one reaches into the scene, one misses it
+    layers = {"RGI outlines": pd.concat([outlines, beyond.to_crs(outlines.crs)]),
+              "U-Net outlines": outlines.iloc[:1]}
     colours = outline_colours(layers)
     ax = show_composite(scene, outlines=layers)
     legend = {t.get_text(): to_hex(h.get_color()) for t, h in
@@ -266,6 +274,19 @@ def test_static_and_leaflet_maps_use_the_same_colours_and_name_them(scene_and_ou
     styles = {layer.name: layer.style["color"] for layer in m.layers
               if getattr(layer, "name", "") in layers}
     assert styles == colours
+    # the outlines are clipped to the scene, as in the other views: nothing drawn outside it
+    to_ll = Transformer.from_crs(scene.rio.crs, "EPSG:4326", always_xy=True)
+    lons, lats = to_ll.transform([left, right, left, right], [bottom, bottom, top, top])
+    rgi = next(layer for layer in m.layers if getattr(layer, "name", "") == "RGI outlines")
+
+    def corners(c):
+        return [c] if isinstance(c[0], float | int) else [p for part in c for p in corners(part)]
+
+    points = np.array([p for f in rgi.data["features"] for p in corners(f["geometry"]["coordinates"])])
+    eps = 1e-7
+    assert points[:, 0].min() >= min(lons) - eps and points[:, 0].max() <= max(lons) + eps
+    assert points[:, 1].min() >= min(lats) - eps and points[:, 1].max() <= max(lats) + eps
+    assert len(rgi.data["features"]) == 3  # the two planted outlines and the reaching one
     legend_html = " ".join(getattr(getattr(c, "widget", None), "value", "") or "" for c in m.controls)
     for name, colour in colours.items():
         assert name in legend_html and colour.lstrip("#") in legend_html.lower()

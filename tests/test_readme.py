@@ -20,11 +20,13 @@ import pytest
 import rasterio
 
 from conftest import (
+    PAPERMILL_LINES,
     ROOT,
     assert_views_can_render,
     foreign_stderr_lines,
     holoviews_outputs,
     notebook_stderr,
+    path_reprs,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebook]
@@ -45,12 +47,6 @@ NOT_RUN = {
         "the test suite itself",
     "make lint                      # ruff": "a linter, not a sample-data command",
 }
-
-
-#: What papermill itself (not the notebook) writes on stderr: its progress and log lines, and
-#: the TCP notice of the kernel it starts (glacierkit's own runner uses IPC instead).
-PAPERMILL_LINES = ("Input Notebook:", "Output Notebook:", "Executing notebook with kernel:",
-                   "[IPKernelApp] WARNING | Kernel is running over TCP without encryption")
 
 
 def readme_commands(text: str) -> list[str]:
@@ -118,6 +114,7 @@ def test_readme_commands_run_as_written(checkout, sample_data):
     assert len(holoviews_outputs(nb01)) == 1  # the interactive composites (map_view)
     assert_views_can_render(nb01)
     assert notebook_stderr(nb01) == []
+    assert path_reprs(nb01) == []  # the composites show, not the path they were saved to
     assert (sample / "notebooks" / "01_data_prep.kernel.log").is_file()  # where the README says
     assert (sample / "bands" / "combinations_train.csv").is_file()
     params = next(o for c, o in outputs.items() if " params " in c)

@@ -9,7 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import assert_views_can_render, holoviews_outputs, notebook_outputs, run_notebook
+from conftest import (
+    assert_views_can_render,
+    holoviews_outputs,
+    notebook_outputs,
+    path_reprs,
+    run_notebook,
+)
 from glacierkit import indices
 from glacierkit.ndsi import threshold
 from glacierkit.prep import load_prepared
@@ -35,6 +41,7 @@ def test_notebook_03_learns_on_train_and_writes_its_tables(run_dir):
     # the matplotlib figures are shown too (HoloViews' PNG rendering used to switch pyplot's
     # interactive mode off): the error maps and the slider's static figure
     assert len(notebook_outputs(nb, "image/png")) >= 2
+    assert path_reprs(nb) == []  # no cell shows the path of the file it saved
     out = run_dir / "ndsi"
     for name in ("table4_train", "table4_test", "sweep_fine_train", "sweep_fine_test", "otsu",
                  "learned_vs_oracle", "water_called_glacier"):
