@@ -171,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run the notebook pipeline from a YAML file")
+    p = sub.add_parser("run", help="run the notebook pipeline from a YAML file",
+                       description="Run the notebooks of a pipeline file in order with "
+                       "papermill, parameter names checked, completed steps skipped, into "
+                       "runs/<name>/ (the executed notebooks, their kernel logs, figures, "
+                       "tables and index.html); or, with --scenes, predict many scenes.")
     p.add_argument("pipeline", help="pipeline YAML file (e.g. pipelines/sample.yml)")
     p.add_argument("--name", help="run name: outputs go to runs/<name>/")
     p.add_argument("--force", action="store_true", help="re-run steps that already completed")
@@ -213,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "0 not, 255 nodata) and, with --tta, confidence.tif to OUTDIR as "
                        "cloud-optimized GeoTIFFs.")
     p.add_argument("model", help="trained model (.keras, with its .json sidecar beside it)")
-    p.add_argument("scene", help="scene: GeoTIFF, Landsat product folder/_MTL.txt or sample name")
+    p.add_argument("scene", help="scene: GeoTIFF, Landsat product folder, its _MTL.txt or "
+                   ".tar/.tar.gz, or a sample name")
     p.add_argument("outdir", help="output folder")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="probability above which a pixel is glacier (default 0.5)")

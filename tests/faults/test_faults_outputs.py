@@ -128,6 +128,7 @@ def test_predict_writes_one_complete_set_and_refuses_to_mix(model, scenes, tmp_p
     rc, err = _cli(capsys, "predict", model, scenes["b"], out, *PREDICT_OPTS)
     line = _one_line_error(err)
     assert rc == 2 and "--force" in line and "mask.tif" in line
+    assert "overwrite=" not in line and "prefix=" not in line  # the CLI's words, not the API's
     assert _tree(out) == before
     # with --force the whole earlier set goes: no confidence/outlines of scene a remain
     rc, err = _cli(capsys, "predict", model, scenes["b"], out, "--force", *PREDICT_OPTS)

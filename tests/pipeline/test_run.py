@@ -214,3 +214,24 @@ def test_text_parameters_from_papermill_are_read_as_yaml():
         parse_parameters({"__annotations__": {"n": int}, "n": "[1, 2]"})
     with pytest.raises(ParameterError, match="flag"):
         parse_parameters({"__annotations__": {"flag": bool}, "flag": "maybe"})
+
+
+def test_command_line_help_is_plain_and_complete():
+    """The help of glacierkit and of each command: no RST markup, every command described,
+    every positional argument explained."""
+    import argparse
+
+    from glacierkit.pipeline.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    described = {choice.dest: choice.help for choice in sub._choices_actions}
+    assert set(described) == set(sub.choices) == {"run", "fetch-data", "params", "predict"}
+    assert all(described.values()), described
+    for name, command in [("glacierkit", parser), *sub.choices.items()]:
+        text = command.format_help()
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, name
+        assert command.description, f"{name} has no description"
+        for action in command._actions:
+            if not action.option_strings and not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{name}: positional {action.dest} has no help"
