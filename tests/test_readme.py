@@ -124,5 +124,8 @@ def test_readme_commands_run_as_written(checkout, sample_data):
     with rasterio.open(scene / "mask.tif") as src:
         assert src.crs.to_epsg() == 32623 and src.shape == (300, 400)
     assert (sample / "scenes.csv").is_file()
+    batch = next(o for c, o in outputs.items() if re.search(r"--scenes(\s|$)", c))
+    assert batch.stderr.count("100%|") <= 1  # the final progress bar once, not twice
+    assert batch.stderr.count("invalid polygons") == 1  # the workers' warnings, once
     table = (sample / "scenes.csv").read_text()
     assert "alps-s2/merdeglace" in table and "alps-s2/gorner" in table

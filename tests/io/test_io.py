@@ -353,6 +353,10 @@ def test_write_raster_has_overviews(tmp_path):
     out = write_raster(big.isel(band=[0]), tmp_path / "big.tif")
     with rasterio.open(out) as src:
         assert len(src.overviews(1)) >= 1
+    # as the README says: overviews only when larger than 512 px (one COG block)
+    small, _ = make_scene(height=300, width=400)
+    with rasterio.open(write_raster(small.isel(band=[0]), tmp_path / "small.tif")) as src:
+        assert src.overviews(1) == []
 
 
 def test_write_raster_is_atomic_on_failure(tmp_path, synthetic_scene, monkeypatch):
