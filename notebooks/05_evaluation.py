@@ -235,6 +235,7 @@ for name, prob in probabilities.items():
     im = axes[1].imshow(prob.values, extent=gk.plot.extent(prob), cmap="Blues", vmin=0, vmax=1)
     axes[1].set_title("U-Net glacier probability", fontsize=9)
     fig.colorbar(im, ax=axes[1], shrink=0.7)
+    axes[1].ticklabel_format(style="plain", useOffset=False)  # metres, as in the composite
     fig.tight_layout()
     save_figure(fig, figures / f"05_unlabelled_{gk.slug(name)}.png")
 
