@@ -22,7 +22,13 @@ stays fast and TensorFlow loads only with the U-Net.
 from __future__ import annotations
 
 from ._util import lazy_exports
+from .console import configure_logging, quiet_tensorflow
 from .exceptions import GlacierKitError
+
+# Before anything can import TensorFlow: no C++ start-up chatter, one line per warning
+# (README: a quiet console; glacierkit.console says how).
+quiet_tensorflow()
+configure_logging()
 
 __version__ = "0.1.0"
 
@@ -46,6 +52,7 @@ _EXPORTS = {
     "staging": ".staging",
     "pipeline": ".pipeline",
     "exceptions": ".exceptions",
+    "console": ".console",
     # the curated names
     "NODATA": "._util",
     "slug": "._util",

@@ -25,7 +25,8 @@ Two implementations, equal count for count:
 The ``nd`` kernels compute the normalized difference ``(a - b) / (a + b)`` inside the same
 pass, bit for bit as :func:`glacierkit.indices.normalized_difference` (float32 bands:
 float32 arithmetic, as NumPy; float64 bands: float64, then the cast to float32; a zero or
-NaN denominator gives NaN, which is skipped), so NDSI is never stored.
+NaN denominator gives NaN, which is skipped; values outside [-1, 1], which only negative
+reflectance gives, are clipped to -1 or 1), so NDSI is never stored.
 """
 
 from __future__ import annotations
@@ -50,17 +51,23 @@ def _nd_value(x, y, f32):
     # Float32 bands: float32 arithmetic, each operation correctly rounded (IEEE), which is
     # what NumPy computes. Float64 bands are computed in float64 and only the quotient is
     # rounded, as normalized_difference(...).astype("float32") does.
+    # Then clipped to [-1, 1] (a negative band puts the ratio outside; the U-Net's rule),
+    # NaN kept (comparisons with NaN are false).
     if f32:
         s = x + y
         d = x - y
         bad = not (s != 0)  # zero or NaN denominator: NaN index
         s = s if not bad else np.float32(1.0)
-        return d / s, bad
-    s = np.float64(x + y)
-    d = np.float64(x - y)
-    bad = not (s != 0)
-    s = s if not bad else 1.0
-    return np.float32(d / s), bad
+        v = d / s
+    else:
+        s = np.float64(x + y)
+        d = np.float64(x - y)
+        bad = not (s != 0)
+        s = s if not bad else 1.0
+        v = np.float32(d / s)
+    v = np.float32(1.0) if v > np.float32(1.0) else v
+    v = np.float32(-1.0) if v < np.float32(-1.0) else v
+    return v, bad
 
 
 @numba.njit(inline="always", **_OPTS)
@@ -163,7 +170,8 @@ def _nd_array(a, b, f32, out):
 
 
 def nd_values(a: np.ndarray, b: np.ndarray, parallel: bool = True) -> np.ndarray:
-    """``float32((a - b) / (a + b))`` with NaN for zero or NaN denominators, in one pass.
+    """``float32((a - b) / (a + b))`` clipped to [-1, 1], with NaN for zero or NaN
+    denominators, in one pass.
 
     Bit for bit what ``indices.normalized_difference`` computes with xarray for float32
     bands, with one allocation instead of five.

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
@@ -24,7 +25,9 @@ import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CHECKOUT", "NODATA", "jsonable", "to_json", "write_json", "read_json", "slug", "UNET", "NDSI_LEARNED", "NDSI_ORACLE", "atomic_path"]
+from .exceptions import GlacierKitError, OutputError
+
+__all__ = ["CHECKOUT", "NODATA", "jsonable", "to_json", "write_json", "read_json", "slug", "UNET", "NDSI_LEARNED", "NDSI_ORACLE", "atomic_path", "write_failure"]
 
 #: The folder above the package: the checkout, for an editable install (``models/``,
 #: ``notebooks/``).
@@ -55,7 +58,9 @@ def slug(name: str) -> str:
     elif os.sep in text or "/" in text:
         p = Path(text)
         if p.exists():
-            text = p.stem.replace("_MTL", "") if p.is_file() else p.name
+            stem = re.sub(r"(?i)\.(tar\.gz|tgz|tar)$", "", p.name)  # a product as downloaded
+            stem = p.stem if stem == p.name else stem
+            text = stem.replace("_MTL", "") if p.is_file() else p.name
     text = unicodedata.normalize("NFC", text)
     out = re.sub(r"[^\w.-]+", "_", text).strip("_").lstrip(".-")
     if len(out.encode("utf-8", "surrogateescape")) > SLUG_MAX:
@@ -86,10 +91,19 @@ def current_umask() -> int:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it over ``path`` only on success.
+
+    A full disk (or quota) while writing becomes one :class:`OutputError` that names the
+    folder and its free space (:func:`write_failure`); the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if not _is_full(exc):
+            raise
+        raise write_failure(path, exc) from None
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -97,9 +111,67 @@ def atomic_path(path: str | os.PathLike):
         if tmp.exists():  # mkstemp makes 0600 files: give the usual permissions
             os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        if isinstance(exc, GlacierKitError) or not _is_full(exc):
+            raise
+        raise write_failure(path, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _is_full(exc: BaseException) -> bool:
+    """True when ``exc`` says the disk (or the quota) is full."""
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
+        "no space left" in str(exc).lower()
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _visible_folder(path: Path) -> Path:
+    """The nearest folder above ``path`` that is not hidden (not a staging folder)."""
+    folder = path.parent
+    while folder.name.startswith(".") and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def write_failure(path: str | os.PathLike, exc: BaseException, needed: int | None = None,
+                  full: bool | None = None) -> OutputError:
+    """One clear :class:`OutputError` for a failed write of ``path``: for a full disk the
+    folder, its free space and (when known) the space needed; else the reason and the fix.
+
+    ``needed`` is an estimate in bytes of what writing ``path`` takes; ``full`` forces the
+    full-disk diagnosis (GDAL's write errors do not always carry ``ENOSPC``).
+    """
+    import shutil
+
+    path = Path(path)
+    folder = _visible_folder(path)
+    try:
+        free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    except OSError:
+        free = None
+    full = _is_full(exc) if full is None else full
+    reason = " ".join(str(getattr(exc, "strerror", None) or exc).split()) or type(exc).__name__
+    if full or (free is not None and needed is not None and free < needed):
+        have = f"{_size(free)} free" if free is not None else "no space left"
+        want = f"; writing {path.name} needs up to about {_size(needed)}" if needed else ""
+        return OutputError(
+            f"The disk holding {folder} is full ({have}{want}). Free some space there, or "
+            "choose an output folder on another disk; nothing partial was left behind."
+        )
+    return OutputError(
+        f"Cannot write {path.name} in {folder}: {reason}. Check the folder's permissions and "
+        f"free space ({_size(free) if free is not None else 'unknown'} free); nothing partial "
+        "was left behind."
+    )
 
 
 # --------------------------------------------------------------------------- JSON

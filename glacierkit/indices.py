@@ -3,6 +3,19 @@
 One generic :func:`normalized_difference` and thin named wrappers. Each returns a
 ``(y, x)`` DataArray on the scene's grid with its coordinates, CRS and attrs. Zero
 denominators and NaN inputs give NaN, silently, also on dask arrays.
+
+**Negative reflectance.** Atmospheric correction leaves some dark pixels (deep shadow,
+water, over-corrected SWIR on ice) with a zero or negative reflectance. With both bands
+positive a normalized difference lies in [-1, 1]; with one negative it does not (on the
+Landsat 8 sample crop NDSI reached -1,470 and 51 on the 436 pixels with negative green).
+Such values are **clipped to -1 or 1**: glacierkit's one rule, the same in the NDSI
+threshold sweeps (``glacierkit.ndsi.sweep``), the slider, and the U-Net's index input
+channels (which the committed model was trained with). The clipped value follows the sign
+of the ratio: a positive green over a negative SWIR1 gives NDSI 1 (snow-like, as
+over-corrected SWIR on ice is), a negative green over a smaller positive SWIR1 gives NDSI
+-1, but where the two bands sum to less than zero the sign flips (green -0.02 and SWIR1
+0.01 give 3, clipped to 1). To leave such pixels out, mask them with
+:func:`positive_bands`: ``ndsi(scene).where(positive_bands(scene, "green", "swir1"))``.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ import xarray as xr
 
 from .bands import select_bands
 
-__all__ = ["normalized_difference", "ndsi", "ndwi", "band_ratio", "red_swir_ratio"]
+__all__ = ["normalized_difference", "ndsi", "ndwi", "band_ratio", "red_swir_ratio", "positive_bands"]
 
 
 def role_band(scene: xr.DataArray, role: str) -> xr.DataArray:
@@ -47,23 +60,27 @@ COMPILED_FROM_PIXELS = 1 << 20
 
 
 def _nd_float32(a: np.ndarray, b: np.ndarray, parallel: bool = True) -> np.ndarray:
-    """``float32((a - b) / (a + b))``, NaN for zero or NaN denominators: the compiled
-    one-pass kernel for large arrays, the NumPy expression (the same operations) for small
-    ones."""
+    """``float32((a - b) / (a + b))`` clipped to [-1, 1], NaN for zero or NaN
+    denominators: the compiled one-pass kernel for large arrays, the NumPy expression (the
+    same operations) for small ones."""
     if np.broadcast(a, b).size >= COMPILED_FROM_PIXELS:
         from ._kernels import nd_values
 
         return nd_values(a, b, parallel=parallel)
     den = a + b
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (a - b) / np.where(den != 0, den, np.float32(np.nan))
+        return np.clip((a - b) / np.where(den != 0, den, np.float32(np.nan)),
+                       np.float32(-1), np.float32(1))
 
 
 def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
-    """``(a - b) / (a + b)``, NaN where ``a + b == 0`` or an input is NaN (no warnings).
+    """``(a - b) / (a + b)`` clipped to [-1, 1]; NaN where ``a + b == 0`` or an input is
+    NaN (no warnings).
 
-    Float32 inputs are computed in one compiled pass (per chunk for dask), bit for bit equal
-    to the xarray expression and without its temporaries (below
+    Only a negative ``a`` or ``b`` puts the ratio outside [-1, 1]; it is then clipped to
+    the nearest bound (see the module's description for what that means and how to mask
+    such pixels instead). Float32 inputs are computed in one compiled pass (per chunk for
+    dask), bit for bit equal to the xarray expression and without its temporaries (below
     :data:`COMPILED_FROM_PIXELS` pixels by that expression in NumPy); other dtypes use the
     expression.
     """
@@ -71,11 +88,26 @@ def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
         return xr.apply_ufunc(_nd_float32, a, b, dask="parallelized",
                               output_dtypes=[np.float32], kwargs={"parallel": True})
     den = a + b
-    return (a - b) / den.where(den != 0)
+    return ((a - b) / den.where(den != 0)).clip(-1.0, 1.0)
+
+
+def positive_bands(scene: xr.DataArray, *roles: str) -> xr.DataArray:
+    """True where every band of ``roles`` has a positive reflectance (and is not NaN): the
+    pixels where a normalized difference of those bands needs no clip.
+
+    Examples
+    --------
+    >>> ndsi(scene).where(positive_bands(scene, "green", "swir1"))  # doctest: +SKIP
+    """
+    ok = None
+    for role in roles:
+        band = role_band(scene, role) > 0
+        ok = band if ok is None else ok & band
+    return ok
 
 
 def ndsi(scene: xr.DataArray) -> xr.DataArray:
-    """Normalized Difference Snow Index, ``(green - swir1) / (green + swir1)``.
+    """Normalized Difference Snow Index, ``(green - swir1) / (green + swir1)``, in [-1, 1].
 
     Landsat 8/9 OLI bands 3 and 6, ETM+ 2 and 5, Sentinel-2 B03 and B11. Snow and ice are
     bright in green and dark in SWIR, so NDSI is high (> ~0.4 for snow) over them; water is
@@ -89,11 +121,11 @@ def ndsi(scene: xr.DataArray) -> xr.DataArray:
     Mapper. *Remote Sensing of Environment* 28, 9-22.
     """
     out = normalized_difference(role_band(scene, "green"), role_band(scene, "swir1"))
-    return _finish(out, scene, "ndsi", "(green - swir1) / (green + swir1)")
+    return _finish(out, scene, "ndsi", "(green - swir1) / (green + swir1), clipped to [-1, 1]")
 
 
 def ndwi(scene: xr.DataArray) -> xr.DataArray:
-    """Normalized Difference Water Index, ``(green - nir) / (green + nir)``.
+    """Normalized Difference Water Index, ``(green - nir) / (green + nir)``, in [-1, 1].
 
     Open water is positive; snow and ice are near zero. Used here as a water mask to show
     where NDSI mistakes lakes for glacier.
@@ -104,7 +136,7 @@ def ndwi(scene: xr.DataArray) -> xr.DataArray:
     delineation of open water features. *Int. J. Remote Sensing* 17(7), 1425-1432.
     """
     out = normalized_difference(role_band(scene, "green"), role_band(scene, "nir"))
-    return _finish(out, scene, "ndwi", "(green - nir) / (green + nir)")
+    return _finish(out, scene, "ndwi", "(green - nir) / (green + nir), clipped to [-1, 1]")
 
 
 def band_ratio(scene: xr.DataArray, numerator: str, denominator: str) -> xr.DataArray:

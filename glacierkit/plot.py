@@ -29,7 +29,7 @@ from ._util import NODATA
 from .bands import PAPER_BANDS, composite
 from .metrics import ERROR_CODES, error_classes
 
-__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS", "show_split", "show_patches", "show_dihedral", "leaflet_map", "display_stride", "show_error_map", "show_profiles", "map_view", "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view", "methods_error_grid", "grid"]
+__all__ = ["extent", "show_composite", "show_labels", "save_figure", "ERROR_COLOURS", "show_split", "show_patches", "show_dihedral", "leaflet_map", "display_stride", "show_error_map", "show_profiles", "map_view", "error_view", "histogram_view", "sweep_view", "history_view", "glacier_table_view", "methods_error_grid", "grid", "OUTLINE_COLOURS", "outline_colours"]
 
 #: Colours for error maps: true negative, true positive, false positive, false negative.
 ERROR_COLOURS = {"TN": "#f2f2f2", "TP": "#4a90d9", "FP": "#e8542f", "FN": "#f5c518"}
@@ -44,7 +44,12 @@ def extent(da: xr.DataArray) -> tuple[float, float, float, float]:
 def show_composite(scene: xr.DataArray, roles: Sequence[str] = PAPER_BANDS, *, ax=None,
                    labels: xr.DataArray | None = None, outlines=None, title: str | None = None,
                    stretch=(2, 98)):
-    """Draw an RGB composite with optional label contour and outline polygons."""
+    """Draw an RGB composite with optional label contour (yellow) and outline polygons.
+
+    ``outlines`` is a GeoDataFrame (drawn magenta) or ``{layer name: GeoDataFrame}``, drawn
+    in the colours of :func:`outline_colours` with a legend (the same colours as
+    :func:`map_view`, :func:`error_view` and :func:`leaflet_map`).
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -56,8 +61,18 @@ def show_composite(scene: xr.DataArray, roles: Sequence[str] = PAPER_BANDS, *, a
                    np.nan_to_num(np.asarray(labels.values, dtype="float32")), levels=[0.5],
                    colors="yellow", linewidths=0.8)
     if outlines is not None:
-        gdf = outlines.to_crs(scene.rio.crs)
-        gdf.boundary.plot(ax=ax, color="magenta", linewidth=0.7)
+        from matplotlib.lines import Line2D
+
+        layers = outlines if isinstance(outlines, Mapping) else {"outlines": outlines}
+        handles = []
+        for name, colour in outline_colours(layers).items():
+            gdf = layers[name]
+            if gdf is None or not len(gdf):
+                continue
+            gdf.to_crs(scene.rio.crs).boundary.plot(ax=ax, color=colour, linewidth=0.8)
+            handles.append(Line2D([], [], color=colour, linewidth=1.5, label=name))
+        if isinstance(outlines, Mapping) and handles:
+            ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.85)
         left, right, bottom, top = extent(scene)
         ax.set_xlim(left, right)
         ax.set_ylim(bottom, top)
@@ -82,6 +97,21 @@ def show_labels(labels: xr.DataArray, *, ax=None, title: str | None = None):
     return ax
 
 
+def _load_pyplot_backend() -> None:
+    """Load pyplot's backend now, outside HoloViews' ``rc_context``.
+
+    In a notebook kernel, pyplot loads its inline backend at the first figure, and that
+    switches interactive mode on (``rcParams["interactive"]``). If the first figure is
+    HoloViews' matplotlib rendering, the switch happens inside its ``rc_context``, which
+    restores interactive mode to off on exit: from then on no matplotlib figure of the
+    notebook is shown. Making (and closing) a figure first keeps the switch.
+    """
+    import matplotlib.pyplot as plt
+
+    if not plt.get_fignums():
+        plt.close(plt.figure())
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Save a matplotlib figure or a HoloViews view atomically (PNG by suffix).
 
@@ -99,6 +129,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     if rendered:  # a HoloViews element, overlay or layout
         import holoviews as hv
 
+        _load_pyplot_backend()
         fig = hv.render(fig, backend="matplotlib")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
@@ -211,15 +242,31 @@ def _png_data_url(rgb: np.ndarray) -> str:
 
 def leaflet_map(scene: xr.DataArray, layers: dict | None = None,
                 roles: Sequence[str] = PAPER_BANDS, max_pixels: int = 1_000_000):
+    """An interactive leafmap map: the scene's composite plus vector layers (see
+    :func:`_leaflet_map`). leafmap switches off every warning of the process when it is
+    imported and in many of its functions (``warnings.filterwarnings("ignore")``), which
+    silenced the domain-shift guard in the cells after the map; the process's warning
+    filters are restored afterwards."""
+    import warnings
+
+    with warnings.catch_warnings():
+        return _leaflet_map(scene, layers, roles, max_pixels)
+
+
+def _leaflet_map(scene: xr.DataArray, layers: dict | None, roles: Sequence[str],
+                 max_pixels: int):
     """An interactive leafmap map: the scene's composite plus vector layers.
 
     ``layers`` maps a layer name to a GeoDataFrame (reference outlines, predicted outlines
-    ...), drawn in distinct colours. The composite is embedded as a PNG overlay (decimated to
-    about ``max_pixels``), so no tile server is needed; the basemap needs the internet.
+    ...), clipped to the scene, drawn in the colours of :func:`outline_colours` (as in the
+    static and the HoloViews figures) and named in a legend. The composite is embedded as a PNG overlay
+    (decimated to about ``max_pixels``), so no tile server is needed; the basemap needs the
+    internet.
     """
     import ipyleaflet
     import leafmap
     from pyproj import Transformer
+    from shapely.geometry import box
 
     stride = max(1, int(np.ceil(np.sqrt(scene.sizes["y"] * scene.sizes["x"] / max_pixels))))
     small = scene.isel(x=slice(None, None, stride), y=slice(None, None, stride))
@@ -231,13 +278,22 @@ def leaflet_map(scene: xr.DataArray, layers: dict | None = None,
     m = leafmap.Map(center=((south + north) / 2, (west + east) / 2), zoom=12)
     m.add_layer(ipyleaflet.ImageOverlay(url=_png_data_url(rgb), bounds=((south, west),
                                         (north, east)), name="-".join(roles)))
-    colours = ["#ff00ff", "#ffd400", "#00e5ff", "#ff5a1f"]
-    for i, (name, gdf) in enumerate((layers or {}).items()):
+    drawn = {}
+    for name, colour in outline_colours(layers or {}).items():
+        gdf = layers[name]
         if gdf is None or not len(gdf):
             continue
-        style = {"color": colours[i % len(colours)], "weight": 1.5, "fillOpacity": 0.0}
+        gdf = gdf.to_crs(scene.rio.crs) if gdf.crs is not None else gdf
+        gdf = gdf.clip(box(left, bottom, right, top))  # the scene's part, as in the other views
+        gdf = gdf[~gdf.geometry.is_empty & gdf.geom_type.isin(["Polygon", "MultiPolygon"])]
+        if not len(gdf):
+            continue
+        style = {"color": colour, "weight": 1.5, "fillOpacity": 0.0}
         m.add_gdf(gdf.to_crs("EPSG:4326")[["geometry"]], layer_name=name, style=style,
                   zoom_to_layer=False, info_mode=None)
+        drawn[name] = colour
+    if drawn:
+        m.add_legend(title="Outlines", legend_dict=drawn, position="bottomright")
     m.fit_bounds([[south, west], [north, east]])
     return m
 
@@ -324,47 +380,63 @@ def show_profiles(profiles, *, ax=None, title: str | None = None):
 
 
 # ------------------------------------------------------------------ interactive views (hvplot)
-#: Colours of the outline layers of :func:`map_view` and :func:`error_view`, in order.
+#: Colours of outline layers, in order (magenta, cyan, yellow, orange): every figure that
+#: draws outlines (:func:`show_composite`, :func:`map_view`, :func:`error_view`,
+#: :func:`leaflet_map`) takes them from :func:`outline_colours`.
 OUTLINE_COLOURS = ("#ff00ff", "#00e5ff", "#ffd400", "#ff5a1f")
+
+
+def outline_colours(layers) -> dict[str, str]:
+    """``{layer name: colour}`` for outline layers, in order: the first is magenta, the
+    second cyan ... (:data:`OUTLINE_COLOURS`), in every kind of figure."""
+    return {name: OUTLINE_COLOURS[i % len(OUTLINE_COLOURS)] for i, name in enumerate(layers)}
+
+
 #: Columns of an outline table shown on hover, when present (RGI names them so).
 HOVER_COLUMNS = ("RGIId", "Name", "area_km2", "Area")
 
 
-def hvplot_accessors() -> None:
-    """Register hvplot's ``.hvplot`` accessors on pandas and xarray without loading the
-    notebook extension again.
+_EXTENSION_LOADED = False
 
-    Importing ``hvplot.pandas`` runs ``hv.extension("bokeh")`` each time, which in a notebook
-    that already ran ``hv.extension("bokeh", inline=True)`` re-loads BokehJS from the CDN;
-    offline (and on our machines) that load never completes and the views below it stay
-    blank. Once an extension is loaded, hvplot is told to keep it."""
-    import holoviews as hv
+
+def hvplot_accessors() -> None:
+    """Register the ``.hvplot`` accessors without hvplot's own notebook extension call.
+
+    Importing ``hvplot.pandas`` or ``hvplot.xarray`` calls ``hv.extension("bokeh")`` each
+    time, which in a notebook writes a second BokehJS loader into the cell's output, one
+    that fetches Bokeh and Panel from their CDNs (it ignores the ``inline=True`` of the
+    notebook's own ``hv.extension`` call). Offline, or behind a proxy, that loader never
+    finishes and every HoloViews view after it renders blank. So the import-time call is
+    skipped; the extension is loaded once, inline, by :func:`_hv` if the notebook has not.
+    """
+    import sys
+
+    if "hvplot.pandas" in sys.modules and "hvplot.xarray" in sys.modules:
+        return
     import hvplot
 
-    patch = getattr(hvplot, "post_patch", None)
-    if patch is None or not getattr(hv.extension, "_loaded", False):
-        import hvplot.pandas  # noqa: F401
-        import hvplot.xarray  # noqa: F401
-
-        return
-
-    def keep_loaded(extension="bokeh", logo=False, check_loaded=False):
-        return patch(extension, logo, check_loaded=True)
-
-    hvplot.post_patch = keep_loaded
+    post_patch = hvplot.post_patch
+    hvplot.post_patch = lambda *args, **kwargs: None
     try:
         import hvplot.pandas  # noqa: F401
         import hvplot.xarray  # noqa: F401
     finally:
-        hvplot.post_patch = patch
+        hvplot.post_patch = post_patch
 
 
 def _hv():
-    """HoloViews with the hvplot accessors registered (``.hvplot`` on xarray and pandas)."""
+    """HoloViews with the hvplot accessors registered (``.hvplot`` on xarray and pandas)
+    and the Bokeh extension loaded (inline, once; see :func:`hvplot_accessors`)."""
     import holoviews as hv
 
+    global _EXTENSION_LOADED
     hvplot_accessors()
+    if not _EXTENSION_LOADED:
+        if "bokeh" not in hv.Store.renderers or not getattr(hv.extension, "_loaded", True):
+            import hvplot
 
+            hvplot.extension("bokeh", logo=False, inline=True)
+        _EXTENSION_LOADED = True
     if "matplotlib" not in hv.Store.renderers:  # options for the PNG rendering; the backend
         current = hv.Store.current_backend      # a notebook displays stays current
         import holoviews.plotting.mpl  # noqa: F401  (registers, without a notebook display)
@@ -386,10 +458,15 @@ def _mark(x: float, label: str, span: tuple[float, float], colour: str, dash: st
     return _mpl(line, color=colour, linestyle={"solid": "-", "dashed": "--", "dotted": ":"}[dash])
 
 
-def _outline_layer(outlines, crs, name: str, colour: str):
-    """Polygon outlines as a HoloViews Polygons layer (unfilled) with hover columns."""
+def _outline_layer(outlines, crs, name: str, colour: str, bounds=None):
+    """Polygon outlines as a HoloViews Polygons layer (unfilled) with hover columns and a
+    legend entry, clipped to ``bounds`` (the scene's) when given; None if nothing is left."""
     hv = _hv()
     gdf = outlines.to_crs(crs) if outlines.crs is not None else outlines
+    if bounds is not None:
+        from shapely.geometry import box
+
+        gdf = gdf.clip(box(*bounds))
     cols = [c for c in HOVER_COLUMNS if c in gdf.columns]
     parts = []
     for row in gdf.itertuples(index=False):
@@ -397,24 +474,46 @@ def _outline_layer(outlines, crs, name: str, colour: str):
         if geom is None or geom.is_empty:
             continue
         for poly in getattr(geom, "geoms", [geom]):
+            if poly.geom_type != "Polygon" or poly.is_empty:  # a clip can leave lines, points
+                continue
             x, y = poly.exterior.coords.xy
             parts.append({"x": np.asarray(x), "y": np.asarray(y), "layer": name,
                           **{c: getattr(row, c) for c in cols}})
+    if not parts:
+        return None
     return hv.Polygons(parts, kdims=["x", "y"], vdims=["layer", *cols], label=name).opts(
-        fill_alpha=0, line_color=colour, line_width=1.5, tools=["hover"])
+        fill_alpha=0, line_color=colour, line_width=1.5, tools=["hover"], show_legend=True)
 
 
-def _with_outlines(base, crs, outlines):
-    layers = outlines if isinstance(outlines, dict) else {"outlines": outlines}
+def _scene_axes(view, da: xr.DataArray, scene: str | None):
+    """Scope a map view to its scene: its axes span the scene's bounds, and they are
+    labelled with the scene, so that in a layout only views of the same scene share (link)
+    their axes (HoloViews links the axes of views whose dimensions have the same label).
+    ``scene`` defaults to the raster's ``scene_id``, else its bounds."""
+    left, bottom, right, top = da.rio.bounds()
+    if scene is None:
+        scene = da.attrs.get("scene_id") or f"{left:.0f} {bottom:.0f} {right:.0f} {top:.0f}"
+    view = view.redim.label(x=f"x ({scene})", y=f"y ({scene})")
+    return view.opts(xlim=(left, right), ylim=(bottom, top))
+
+
+def _with_outlines(base, da: xr.DataArray, outlines):
+    """``base`` with the outline layers drawn (clipped to the raster ``da``'s bounds) and a
+    legend naming them in their colours (:func:`outline_colours`)."""
+    layers = outlines if isinstance(outlines, Mapping) else {"outlines": outlines}
     view = base
-    for (name, gdf), colour in zip(layers.items(), OUTLINE_COLOURS * 4, strict=False):
+    for name, colour in outline_colours(layers).items():
+        gdf = layers[name]
         if gdf is not None and len(gdf):
-            view = view * _outline_layer(gdf, crs, name, colour)
-    return view
+            layer = _outline_layer(gdf, da.rio.crs, name, colour, bounds=da.rio.bounds())
+            if layer is not None:
+                view = view * layer
+    return view.opts(legend_position="bottom") if view is not base else view
 
 
 def map_view(scene: xr.DataArray, roles: Sequence[str] = PAPER_BANDS, *, outlines=None,
-             title: str | None = None, width: int = 420, stretch=(2, 98)):
+             title: str | None = None, width: int = 420, stretch=(2, 98),
+             scene_name: str | None = None):
     """An interactive composite (pan, zoom) with outline layers to hover (RGIId, name, area).
 
     The composite is rasterized with datashader (``rasterize=True``), so a full scene is
@@ -430,22 +529,27 @@ def map_view(scene: xr.DataArray, roles: Sequence[str] = PAPER_BANDS, *, outline
         A GeoDataFrame, or ``{layer name: GeoDataFrame}`` (reference, predicted ...).
     title, width
         Panel title and frame width in pixels.
+    scene_name
+        In a layout, views of the same scene share their axes (pan one, the others
+        follow) and views of other scenes do not (default: the scene's ``scene_id``).
     """
     _hv()
     rgb = composite(scene, roles=roles, stretch=stretch).fillna(0.0)
     view = rgb.hvplot.rgb(x="x", y="y", bands=rgb.dims[-1], rasterize=True, data_aspect=1,
                           frame_width=width, xaxis=None, yaxis=None,
                           title=title or f"{scene.attrs.get('scene_id', '')} {'-'.join(roles)}")
-    return _with_outlines(view, scene.rio.crs, outlines) if outlines is not None else view
+    view = _with_outlines(view, scene, outlines) if outlines is not None else view
+    return _scene_axes(view, scene, scene_name)
 
 
 def error_view(values: xr.DataArray, labels, threshold: float, *, outlines=None,
-               title: str | None = None, width: int = 420):
+               title: str | None = None, width: int = 420, scene_name: str | None = None):
     """Interactive error map of ``values > threshold`` against ``labels``: TP, FP, FN, TN.
 
     The class codes of :func:`error_classes` are rasterized with the ``mode`` aggregator
     (each screen pixel shows the most frequent class beneath it); no-data pixels are
-    transparent. ``outlines`` as in :func:`map_view`.
+    transparent. ``outlines`` and ``scene_name`` as in :func:`map_view`: in a layout, the
+    error maps of one scene share their axes, those of different scenes do not.
     """
     from bokeh.models import FixedTicker
 
@@ -465,7 +569,8 @@ def error_view(values: xr.DataArray, labels, threshold: float, *, outlines=None,
         colorbar=True, title=title or f"{values.name or 'index'} > {threshold:g}",
     ).opts(colorbar_opts={"ticker": FixedTicker(ticks=[0, 1, 2, 3]),
                           "major_label_overrides": dict(enumerate(order))})
-    return _with_outlines(view, values.rio.crs, outlines) if outlines is not None else view
+    view = _with_outlines(view, values, outlines) if outlines is not None else view
+    return _scene_axes(view, values, scene_name)
 
 
 def histogram_view(hist, *, marks: dict[str, float] | None = None, title: str = "",
@@ -505,18 +610,24 @@ def histogram_view(hist, *, marks: dict[str, float] | None = None, title: str = 
 
 
 def sweep_view(table, metrics: Sequence[str] = ("MA", "FA", "OA", "KC"), *,
-               mark: float | None = None, title: str = "", width: int = 420,
-               height: int = 260):
-    """Metric curves of a sweep table (one row per threshold) against the threshold."""
+               mark: float | None = None, title: str = "", width: int = 340,
+               height: int = 280):
+    """Metric curves of a sweep table (one row per threshold) against the threshold.
+
+    ``width`` is the whole panel's, legend included (the legend sits below the curves), so
+    three panels fit a notebook's width.
+    """
     _hv()
     view = table.hvplot.line(x="threshold", y=list(metrics), ylim=(0, 1), ylabel="metric",
                              xlabel="threshold (glacier where index > threshold)",
-                             hover_cols=list(metrics), grid=True)
+                             hover_cols=list(metrics), grid=True, legend="bottom",
+                             group_label="metric")
     if mark is not None:
         view = view * _mark(float(mark), f"{mark:g}", (0, 1), "black", "dotted")
     view = _mpl(view, title=title, ylabel="metric", ylim=(0, 1), legend_position="right",
                 fig_inches=5)
-    return view.opts(title=title, width=width, height=height, legend_position="right")
+    return view.opts(title=title, width=width, height=height, legend_position="bottom",
+                     legend_cols=len(metrics) + (mark is not None))
 
 
 def history_view(history, best_epoch: int | None = None, *, width: int = 330,
@@ -551,12 +662,42 @@ def grid(views, cols: int = 3, *, shared_axes: bool = False):
     return _mpl(layout, shared_axes=shared_axes).opts(shared_axes=shared_axes)
 
 
-def glacier_table_view(glaciers, *, columns: Sequence[str] | None = None, height: int = 300):
-    """A sortable table of per-glacier areas (e.g. ``Comparison.glaciers``)."""
+#: Pixels per character and per column of :func:`glacier_table_view`'s cells (Bokeh's
+#: table font is 12 px; its digits and capitals are at most about 8 px wide).
+_TABLE_CHAR_PX, _TABLE_PAD_PX = 8, 18
+
+
+def _table_widths(table, columns: Sequence[str]) -> dict[str, int]:
+    """``{column: pixels}`` wide enough for the header and every value shown in full."""
+    widths = {}
+    for c in columns:
+        values = table[c].astype(str) if len(table) else []
+        longest = max([len(str(c)), *(len(v) for v in values)])
+        widths[c] = _TABLE_CHAR_PX * longest + _TABLE_PAD_PX
+    return widths
+
+
+def glacier_table_view(glaciers, *, columns: Sequence[str] | None = None, height: int = 300,
+                       max_width: int = 1100):
+    """A sortable table of per-glacier areas (e.g. ``Comparison.glaciers``).
+
+    Every column is as wide as its header and its longest value (an RGIId is never cut
+    off); a table wider than ``max_width`` pixels scrolls sideways.
+    """
     _hv()
     cols = list(columns or glaciers.columns)
-    return glaciers[cols].round(3).hvplot.table(columns=cols, sortable=True, height=height,
-                                                width=min(1000, 120 * len(cols)))
+    shown = glaciers[cols].round(3)
+    widths = _table_widths(shown, cols)
+
+    def set_widths(plot, element):
+        table = plot.handles["table"]
+        for column in table.columns:
+            column.width = widths.get(column.field, column.width)
+
+    total = sum(widths.values()) + 30  # and the row-index column
+    return shown.hvplot.table(columns=cols, sortable=True, height=height,
+                              width=min(max_width, total)).opts(
+        fit_columns=False, hooks=[set_widths])
 
 
 def methods_error_grid(maps: Mapping[str, Mapping], thresholds: Mapping, labels=None, *,

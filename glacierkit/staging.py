@@ -299,9 +299,10 @@ def output_set(folder: str | os.PathLike, prefix: str = "", *, overwrite: bool =
 
 
 def check_target(folder: str | os.PathLike, prefix: str = "", *, overwrite: bool = True,
-                 stems: Sequence[str] = PREDICTION_STEMS) -> None:
+                 stems: Sequence[str] = PREDICTION_STEMS, cli: bool = False) -> None:
     """Every check :func:`output_set` makes, without writing anything: call it before a
-    long computation so that a bad output folder fails first, not last."""
+    long computation so that a bad output folder fails first, not last. ``cli`` words the
+    error for the command line (``--force``, ``--prefix``) instead of Python."""
     prefix = check_prefix(prefix)
     created = check_output_dir(folder)
     try:
@@ -309,10 +310,11 @@ def check_target(folder: str | os.PathLike, prefix: str = "", *, overwrite: bool
         if not overwrite:
             old = existing_set(folder, prefix, stems)
             if old:
+                force, other = ("--force", "--prefix") if cli else ("overwrite=True", "prefix=")
                 raise OutputExistsError(
                     f"{folder} already holds the outputs of an earlier run "
-                    f"({', '.join(p.name for p in old)}). Use --force (overwrite=True) to "
-                    "replace that whole set, another output folder, or another --prefix."
+                    f"({', '.join(p.name for p in old)}). Use {force} to replace that whole "
+                    f"set, another output folder, or another {other}."
                 )
     finally:
         _remove_empty(created)

@@ -47,6 +47,7 @@ import glacierkit as gk
 from glacierkit.plot import map_view, save_figure, show_composite
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %%
 output_dir = Path(output_dir)
@@ -79,7 +80,7 @@ for ax, name in zip(axes[0], summary["scene"]):
                    title=f"{name} ({'-'.join(roles)})")
     views.append(map_view(scene, roles=roles, outlines={"RGI outlines": polygons}, title=name))
 fig.tight_layout()
-save_figure(fig, output_dir / "figures" / "01_composites.png")
+save_figure(fig, output_dir / "figures" / "01_composites.png");
 
 # %% [markdown]
 # The same composites to pan and zoom (re-sampled to the screen with datashader, so full

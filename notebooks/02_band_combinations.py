@@ -51,6 +51,7 @@ from glacierkit.io import write_table
 from glacierkit.plot import save_figure, show_composite, show_profiles
 
 pd.set_option("display.precision", 3)
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %%
 output_dir = Path(output_dir)
@@ -73,7 +74,7 @@ for col, name in enumerate(scenes):
     show_composite(scene, gk.bands.PAPER_BANDS, labels=labels, ax=axes[0, col], title=f"{name} 6-5-2")
     show_composite(scene, gk.bands.TRUE_COLOUR, labels=labels, ax=axes[1, col], title=f"{name} 4-3-2")
 fig.tight_layout()
-save_figure(fig, figures / "02_composites.png")
+save_figure(fig, figures / "02_composites.png");
 
 # %% [markdown]
 # ## Spectral profiles of the two classes
@@ -91,7 +92,7 @@ fig, axes = plt.subplots(1, len(scenes), figsize=(4.2 * len(scenes), 3.4), squee
 for ax, name in zip(axes[0], scenes):
     show_profiles(profiles[profiles.scene == name], ax=ax, title=name)
 fig.tight_layout()
-save_figure(fig, figures / "02_spectral_profiles.png")
+save_figure(fig, figures / "02_spectral_profiles.png");
 
 # %% [markdown]
 # ## Single bands and indices, ranked (training scenes)

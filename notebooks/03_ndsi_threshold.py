@@ -60,6 +60,7 @@ from glacierkit.plot import histogram_view, save_figure, show_error_map, sweep_v
 
 hv.extension("bokeh", inline=True)  # JavaScript from the installed packages, not a CDN
 pd.set_option("display.precision", 3)
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %%
 output_dir = Path(output_dir)
@@ -196,4 +197,4 @@ explorer
 
 # %%
 fig = explorer.static_figure(slider_index, slider_labels, learned)
-save_figure(fig, figures / "03_ndsi_slider_static.png")
+saved = save_figure(fig, figures / "03_ndsi_slider_static.png")  # the figure shows below

@@ -109,6 +109,7 @@ from glacierkit.plot import save_figure
 from glacierkit.unet import TrainConfig
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %% [markdown]
 # ## Configuration
@@ -152,7 +153,7 @@ for ax, name in zip(axes[0], patches.scenes):
     scene, labels = gk.prep.load_prepared(output_dir, name)
     gk.plot.show_split(scene, patches, name, labels=labels, ax=ax)
 fig.tight_layout()
-save_figure(fig, output_dir / "figures" / "04_tiles_split.png")
+save_figure(fig, output_dir / "figures" / "04_tiles_split.png");
 
 # %% [markdown]
 # Example training tiles (the first three input channels) with their glacier labels, and

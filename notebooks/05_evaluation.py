@@ -66,6 +66,7 @@ from glacierkit.evaluate import UNET
 from glacierkit.plot import error_view, glacier_table_view, methods_error_grid, save_figure, show_composite
 
 hv.extension("bokeh", inline=True)  # interactive views; JavaScript from the installed packages
+gk.pipeline.parse_parameters(globals())  # list parameters given as text (papermill -p) are read as YAML
 
 # %%
 output_dir = Path(output_dir)
@@ -114,10 +115,11 @@ pd.DataFrame(result.provenance["clouds"]).T
 
 # %%
 fig = methods_error_grid(result.maps, result.thresholds)
-save_figure(fig, figures / "05_error_maps.png")
+save_figure(fig, figures / "05_error_maps.png");
 
 # %% [markdown]
-# To pan and zoom, with the RGI outlines (magenta) and the U-Net's outlines (cyan) to hover:
+# To pan and zoom, with the RGI outlines (magenta) and the U-Net's outlines (cyan) to hover; the two
+# maps of a scene pan and zoom together:
 
 # %%
 views = []
@@ -125,9 +127,9 @@ for name in test_scenes:
     m = result.maps[name]
     layers = {"RGI outlines": m["reference"], "U-Net outlines": m["outlines"]}
     views += [error_view(m["probability"], m["labels"], result.thresholds["unet"], outlines=layers,
-                         title=f"{name}: {UNET}"),
+                         title=f"{name}: {UNET}", scene_name=name),
               error_view(m["ndsi"], m["labels"], result.thresholds["ndsi_learned"], outlines=layers,
-                         title=f"{name}: NDSI > {result.thresholds['ndsi_learned']:g}")]
+                         title=f"{name}: NDSI > {result.thresholds['ndsi_learned']:g}", scene_name=name)]
 hv.Layout(views).cols(2)
 
 # %% [markdown]
@@ -166,8 +168,8 @@ name = test_scenes[0]
 m = result.maps[name]
 reference, predicted = m["reference"], m["outlines"]
 fig, ax = plt.subplots(figsize=(7, 7))
-show_composite(m["scene"], outlines=reference, ax=ax, title=f"{name}: RGI (magenta), U-Net (cyan)")
-predicted.boundary.plot(ax=ax, color="cyan", linewidth=0.8)
+show_composite(m["scene"], outlines={"RGI outlines": reference, "U-Net outlines": predicted}, ax=ax,
+               title=f"{name}: RGI outlines and the U-Net's")
 save_figure(fig, figures / "05_outlines.png")
 gk.plot.leaflet_map(m["scene"], {"RGI outlines": reference, "U-Net outlines": predicted}) if interactive_map else None
 
@@ -283,6 +285,7 @@ for name, prob in probabilities.items():
     im = axes[1].imshow(prob.values, extent=gk.plot.extent(prob), cmap="Blues", vmin=0, vmax=1)
     axes[1].set_title("U-Net glacier probability", fontsize=9)
     fig.colorbar(im, ax=axes[1], shrink=0.7)
+    axes[1].ticklabel_format(style="plain", useOffset=False)  # metres, as in the composite
     fig.tight_layout()
     save_figure(fig, figures / f"05_unlabelled_{gk.slug(name)}.png")
 

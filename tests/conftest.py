@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,73 @@ if not os.environ.get("GLACIERKIT_DATA_DIR"):
     if (candidate / "SHA256SUMS").is_file():
         os.environ["GLACIERKIT_DATA_DIR"] = str(candidate)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import glacierkit  # noqa: E402,F401  (quiets TensorFlow before any test imports it)
+
+#: A tqdm progress line ("predict:  50%|#####     | 1/2 [...]") or its clearing.
+_PROGRESS = re.compile(r"^[^|]*\d+%\|.*\|")
+
+
+#: What papermill itself (not the notebook) writes on stderr: its progress and log lines, and
+#: the TCP notice of the kernel it starts (glacierkit's own runner uses IPC instead).
+PAPERMILL_LINES = ("Input Notebook:", "Output Notebook:", "Working directory:",
+                   "Executing notebook with kernel:",
+                   "[IPKernelApp] WARNING | Kernel is running over TCP without encryption")
+
+
+def foreign_stderr_lines(text: str, tool: tuple[str, ...] = ()) -> list[str]:
+    """The lines of ``text`` (a process's stderr) that are not glacierkit's own: not a
+    ``glacierkit:`` line, not a progress bar, not blank, and not starting with one of
+    ``tool`` (what the program the user called, such as papermill, says itself)."""
+    lines = [ln.strip() for ln in re.split(r"[\r\n]", text)]
+    return [ln for ln in lines if ln and not ln.startswith(("glacierkit:", *tool))
+            and not _PROGRESS.match(ln)]
+
+
+def notebook_outputs(notebook, kind: str) -> list[str]:
+    """The outputs of an executed notebook's cells of one ``kind``: a MIME type
+    (``"image/png"``), or ``"stderr"`` for the lines the cells wrote to stderr."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if kind == "stderr" and out.get("name") == "stderr":
+                found += [ln for ln in out.get("text", "").splitlines() if ln.strip()]
+            elif kind in out.get("data", {}):
+                found.append(out["data"][kind])
+    return found
+
+
+def assert_views_can_render(notebook) -> None:
+    """The executed notebook loads BokehJS once, inline, and no later output asks a CDN for
+    it: a second loader that fetches Bokeh from cdn.bokeh.org (which hvplot's import used to
+    write) never finishes offline, and every view after it stays blank in JupyterLab."""
+    loaders = [str(js) for js in notebook_outputs(notebook, "application/javascript")
+               if "Bokeh" in str(js)]
+    assert loaders, "no BokehJS loader in the notebook"
+    cdn = [js[:200] for js in loaders if "cdn.bokeh.org" in js or "cdn.holoviz.org" in js]
+    assert not cdn, f"{len(cdn)} outputs load BokehJS from a CDN"
+
+
+def path_reprs(notebook) -> list[str]:
+    """The cell results of an executed notebook that are a path's repr (``PosixPath('...')``):
+    a cell ending with a call that returns the file it saved, where the text promises a
+    figure."""
+    return [str(t) for t in notebook_outputs(notebook, "text/plain")
+            if str(t).startswith(("PosixPath(", "WindowsPath(", "PurePosixPath("))]
+
+
+def notebook_stderr(notebook) -> list[str]:
+    """The foreign stderr lines (:func:`foreign_stderr_lines`) of an executed notebook's
+    cells: what a person sees in the pink boxes."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    text = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                     for out in cell.get("outputs", [])
+                     if out.get("output_type") == "stream" and out.get("name") == "stderr")
+    return foreign_stderr_lines(text)
 
 
 def make_scene(height: int = 64, width: int = 48, sensor: str = "landsat8", seed: int = 0,

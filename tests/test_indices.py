@@ -126,7 +126,7 @@ def test_compiled_normalized_difference_is_bit_identical_to_the_expression():
     den = a + b
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        expected = ((a - b) / den.where(den != 0)).values
+        expected = ((a - b) / den.where(den != 0)).clip(-1, 1).values
         got = indices.normalized_difference(a, b)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got.values, expected)  # NaN positions included
@@ -136,6 +136,49 @@ def test_compiled_normalized_difference_is_bit_identical_to_the_expression():
     big = rng.uniform(0, 1, 3_000_000).astype("float32")  # the threaded path
     np.testing.assert_array_equal(_kernels.nd_values(big, big[::-1]),
                                   ((big - big[::-1]) / (big + big[::-1])).astype("float32"))
+    assert np.nanmax(np.abs(expected)) == 1  # a negative band puts the ratio outside: clipped
     lazy = indices.normalized_difference(a.chunk(50), b.chunk(70))
     assert lazy.chunks is not None
     np.testing.assert_array_equal(lazy.values, expected)
+
+
+def test_negative_reflectance_is_clipped_by_one_rule_everywhere():
+    """Index values never leave [-1, 1]; the index, the fused sweep and the U-Net's input
+    channel apply the same clip (README and glacierkit.indices: negative reflectance)."""
+    import xarray as xr
+
+    from glacierkit.ndsi import threshold as th
+    from glacierkit.unet.features import EXTRA_CHANNELS
+
+    scene, _ = make_scene(height=4, width=5)
+    green = np.array([0.3, 0.01, -0.02, -0.01, 0.3], dtype="float32")
+    swir1 = np.array([-0.01, -0.02, 0.01, -0.02, 0.1], dtype="float32")
+    expected = np.array([1, -1, 1, -1 / 3, 0.5], dtype="float32")  # clip(3/0.29 ...), -1/3 as is
+    data = scene.values.copy()
+    roles = list(scene["role"].values)
+    data[roles.index("green"), 0, :] = green
+    data[roles.index("swir1"), 0, :] = swir1
+    scene = scene.copy(data=data)
+    out = indices.ndsi(scene)
+    np.testing.assert_allclose(out.values[0], expected, rtol=1e-6)
+    finite = out.values[np.isfinite(out.values)]
+    assert finite.min() >= -1 and finite.max() <= 1
+    np.testing.assert_array_equal(EXTRA_CHANNELS["ndsi"](scene).values, out.values)
+    labels = xr.zeros_like(out, dtype="float32")
+    grid = th.fine_grid(0, 0.7, 0.1)
+    table = th.sweep(out, labels, grid)
+    fused = th.sweep_scene(scene, labels, grid)  # the index computed inside the counting pass
+    np.testing.assert_array_equal(fused[["TP", "FP", "FN", "TN"]].values,
+                                  table[["TP", "FP", "FN", "TN"]].values)
+    assert indices.positive_bands(scene, "green", "swir1").values[0].tolist() == [
+        False, False, False, False, True]
+
+
+def test_landsat_sample_ndsi_stays_in_range(sample_data):
+    from glacierkit.io import open_scene
+
+    scene = open_scene("landsat8-l2sp")
+    out = indices.ndsi(scene).values
+    negative = (indices.positive_bands(scene, "green", "swir1").values == 0) & np.isfinite(out)
+    assert negative.sum() == 436  # the pixels the issue found at -1,470 ... 51
+    assert np.nanmin(out) == -1 and np.nanmax(out) == 1

@@ -176,3 +176,144 @@ def test_methods_error_grid_draws_four_panels_per_scene():
     assert titles[1] == UNET and titles[2].startswith(NDSI_LEARNED)
     assert titles[3] == "NDSI oracle (0.2)" and titles[7] == "NDSI oracle (0.3)"
     assert all(ax.images for ax in axes)  # every panel shows a raster
+
+
+# ---------------------------------------------------------------- views scoped to their data
+def _figures(view) -> dict:
+    """``{title: bokeh figure}`` of a rendered view or layout."""
+    model = hv.render(view, backend="bokeh")
+    return {f.title.text: f for f in model.select({"type": figure})}
+
+
+def _two_scene_views(outlines_beyond: bool = True):
+    """Error views of two scenes 160 km apart (two per scene), with outlines that reach far
+    beyond each scene, as RGI outlines of a whole glacier do beyond a crop."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from glacierkit.indices import ndsi
+    from glacierkit.plot import error_view
+
+    views, bounds = [], {}
+    for name, x0 in (("west", 400_000.0), ("east", 560_000.0)):
+        scene, glacier = make_scene(40, 30, x0=x0)
+        left, bottom, right, top = bounds[name] = scene.rio.bounds()
+        reach = 5_000 if outlines_beyond else 0
+        layers = {"RGI outlines": gpd.GeoDataFrame(
+                      {"RGIId": [f"RGI-{name}"]}, crs=scene.rio.crs,
+                      geometry=[box(left - reach, bottom - reach, (left + right) / 2, top + reach)]),
+                  "U-Net outlines": gpd.GeoDataFrame(
+                      {"RGIId": ["p"]}, crs=scene.rio.crs,
+                      geometry=[box(left + 90, bottom + 90, left + 300, bottom + 300)])}
+        idx = ndsi(scene)
+        for t in (0.3, 0.5):
+            views.append(error_view(idx, glacier.astype("float32"), t, outlines=layers,
+                                    title=f"{name} {t}", scene_name=name))
+    return views, bounds
+
+
+def test_error_views_keep_to_their_scene_and_link_only_within_it():
+    """The issue's blank panels: four maps of two scenes 160 km apart shared one x range.
+    Now each view's ranges lie within its scene's bounds (outlines are clipped to it), the
+    two views of a scene pan together, and views of different scenes do not."""
+    views, bounds = _two_scene_views()
+    figs = _figures(hv.Layout(views).cols(2))
+    assert len(figs) == 4
+    for title, f in figs.items():
+        left, bottom, right, top = bounds[title.split()[0]]
+        assert left <= f.x_range.start < f.x_range.end <= right, (title, f.x_range.start)
+        assert bottom <= f.y_range.start < f.y_range.end <= top, title
+    assert figs["west 0.3"].x_range is figs["west 0.5"].x_range
+    assert figs["west 0.3"].x_range is not figs["east 0.3"].x_range
+    assert figs["east 0.3"].y_range is figs["east 0.5"].y_range
+
+
+def test_legend_entries_are_the_outline_layers_in_their_colours():
+    from bokeh.models import Legend
+
+    from glacierkit.plot import OUTLINE_COLOURS, outline_colours
+
+    views, _ = _two_scene_views()
+    f = _figures(views[0])["west 0.3"]
+    (legend,) = f.select({"type": Legend})
+    items = {item.label.value: item.renderers[0].glyph.line_color for item in legend.items}
+    assert items == {"RGI outlines": OUTLINE_COLOURS[0], "U-Net outlines": OUTLINE_COLOURS[1]}
+    assert items == outline_colours(["RGI outlines", "U-Net outlines"])
+
+
+def test_static_and_leaflet_maps_use_the_same_colours_and_name_them(scene_and_outlines):
+    import geopandas as gpd
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+    from pyproj import Transformer
+    from shapely.geometry import box
+
+    from glacierkit.plot import leaflet_map, outline_colours, show_composite
+
+    scene, _, outlines = scene_and_outlines
+    left, bottom, right, top = scene.rio.bounds()
+    beyond = gpd.GeoDataFrame(geometry=[box(right - 300, bottom - 3000, right + 3000, top),
+                                        box(right + 500, top + 500, right + 900, top + 900)],
+                              crs=scene.rio.crs)  # one reaches into the scene, one misses it
+    layers = {"RGI outlines": pd.concat([outlines, beyond.to_crs(outlines.crs)]),
+              "U-Net outlines": outlines.iloc[:1]}
+    colours = outline_colours(layers)
+    ax = show_composite(scene, outlines=layers)
+    legend = {t.get_text(): to_hex(h.get_color()) for t, h in
+              zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles, strict=True)}
+    assert legend == colours
+    drawn = {to_hex(c.get_edgecolor()[0]) for c in ax.collections}
+    assert drawn == set(colours.values())
+    plt.close(ax.figure)
+    pytest.importorskip("leafmap")
+    import warnings
+
+    filters = list(warnings.filters)
+    m = leaflet_map(scene, layers)
+    assert warnings.filters == filters  # leafmap's "ignore every warning" does not stay
+    styles = {layer.name: layer.style["color"] for layer in m.layers
+              if getattr(layer, "name", "") in layers}
+    assert styles == colours
+    # the outlines are clipped to the scene, as in the other views: nothing drawn outside it
+    to_ll = Transformer.from_crs(scene.rio.crs, "EPSG:4326", always_xy=True)
+    lons, lats = to_ll.transform([left, right, left, right], [bottom, bottom, top, top])
+    rgi = next(layer for layer in m.layers if getattr(layer, "name", "") == "RGI outlines")
+
+    def corners(c):
+        return [c] if isinstance(c[0], float | int) else [p for part in c for p in corners(part)]
+
+    points = np.array([p for f in rgi.data["features"] for p in corners(f["geometry"]["coordinates"])])
+    eps = 1e-7
+    assert points[:, 0].min() >= min(lons) - eps and points[:, 0].max() <= max(lons) + eps
+    assert points[:, 1].min() >= min(lats) - eps and points[:, 1].max() <= max(lats) + eps
+    assert len(rgi.data["features"]) == 3  # the two planted outlines and the reaching one
+    legend_html = " ".join(getattr(getattr(c, "widget", None), "value", "") or "" for c in m.controls)
+    for name, colour in colours.items():
+        assert name in legend_html and colour.lstrip("#") in legend_html.lower()
+
+
+def test_glacier_table_shows_its_keys_in_full():
+    from bokeh.models import DataTable
+
+    from glacierkit.plot import glacier_table_view
+
+    df = pd.DataFrame({"RGIId": ["RGI50-11.E2203-1", "RGI50-11.B5616n-1"],
+                       "ref_area_km2": [4.4484, 4.391], "area_difference_pct": [-7.2, 1.3],
+                       "method": ["NDSI, threshold learned on train", "Deep U-Net"]})
+    (table,) = hv.render(glacier_table_view(df), backend="bokeh").select({"type": DataTable})
+    widths = {c.field: c.width for c in table.columns}
+    # Bokeh's 12 px table font: at most 8 px per character, plus the cell padding
+    assert widths["RGIId"] >= 8 * len("RGI50-11.B5616n-1")
+    assert widths["area_difference_pct"] >= 8 * len("area_difference_pct")
+    assert not table.fit_columns  # the widths hold; a wide table scrolls
+
+
+def test_three_sweep_panels_fit_a_notebook():
+    from glacierkit.indices import ndsi
+    from glacierkit.ndsi import threshold as th
+    from glacierkit.plot import sweep_view
+
+    scene, glacier = make_scene()
+    table = th.sweep(ndsi(scene), glacier.astype("float32"), th.fine_grid())
+    figs = _figures(hv.Layout([sweep_view(table, title=str(i)) for i in range(3)]).cols(3))
+    assert sum(f.width for f in figs.values()) <= 1100  # JupyterLab's cell at 1500 px

@@ -404,16 +404,18 @@ def _progress():
         return False
 
 
-def fetch_product(name: str) -> Path:
+def fetch_product(name: str, unpack: bool = True) -> Path:
     """Local path of a sample Landsat product.
 
     ``"landsat8-l2sp"`` gives the folder of the extracted Collection 2 L2SP crop (bands and
-    ``_MTL.txt``); ``"landsat8-qa"`` gives the full-scene QA_PIXEL GeoTIFF.
+    ``_MTL.txt``), or with ``unpack=False`` the product's ``.tar.gz`` as downloaded (which
+    :func:`glacierkit.open_scene` opens too); ``"landsat8-qa"`` gives the full-scene
+    QA_PIXEL GeoTIFF.
     """
     if name not in _PRODUCTS:
         raise DataNotFoundError(f"Unknown sample product {name!r}. Available: {sorted(_PRODUCTS)}.")
     path = fetch(_PRODUCTS[name])
-    if not path.name.endswith(".tar.gz"):
+    if not path.name.endswith(".tar.gz") or not unpack:
         return path
     stem = path.name[: -len(".tar.gz")]
     target = cache_dir() / "extracted" / registry()[_PRODUCTS[name]][:12] / stem

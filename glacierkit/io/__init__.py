@@ -4,6 +4,7 @@
   checks every scene passes (grid, band names, reflectance range, nodata).
 - :mod:`~glacierkit.io.raster`: reading one raster file, DN scaling, sensor guessing.
 - :mod:`~glacierkit.io.landsat`: Landsat Collection 2 products (MTL, scaling, QA_PIXEL).
+- :mod:`~glacierkit.io.archive`: products as downloaded (``.tar``, ``.tar.gz``), read in place.
 - :mod:`~glacierkit.io.sentinel2`: Sentinel-2 product specifics (processing baseline).
 - :mod:`~glacierkit.io.level`: the processing level (surface reflectance or top of
   atmosphere) from metadata or data, unstated offsets, the dark-object correction.
@@ -17,6 +18,14 @@
 from .._util import lazy_exports
 
 _EXPORTS = {
+    # archive
+    "archive": ".archive",
+    "ARCHIVE_SUFFIXES": ".archive",
+    "is_archive": ".archive",
+    "ArchiveMember": ".archive",
+    "ArchiveFolder": ".archive",
+    "archive_mtl": ".archive",
+    "is_vsi": ".archive",
     # clouds
     "clouds": ".clouds",
     "SCL_CLASSES": ".clouds",

@@ -29,6 +29,7 @@ from ..exceptions import (
     NotGeoreferencedError,
     UnknownSensorError,
 )
+from .archive import ArchiveMember
 from .level import product_level
 from .raster import (
     apply_georef,
@@ -65,9 +66,10 @@ def read_mtl(path: str | os.PathLike) -> dict[str, dict[str, object]]:
     """Parse a Landsat ``_MTL.txt`` file into ``{group: {key: value}}``.
 
     Numbers become floats or ints; quoted strings lose their quotes. Groups are flattened
-    to their innermost name (``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS`` ...).
+    to their innermost name (``LEVEL2_SURFACE_REFLECTANCE_PARAMETERS`` ...). ``path`` may be
+    the MTL in a tar archive (:func:`glacierkit.io.archive.archive_mtl`).
     """
-    path = Path(path)
+    path = path if isinstance(path, ArchiveMember) else Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"MTL file not found: {path}. Give the product's _MTL.txt path.")
     groups: dict[str, dict[str, object]] = {}

@@ -34,6 +34,7 @@ from ..exceptions import (
     ParameterError,
     ReflectanceRangeError,
 )
+from .archive import is_vsi
 from .sentinel2 import s2_baseline
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,12 @@ LAZY_PIXELS = 64_000_000
 DEFAULT_CHUNKS = {"band": 1, "y": 2048, "x": 2048}
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img"}
+
+# glacierkit checks the georeference of every file it opens (has_georef): a missing one is
+# rebuilt from the MTL or the sample registry, or is an error that says so. Rasterio's
+# warning about it would come again at every lazy read of the file (in Dask's threads,
+# where catch_warnings cannot reach), so it is ignored for the whole process.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio")
 
 
 # --------------------------------------------------------------------------- low level
@@ -58,14 +65,15 @@ def quiet_georef():
 def open_raster(path: str | os.PathLike, chunks=None, band: int | None = None) -> xr.DataArray:
     """Open one raster file read-only with rioxarray, turning I/O errors into clear ones.
 
-    Values are returned as stored (no scaling, nodata not masked).
+    Values are returned as stored (no scaling, nodata not masked). ``path`` may be a file
+    in a tar archive (:class:`glacierkit.io.archive.ArchiveMember`, read with ``/vsitar/``).
     """
-    path = Path(path)
+    path = path if is_vsi(path) else Path(path)
     if not path.exists():
         raise DataNotFoundError(f"Raster file not found: {path}. Check the path.")
     try:
         with quiet_georef():
-            da = rioxarray.open_rasterio(path, chunks=chunks, masked=False, lock=False
+            da = rioxarray.open_rasterio(os.fspath(path), chunks=chunks, masked=False, lock=False
                                          if chunks else None, cache=False)
     except RasterioIOError as exc:
         raise CorruptFileError(

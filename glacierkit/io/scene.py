@@ -1,7 +1,8 @@
 """Opening a scene: one function for every source, and the checks every scene passes.
 
 :func:`open_scene` is the single way into glacierkit. Whatever the source (a Landsat
-Collection 2 product folder or its ``_MTL.txt``, a multi-band GeoTIFF, a set of one-band
+Collection 2 product folder, its ``_MTL.txt`` or its ``.tar``/``.tar.gz`` as downloaded, a
+multi-band GeoTIFF, a set of one-band
 files, or a sample name), it returns an ``xarray.DataArray`` with dims
 ``("band", "y", "x")`` of float32 reflectance, a ``band`` coordinate of band names, a
 ``role`` coordinate (``blue``, ``green``, ``nir``, ``swir1`` ...), NaN for nodata, the CRS
@@ -38,6 +39,7 @@ from ..exceptions import (
     UnknownSensorError,
     UnsupportedGridError,
 )
+from .archive import archive_mtl, is_archive
 from .clouds import with_clouds
 from .landsat import open_product
 from .level import (
@@ -519,7 +521,8 @@ def open_scene(
     source
         One of: a sample name (``"alps-s2/aletsch"``, ``"everest-l7"``,
         ``"landsat8-l2sp"``; see :func:`glacierkit.data.scene_names`); a Landsat Collection 2
-        product folder or its ``_MTL.txt``; a multi-band GeoTIFF whose band descriptions
+        product folder, its ``_MTL.txt``, or the product's ``.tar``/``.tar.gz`` as
+        EarthExplorer delivers it (read in place, not unpacked); a multi-band GeoTIFF whose band descriptions
         name the bands (``B3`` ... or roles); a list of one-band files (band names from the
         file names) or a dict ``{band: path}``; or a DataArray (checked and returned).
     sensor
@@ -636,6 +639,9 @@ def open_scene(
     elif path.name.upper().endswith("_MTL.TXT"):
         no_radiometry(rad, f"the Landsat product {path}")
         da = open_product(path, sensor, chunks, product)
+    elif is_archive(path):  # a product as downloaded (.tar, .tar.gz), read in place
+        no_radiometry(rad, f"the Landsat product {path}")
+        da = open_product(archive_mtl(path), sensor, chunks, product)
     elif path.suffix.lower() in RASTER_SUFFIXES:
         if path.suffix.lower() == ".jp2" and not has_georef(open_raster(path)):
             raise NotGeoreferencedError(
@@ -648,7 +654,8 @@ def open_scene(
     else:
         raise DataNotFoundError(
             f"Do not know how to open {path} (suffix {path.suffix!r}). Give a GeoTIFF, a "
-            "JPEG2000 file, a Landsat product folder or its _MTL.txt."
+            "JPEG2000 file, a Landsat product folder, its _MTL.txt, or the product's .tar or "
+            ".tar.gz as downloaded."
         )
     if da.rio.crs is None:
         raise MissingCRSError(

@@ -7,6 +7,7 @@ appears only when complete. :func:`write_table` writes a DataFrame as CSV the sa
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,11 +16,13 @@ import numpy as np
 import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from rasterio._err import CPLE_BaseError
 
-from .._util import atomic_path
-from ..exceptions import (
-    MissingCRSError,
-)
+from .._util import atomic_path, write_failure
+from ..console import stderr_to_log
+from ..exceptions import GlacierKitError, MissingCRSError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["write_raster", "write_table"]
 
@@ -55,9 +58,11 @@ def write_raster(
     per band) are stored as GDAL's unscaling metadata (``value * scale + offset``);
     ``resampling`` is the overview resampling (``NEAREST`` for classes, ``AVERAGE`` for
     continuous values).
-    """
-    from rasterio.shutil import copy as rio_copy
 
+    A write that fails (a full disk, a read-only folder ...) raises one
+    :class:`~glacierkit.exceptions.OutputError` that names the folder, its free space and
+    the space the file needs; GDAL's own messages go to the log, not the terminal.
+    """
     path = Path(path)
     if da.rio.crs is None:
         raise MissingCRSError(
@@ -78,29 +83,47 @@ def write_raster(
     out.attrs = {}
     out.encoding = {}
     all_tags = {k: str(v) for k, v in (tags or {}).items()}
-    with atomic_path(path) as final_tmp:
-        tmp_gtiff = final_tmp.with_name(final_tmp.name + ".gtiff")
-        try:
-            predictor = 3 if np.issubdtype(dtype, np.floating) else 2
-            out.rio.to_raster(tmp_gtiff, driver="GTiff", tiled=True, blockxsize=256,
-                              blockysize=256, compress=compress, predictor=predictor,
-                              interleave="band", BIGTIFF="IF_SAFER", tags=all_tags,
-                              windowed=True)  # block by block: no full-size copy
-            with rasterio.open(tmp_gtiff, "r+") as dst:
-                if descriptions is not None:
-                    for i, d in enumerate(descriptions, start=1):
-                        dst.set_band_description(i, str(d))
-                if scales is not None:
-                    dst.scales = tuple(float(v) for v in scales)
-                if offsets is not None:
-                    dst.offsets = tuple(float(v) for v in offsets)
-            if cog:
-                rio_copy(tmp_gtiff, final_tmp, driver="COG", COMPRESS=compress,
-                         PREDICTOR="YES", OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
-                         RESAMPLING=resampling)
-            else:
-                os.replace(tmp_gtiff, final_tmp)
-        finally:
-            if tmp_gtiff.exists():
-                tmp_gtiff.unlink()
+    # Up to: the tiled GeoTIFF and the COG with its overviews (a third more), uncompressed.
+    needed = int(out.size * dtype.itemsize * (1 + 4 / 3)) + 65536
+    try:
+        with atomic_path(path) as final_tmp, stderr_to_log(log):  # GDAL's own error prints
+            _write(out, final_tmp, dtype, nodata, cog, all_tags, descriptions, compress,
+                   scales, offsets, resampling)
+    except GlacierKitError:
+        raise
+    except (rasterio.errors.RasterioError, CPLE_BaseError, OSError) as exc:
+        text = " ".join(str(exc).split()).lower()
+        full = any(w in text for w in ("no space", "write error", "seek error", "write failed"))
+        raise write_failure(path, exc, needed=needed, full=full or None) from exc
     return path
+
+
+def _write(out, final_tmp: Path, dtype, nodata, cog, all_tags, descriptions, compress, scales,
+           offsets, resampling) -> None:
+    """Write ``out`` to ``final_tmp``: a tiled GeoTIFF, converted to a COG."""
+    from rasterio.shutil import copy as rio_copy
+
+    tmp_gtiff = final_tmp.with_name(final_tmp.name + ".gtiff")
+    try:
+        predictor = 3 if np.issubdtype(dtype, np.floating) else 2
+        out.rio.to_raster(tmp_gtiff, driver="GTiff", tiled=True, blockxsize=256,
+                          blockysize=256, compress=compress, predictor=predictor,
+                          interleave="band", BIGTIFF="IF_SAFER", tags=all_tags,
+                          windowed=True)  # block by block: no full-size copy
+        with rasterio.open(tmp_gtiff, "r+") as dst:
+            if descriptions is not None:
+                for i, d in enumerate(descriptions, start=1):
+                    dst.set_band_description(i, str(d))
+            if scales is not None:
+                dst.scales = tuple(float(v) for v in scales)
+            if offsets is not None:
+                dst.offsets = tuple(float(v) for v in offsets)
+        if cog:
+            rio_copy(tmp_gtiff, final_tmp, driver="COG", COMPRESS=compress,
+                     PREDICTOR="YES", OVERVIEWS="AUTO", BLOCKSIZE=512, BIGTIFF="IF_SAFER",
+                     RESAMPLING=resampling)
+        else:
+            os.replace(tmp_gtiff, final_tmp)
+    finally:
+        if tmp_gtiff.exists():
+            tmp_gtiff.unlink()

@@ -103,8 +103,9 @@ def spectra_pixel_table(spectra: pd.DataFrame, roles: Sequence[str] = OLI_ROLES,
         )
     t = spectra[list(roles)].astype("float64")
     with np.errstate(divide="ignore", invalid="ignore"):
-        t["ndsi"] = (t["green"] - t["swir1"]) / (t["green"] + t["swir1"])
-        t["ndwi"] = (t["green"] - t["nir"]) / (t["green"] + t["nir"])
+        # clipped to [-1, 1] as glacierkit.indices.normalized_difference does on scenes
+        t["ndsi"] = ((t["green"] - t["swir1"]) / (t["green"] + t["swir1"])).clip(-1, 1)
+        t["ndwi"] = ((t["green"] - t["nir"]) / (t["green"] + t["nir"])).clip(-1, 1)
         t["red_swir_ratio"] = t["red"] / t["swir1"]
     t["glacier"] = spectra["surface"].isin(list(snow_ice)).astype("int8")
     t["surface"] = spectra["surface"].to_numpy()

@@ -36,6 +36,7 @@ _EXPORTS = {
     "NOTEBOOK_DIR": ".notebooks",
     "KERNEL_NAME": ".notebooks",
     "check_kernel": ".notebooks",
+    "parse_parameters": ".notebooks",
     # report
     "report": ".report",
     "notebook_html": ".report",

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .._util import read_json, write_json
+from ..console import QUIET_ENV, collect_warnings
 from ..exceptions import DataNotFoundError, NoOverlapError, ParameterError
 from ..metrics import Counts, scores
 from ..staging import fault_point, make_private_dir
@@ -154,15 +155,6 @@ def process_scene(
         ``metrics`` (:data:`METRICS`) when outlines overlap the scene, ``seconds``, the
         ``host`` and ``pid`` that did it, and ``skipped`` (True when it was done before).
     """
-    import geopandas as gpd
-
-    from ..io.scene import open_scene
-    from ..labels import rasterize_outlines
-    from ..metrics import confusion
-    from ..prep import sample_outlines
-    from ..unet.output import predict_to_files
-    from ..unet.predict_dask import cached_predictor
-
     final = scene_dir(output_dir, scene)
     root = Path(output_dir) / "scenes"
     name = final.name
@@ -179,6 +171,24 @@ def process_scene(
             return record
     staging = make_private_dir(root, f".staging-{name}.")
     t0 = time.perf_counter()
+    with collect_warnings() as caught:  # into the record: the parent prints them once
+        return _process(scene, model, staging, final, root, name, t0, caught, threshold,
+                        outlines, sensor, min_area_km2, predict_kwargs, before_commit)
+
+
+def _process(scene, model, staging: Path, final: Path, root: Path, name: str, t0: float,
+             caught: list[str], threshold, outlines, sensor, min_area_km2, predict_kwargs,
+             before_commit) -> dict:
+    """The body of :func:`process_scene`, from the staging folder to the commit."""
+    import geopandas as gpd
+
+    from ..io.scene import open_scene
+    from ..labels import rasterize_outlines
+    from ..metrics import confusion
+    from ..prep import sample_outlines
+    from ..unet.output import predict_to_files
+    from ..unet.predict_dask import cached_predictor
+
     try:
         pred = cached_predictor(str(Path(model).resolve()))
         da = open_scene(scene, sensor=sensor)
@@ -214,6 +224,8 @@ def process_scene(
                 record["metrics"] = {k: s[k] for k in METRICS}
         record["seconds"] = round(time.perf_counter() - t0, 2)
         record["host"], record["pid"] = socket.gethostname(), os.getpid()
+        if caught:
+            record["warnings"] = list(caught)
         write_json(staging / RESULT_FILE, record)
         if before_commit is not None:
             before_commit(str(scene), staging)
@@ -240,7 +252,7 @@ def _client(cluster, n_workers: int | None):
     if cluster is None or cluster == "local":
         n = int(n_workers or min(2, os.cpu_count() or 1))
         threads = max(1, (os.cpu_count() or 1) // n)
-        env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        env = {**{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()},  # quiet TensorFlow
                "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
                "OMP_NUM_THREADS": str(threads)}
         lc = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -355,7 +367,7 @@ def run_scenes(
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=len(scenes), initial=len(scenes) - len(todo), unit="scene",
-                           desc="scenes")
+                           desc="scenes", leave=False)  # the caller prints the summary
             for fut in as_completed(futures):
                 s = futures[fut]
                 try:
@@ -374,6 +386,9 @@ def run_scenes(
                 local.close()
             elif client is not cluster:  # we opened it from an address or a cluster object
                 client.close()
+    for s in todo:  # the workers' warnings, after the progress bar, each distinct one once
+        for text in records[s].get("warnings", []):
+            log.warning("%s", text)
     rows = []
     for s in scenes:
         r = records[s]

@@ -25,6 +25,7 @@ import sys
 
 import yaml
 
+from ..console import command_line_logging
 from ..exceptions import GlacierKitError, ParameterError
 
 __all__ = ["main"]
@@ -68,8 +69,8 @@ def _cmd_run(args) -> int:
         raise ParameterError(f"--workers {args.workers}: give a positive number of processes.")
     import distributed  # noqa: F401 - importing it sets its loggers to INFO; quieten them
 
-    if not args.verbose:
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if not args.verbose:  # its shutdown notes ("Worker process still alive ...") are not ours
+        logging.getLogger("distributed").setLevel(logging.ERROR)
     scenes = list(args.scenes or [])
     if args.scenes_file:
         scenes += read_scene_list(args.scenes_file)
@@ -179,7 +180,7 @@ def _predict(args) -> int:
 
     from ..exceptions import DomainShiftWarning, ObscuredWarning
     from ..staging import check_target
-    from ..unet.artifact import resolve_model
+    from ..unet.artifact import read_sidecar, resolve_model
     from ..unet.output import check_not_the_scene, predict_to_files
 
     if not 0 <= args.threshold <= 1:
@@ -190,13 +191,16 @@ def _predict(args) -> int:
             "(glacierkit predict MODEL OUTDIR --stac ITEM_URL_OR_ID), not both or neither."
         )
     # Everything that can be checked is checked before the (long) prediction.
-    check_target(args.outdir, args.prefix, overwrite=args.force)
+    check_target(args.outdir, args.prefix, overwrite=args.force, cli=True)
     if args.scene:
         check_not_the_scene(args.scene, Path(args.outdir), args.prefix)
-    pred = resolve_model(args.model, args.precision)
+    # The scene (opened lazily) and the model's file and sidecar before TensorFlow loads:
+    # their errors come at once, not after seconds of start-up.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ObscuredWarning)  # printed below, once
         scene = _open_for_predict(args)
+    read_sidecar(args.model)
+    pred = resolve_model(args.model, args.precision)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once
         written = predict_to_files(
@@ -304,11 +308,15 @@ def _print_guard(report) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glacierkit", description=__doc__,
+    parser = argparse.ArgumentParser(prog="glacierkit", description=__doc__.replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run the notebook pipeline from a YAML file")
+    p = sub.add_parser("run", help="run the notebook pipeline from a YAML file",
+                       description="Run the notebooks of a pipeline file in order with "
+                       "papermill, parameter names checked, completed steps skipped, into "
+                       "runs/<name>/ (the executed notebooks, their kernel logs, figures, "
+                       "tables and index.html); or, with --scenes, predict many scenes.")
     p.add_argument("pipeline", help="pipeline YAML file (e.g. pipelines/sample.yml)")
     p.add_argument("--name", help="run name: outputs go to runs/<name>/")
     p.add_argument("--force", action="store_true", help="re-run steps that already completed")
@@ -331,10 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes of the local cluster (default 2)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
-    p = sub.add_parser("fetch-data", help="download every sample file into the cache")
+    p = sub.add_parser("fetch-data", help="download every sample file into the cache",
+                       description="Put every sample file (scenes, outlines, spectra) into "
+                       "the user cache (~/.cache/glacierkit), from the local mirror named by "
+                       "GLACIERKIT_DATA_DIR or from the pinned public sources, checked by "
+                       "sha256, so the notebooks and tests then run offline. Prints each "
+                       "file's path.")
     p.set_defaults(func=_cmd_fetch)
-    p = sub.add_parser("params", help="list a notebook's parameters")
-    p.add_argument("notebook")
+    p = sub.add_parser("params", help="list a notebook's parameters",
+                       description="List the parameters of a notebook's 'parameters' cell: "
+                       "name, type, default and comment, one per line; any of them can be "
+                       "set with --set STEP.KEY=VALUE (glacierkit run) or papermill -p.")
+    p.add_argument("notebook", help="the notebook, e.g. notebooks/01_data_prep.ipynb")
     p.set_defaults(func=_cmd_params)
     p = sub.add_parser("predict", help="predict a whole scene with a trained model; write COGs",
                        description="Predict glacier probability over a whole scene and write "
@@ -342,8 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "0 not, 255 nodata) and, with --tta, confidence.tif to OUTDIR as "
                        "cloud-optimized GeoTIFFs.")
     p.add_argument("model", help="trained model (.keras, with its .json sidecar beside it)")
-    p.add_argument("scene", nargs="?", help="scene: GeoTIFF, Landsat product folder/_MTL.txt, "
-                   "STAC item URL or sample name (leave out with --stac)")
+    p.add_argument("scene", nargs="?", help="scene: GeoTIFF, Landsat product folder, its "
+                   "_MTL.txt or .tar/.tar.gz, STAC item URL or sample name (leave out with "
+                   "--stac)")
     p.add_argument("outdir", help="output folder")
     g = p.add_argument_group("STAC and clouds")
     g.add_argument("--stac", metavar="ITEM", default=None,
@@ -459,6 +476,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # HTTP retries of a STAC API end in one clear error, or succeed
         logging.getLogger("urllib3").setLevel(logging.ERROR)
+    with command_line_logging(logging.INFO if args.verbose else logging.WARNING):
+        return _run(args)
+
+
+def _run(args) -> int:
+    """Run the command; errors become one line (:func:`_error`)."""
     try:
         return args.func(args)
     except GlacierKitError as exc:

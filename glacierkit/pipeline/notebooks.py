@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .._util import CHECKOUT
+from ..console import quiet_environment
 from ..exceptions import KernelNotFoundError, ParameterError, StepFailed
 
-__all__ = ["notebook_parameters", "check_parameters", "execute_notebook", "NOTEBOOK_DIR", "KERNEL_NAME", "check_kernel"]
+__all__ = ["notebook_parameters", "check_parameters", "execute_notebook", "NOTEBOOK_DIR", "KERNEL_NAME", "check_kernel", "parse_parameters"]
 
 #: Where the notebooks live (the repository's ``notebooks/``).
 NOTEBOOK_DIR = CHECKOUT / "notebooks"
@@ -69,6 +70,43 @@ def check_parameters(notebook: str | os.PathLike, params: Mapping[str, object]) 
             )
 
 
+_YAML_TYPES = {list: "a list, e.g. '[a, b]'", dict: "a mapping, e.g. '{a: 1}'",
+               bool: "true or false", int: "a whole number", float: "a number"}
+
+
+def parse_parameters(namespace: dict) -> None:
+    """Parse parameters that arrived as text into their declared types, in place.
+
+    ``papermill -p scenes '["alps-s2/aletsch"]'`` injects the text ``'["alps-s2/aletsch"]'``
+    (papermill converts only numbers and booleans). A notebook calls this right after its
+    parameters cell, with ``globals()``: every parameter annotated ``list``, ``dict``,
+    ``bool``, ``int`` or ``float`` in the parameters cell whose value is a ``str`` is read as
+    YAML (``[a, b]``, ``'["a"]'``, ``true``, ``0.5``). A text that is not of the declared type
+    raises :class:`ParameterError` naming the parameter. Values of the right type, and
+    parameters declared ``str``, are left alone.
+    """
+    import yaml
+
+    for name, declared in dict(namespace.get("__annotations__", {})).items():
+        value = namespace.get(name)
+        if declared not in _YAML_TYPES or not isinstance(value, str):
+            continue
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        if declared is float and isinstance(parsed, int) and not isinstance(parsed, bool):
+            parsed = float(parsed)
+        if declared is list and isinstance(parsed, str):
+            parsed = [parsed]  # one scene given as plain text: a list of one
+        if not isinstance(parsed, declared) or (declared is int and isinstance(parsed, bool)):
+            raise ParameterError(
+                f"Parameter {name} is declared {declared.__name__}, but got the text {value!r}. "
+                f"Give {_YAML_TYPES[declared]} (papermill: -p {name} VALUE, or -y for YAML)."
+            )
+        namespace[name] = parsed
+
+
 def _kernel_manager(stderr, ipc_dir: str):
     """A kernel manager that talks to the kernel over IPC sockets in a private temporary
     folder ``ipc_dir`` (no TCP port, so no "running over TCP without encryption" warning) and sends
@@ -84,6 +122,7 @@ def _kernel_manager(stderr, ipc_dir: str):
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             kw["stderr"] = stderr
+            kw["env"] = quiet_environment(kw.get("env"))  # no TensorFlow start-up chatter
             return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return QuietKernelManager
@@ -103,8 +142,6 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
     notebook, output = Path(notebook), Path(output)
     check_parameters(notebook, parameters)
     check_kernel()
-    # Kernels inherit the environment: keep TensorFlow's C++ start-up chatter out of the log.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.running.ipynb")
     failed = output.with_name(f"{output.stem}.failed.ipynb")
@@ -138,11 +175,13 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike,
 
 
 _WARNING = re.compile(r"\b(\w*Warning): (.+)")
+_GLACIERKIT_WARNING = re.compile(r"^glacierkit: warning: (.+)$", re.MULTILINE)
 
 
 def notebook_warnings(notebook: str | os.PathLike) -> list[str]:
     """The distinct ``...Warning: message`` lines the cells of an executed notebook wrote
-    to stderr, in order (``"UserWarning: ..."``)."""
+    to stderr, in order (``"UserWarning: ..."``), and glacierkit's logged warnings
+    (``glacierkit: warning: ...``, as ``"warning: ..."``)."""
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
@@ -150,6 +189,9 @@ def notebook_warnings(notebook: str | os.PathLike) -> list[str]:
     for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                for m in _WARNING.finditer(out.get("text", "")):
+                text = out.get("text", "")
+                for m in _WARNING.finditer(text):
                     found.setdefault(f"{m.group(1)}: {m.group(2).strip()}", None)
+                for m in _GLACIERKIT_WARNING.finditer(text):  # glacierkit's logged warnings
+                    found.setdefault(f"warning: {m.group(1).strip()}", None)
     return list(found)

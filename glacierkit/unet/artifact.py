@@ -146,8 +146,6 @@ def read_sidecar(path: str | os.PathLike) -> dict:
 
 def load_model(path: str | os.PathLike, compile: bool = False):
     """Load ``(keras_model, sidecar_dict)``; ``sidecar["inputs"]`` becomes an InputSpec."""
-    import keras
-
     path = Path(path)
     sidecar = read_sidecar(path)
     if not zipfile.is_zipfile(path):
@@ -156,6 +154,8 @@ def load_model(path: str | os.PathLike, compile: bool = False):
             "damaged, truncated or something else). Download or copy it again, or re-save the "
             "model with glacierkit.unet.save_model."
         )
+    import keras  # after the checks above, so their errors come before TensorFlow loads
+
     from ..unet import layers  # noqa: F401  (registers glacierkit's layers for deserialization)
 
     try:

@@ -23,7 +23,8 @@ __all__ = ["EXTRA_CHANNELS", "ND_CHANNELS", "NORMALIZATIONS", "InputSpec", "feat
 
 #: Normalized-difference index channels: name -> (a, b) roles of ``(a - b) / (a + b)``.
 #: They are invariant to a common gain of both bands (illumination, slope, calibration),
-#: and clipped to [-1, 1] (small negative reflectances in deep shadow push them outside).
+#: and clipped to [-1, 1] (small negative reflectances in deep shadow push them outside):
+#: :func:`glacierkit.indices.normalized_difference`, the rule of every index in glacierkit.
 ND_CHANNELS: dict[str, tuple[str, str]] = {
     "ndsi": ("green", "swir1"),   # snow and ice (Hall et al. 1995)
     "ndwi": ("green", "nir"),     # open water (McFeeters 1996)
@@ -40,7 +41,7 @@ def _nd_extra(name: str):
     def compute(scene: xr.DataArray) -> xr.DataArray:
         from ..indices import normalized_difference, role_band
 
-        return normalized_difference(role_band(scene, a), role_band(scene, b)).clip(-1.0, 1.0)
+        return normalized_difference(role_band(scene, a), role_band(scene, b))  # in [-1, 1]
 
     compute.__name__ = f"_{name}"
     compute.__doc__ = f"``({a} - {b}) / ({a} + {b})`` clipped to [-1, 1]."

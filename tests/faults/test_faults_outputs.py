@@ -128,6 +128,7 @@ def test_predict_writes_one_complete_set_and_refuses_to_mix(model, scenes, tmp_p
     rc, err = _cli(capsys, "predict", model, scenes["b"], out, *PREDICT_OPTS)
     line = _one_line_error(err)
     assert rc == 2 and "--force" in line and "mask.tif" in line
+    assert "overwrite=" not in line and "prefix=" not in line  # the CLI's words, not the API's
     assert _tree(out) == before
     # with --force the whole earlier set goes: no confidence/outlines of scene a remain
     rc, err = _cli(capsys, "predict", model, scenes["b"], out, "--force", *PREDICT_OPTS)
@@ -313,6 +314,58 @@ def test_read_only_output_folder(model, scenes, tmp_path, capsys):
         assert rc == 2 and "Cannot write" in _one_line_error(err)
     finally:
         ro.chmod(0o755)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 kB tmpfs (a full disk within a few writes); only as root, else skipped."""
+    import subprocess
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True,
+                       timeout=30)
+
+
+def test_full_disk_while_writing_is_one_error_naming_folder_and_space(model, tmp_path,
+                                                                       capsys, small_disk):
+    """The prediction fits in memory but not on the disk: one error line that names the
+    folder, its free space and what the file needs; nothing partial is left, the input is
+    unchanged, and no GDAL/libtiff message reaches the terminal."""
+    scene = write_scene(tmp_path / "big.tif", 320, 320, seed=5)
+    before = scene.read_bytes()
+    out = small_disk / "out"
+    rc, err = _cli(capsys, "predict", model, scene, out, "--float32", *PREDICT_OPTS)
+    assert rc == 2
+    line = _one_line_error(err)
+    assert f"The disk holding {out} is full" in line, line
+    assert " free; writing probability.tif needs up to about " in line and " MB" in line
+    assert "_tiffWriteProc" not in err and "TIFFAppendToStrip" not in err
+    assert _tree(small_disk) == {}  # not even the output folder it created
+    assert scene.read_bytes() == before
+
+
+def test_full_disk_for_tables_and_json_too(small_disk):
+    import pandas as pd
+
+    from glacierkit._util import write_json
+    from glacierkit.io import write_table
+
+    with pytest.raises(OutputError, match=f"The disk holding {small_disk}/run is full"):
+        write_json(small_disk / "run" / "metrics.json", {"x": "y" * 400_000})
+    with pytest.raises(OutputError, match="is full"):
+        write_table(pd.DataFrame({"a": ["z" * 1000] * 400}), small_disk / "run" / "t.csv")
+    assert [p for p in small_disk.rglob("*") if p.is_file()] == []
 
 
 def test_unwritable_output_folder_is_checked_first(tmp_path, monkeypatch):

@@ -353,6 +353,10 @@ def test_write_raster_has_overviews(tmp_path):
     out = write_raster(big.isel(band=[0]), tmp_path / "big.tif")
     with rasterio.open(out) as src:
         assert len(src.overviews(1)) >= 1
+    # as the README says: overviews only when larger than 512 px (one COG block)
+    small, _ = make_scene(height=300, width=400)
+    with rasterio.open(write_raster(small.isel(band=[0]), tmp_path / "small.tif")) as src:
+        assert src.overviews(1) == []
 
 
 def test_write_raster_is_atomic_on_failure(tmp_path, synthetic_scene, monkeypatch):
@@ -380,3 +384,69 @@ def test_write_raster_refuses_missing_crs(tmp_path, synthetic_scene):
     bare = xr.DataArray(scene.values, dims=scene.dims)
     with pytest.raises(MissingCRSError):
         write_raster(bare, tmp_path / "x.tif")
+
+
+# --------------------------------------------------------------------------- tar products
+def test_landsat_product_tar_opens_in_place(sample_data, tmp_path):
+    """The product as EarthExplorer delivers it, .tar.gz or .tar, opens like its folder,
+    lazily too, and nothing is unpacked next to it."""
+    import tarfile
+
+    from glacierkit import slug
+    from glacierkit.io import is_archive
+
+    folder_scene = open_scene("landsat8-l2sp")
+    archive = data.fetch_product("landsat8-l2sp", unpack=False)
+    assert archive.name.endswith(".tar.gz") and is_archive(archive)
+    plain = tmp_path / "LC08_L2SP_218074_20190114_20200829_02_T1.tar"
+    with tarfile.open(archive) as src, tarfile.open(plain, "w") as dst:  # EarthExplorer: .tar
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for source in (archive, plain, str(plain)):
+        scene = open_scene(source)
+        np.testing.assert_array_equal(scene.values, folder_scene.values)
+        assert scene.rio.crs == folder_scene.rio.crs
+        assert scene.rio.transform() == folder_scene.rio.transform()
+        assert scene.attrs["scene_id"] == folder_scene.attrs["scene_id"]
+    lazy = open_scene(plain, chunks={"band": 1, "y": 100, "x": -1})
+    assert lazy.chunks is not None
+    np.testing.assert_array_equal(lazy.values, folder_scene.values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing unpacked
+    assert slug(str(plain)) == "LC08_L2SP_218074_20190114_20200829_02_T1"
+
+
+def test_tar_without_mtl_or_truncated_is_one_clear_error(tmp_path):
+    import tarfile
+
+    from glacierkit.exceptions import GlacierKitError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a product")
+    no_mtl = tmp_path / "other.tar"
+    with tarfile.open(no_mtl, "w") as tar:
+        tar.add(notes, arcname="notes.txt")
+    with pytest.raises(DataNotFoundError, match="holds no _MTL.txt"):
+        open_scene(no_mtl)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 40)
+    with pytest.raises(GlacierKitError, match="damaged or truncated"):
+        open_scene(cut)
+
+
+def test_notebook_01_and_a_batch_scene_take_the_tar(sample_data, tmp_path):
+    """The pipeline's two ways into a scene: preparing it (notebook 01) and a batch task."""
+    from conftest import save_untrained_model
+    from glacierkit.pipeline import process_scene
+    from glacierkit.prep import load_prepared, prepare_scenes
+
+    archive = str(data.fetch_product("landsat8-l2sp", unpack=False))
+    table = prepare_scenes([archive], tmp_path / "prep")
+    assert table["scene"].tolist() == [archive]
+    scene, _ = load_prepared(tmp_path / "prep", archive)
+    assert scene.shape == (6, 300, 400) and scene.rio.crs.to_epsg() == 32623
+    model = save_untrained_model(tmp_path / "model")
+    record = process_scene(archive, model, tmp_path / "run", outlines=False)
+    assert record["shape"] == [300, 400] and record["crs"] == "EPSG:32623"
+    assert (tmp_path / "run" / "scenes" / "LC08_L2SP_218074_20190114_20200829_02_T1-cropped"
+            / "mask.tif").is_file()

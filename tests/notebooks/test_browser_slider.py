@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.notebook]
@@ -151,12 +152,15 @@ def test_slider_updates_metrics_and_map(jupyterlab):
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(WAIT_MS)
+            console = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.goto(f"{jupyterlab['url']}/lab/tree/{NOTEBOOK}?token={jupyterlab['token']}")
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
             page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
 
             try:
                 _run_all_cells(page)
+                _check_every_view_draws(page, expect, console)
                 _check_slider(page, expect)
             except Exception:
                 page.screenshot(path=str(jupyterlab["tmp"] / "failure.png"), full_page=True)
@@ -235,11 +239,13 @@ def _run_all_cells(page, attempts: int = 4) -> None:
             continue
         page.wait_for_function(SETTLED)  # every queued cell done, kernel idle
         state = page.evaluate(NOTEBOOK_STATE)
-        if page.locator(".jp-OutputArea-output[data-mime-type="
-                        "'application/vnd.jupyter.stderr']", has_text="Traceback").count():
-            raise AssertionError("A cell raised an error while running the notebook")
         if all(re.fullmatch(r"\[\d+\]:?", p) for p in state["prompts"]):
+            if page.locator(".jp-OutputArea-output[data-mime-type="
+                            "'application/vnd.jupyter.stderr']", has_text="Traceback").count():
+                raise AssertionError("A cell raised an error while running the notebook")
             return
+        # A Run All taken up by a kernel still starting can run only some cells, out of
+        # order (a later cell then fails on a name an earlier one defines); all again.
         print("cells that never ran after Run All:", state["prompts"])
     raise AssertionError(f"Run All Cells did not run every cell: {page.evaluate(NOTEBOOK_STATE)}")
 
@@ -261,6 +267,49 @@ MAP_FINGERPRINT = """() => {
   }
   return out.join(",");
 }"""
+
+
+# Per Bokeh plot in the page: its title and whether each of its glyph renderers has data.
+PLOTS = """() => {
+  const out = [];
+  for (const doc of (window.Bokeh && window.Bokeh.documents) || []) {
+    for (const m of doc.all_models) {
+      if (!m.renderers || !m.x_range) continue;
+      const sizes = m.renderers.filter(r => r.data_source).map(r => {
+        const d = r.data_source.data;
+        const cols = d instanceof Map ? [...d.values()] : Object.values(d);
+        return cols.length ? cols[0].length : 0;
+      });
+      out.push({title: m.title ? m.title.text : "", sizes,
+                x: [m.x_range.start, m.x_range.end], y: [m.y_range.start, m.y_range.end]});
+    }
+  }
+  return out;
+}"""
+
+
+def _check_every_view_draws(page, expect, console) -> None:
+    """Every HoloViews view (histograms, sweep curves, the slider map) is drawn with its
+    data: a visible canvas, each plot's glyphs hold data and its ranges are finite; and no
+    BokehJS loader in the page asked a CDN (which offline never answers: blank views)."""
+    views = page.locator(".jp-OutputArea-output").filter(has=page.locator("canvas"))
+    assert views.count() >= 3, views.count()  # histograms, sweep curves, the slider map
+    for i in range(views.count()):
+        canvas = views.nth(i).locator("canvas").first
+        expect(canvas).to_be_visible()
+        assert canvas.bounding_box()["height"] > 50
+    plots = page.evaluate(PLOTS)
+    # one train and one test scene: a histogram and a sweep panel each (one scene needs no
+    # pooled panel), and the slider's map
+    titles = sorted(p["title"] for p in plots)
+    assert titles == sorted(["alps-s2/fiescher", "alps-s2/morteratsch"] * 2
+                            + ["alps-s2/morteratsch  TP / FP / FN"]), plots
+    for plot in plots:
+        assert plot["sizes"] and all(n > 0 for n in plot["sizes"]), plot
+        assert all(v is not None and abs(v) < 1e12 for v in plot["x"] + plot["y"]), plot
+    cdn = [m for m in console if "failed to load" in m or "failed to initialize" in m
+           or "BokehJS failed" in m]
+    assert not cdn, cdn
 
 
 def _check_slider(page, expect) -> None:

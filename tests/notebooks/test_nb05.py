@@ -1,13 +1,28 @@
 """Notebook 05 and the U-Net vs NDSI comparison on the real test scenes."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import geopandas as gpd
 import pytest
 import rasterio
 
-from conftest import ROOT, holoviews_outputs, run_notebook
-from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET
-from glacierkit.evaluate import compare_methods
+from conftest import (
+    PAPERMILL_LINES,
+    ROOT,
+    assert_views_can_render,
+    foreign_stderr_lines,
+    holoviews_outputs,
+    notebook_outputs,
+    notebook_stderr,
+    path_reprs,
+)
+from glacierkit.console import QUIET_ENV
+from glacierkit.evaluate import NDSI_LEARNED, NDSI_ORACLE, UNET, compare_methods
 from glacierkit.exceptions import DataNotFoundError, ParameterError
+from glacierkit.pipeline import NOTEBOOK_DIR
 from glacierkit.unet import PRETRAINED, resolve_model_path
 
 MODEL = ROOT / PRETRAINED
@@ -73,13 +88,34 @@ def test_model_path_resolution(tmp_path, monkeypatch):
 
 
 @pytest.mark.notebook
-def test_notebook_05_runs_headless(prepared_alps, tmp_path):
+def test_notebook_05_runs_headless_with_papermill_and_prints_no_library_noise(prepared_alps,
+                                                                               tmp_path):
+    """As a user runs it: the papermill command line, list parameters as text (-p), the
+    interactive map on, and none of the variables that quiet TensorFlow (glacierkit's runner
+    sets them for its kernels; here only the notebook's ``import glacierkit`` can)."""
     (tmp_path / "prepared").symlink_to(prepared_alps / "prepared")
-    nb = run_notebook("05_evaluation", tmp_path, test_scenes=["alps-s2/gorner"],
-                      unlabelled_scenes=["alps-s2/merdeglace"], n_boot=50, interactive_map=False,
-                      conditions=["toa moderate"])
+    nb = tmp_path / "notebooks" / "05_evaluation.ipynb"
+    nb.parent.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in (*QUIET_ENV, "PYTHONWARNINGS")}
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("papermill")), str(NOTEBOOK_DIR / nb.name), str(nb),
+         "-p", "output_dir", str(tmp_path), "-p", "test_scenes", "[alps-s2/gorner]",
+         "-p", "unlabelled_scenes", '["alps-s2/merdeglace"]', "-p", "n_boot", "50",
+         "-p", "conditions", '["toa moderate"]', "-p", "interactive_map", "true", "--cwd", str(NOTEBOOK_DIR)],
+        capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert foreign_stderr_lines(out.stderr, tool=PAPERMILL_LINES) == [], out.stderr
     views = holoviews_outputs(nb)
     assert len(views) == 2  # error maps with outlines (error_view), per-glacier table
+    assert_views_can_render(nb)
+    assert any("leafmap" in str(w) or "Map(" in str(w)
+               for w in notebook_outputs(nb, "text/plain"))  # the interactive map was made
+    assert path_reprs(nb) == []  # the figures show, not the paths they were saved to
+    # a quiet console: no TensorFlow/CUDA lines, the RGI repair note once, as glacierkit's;
+    # the domain-shift guard (Athabasca) as glacierkit's lines
+    assert notebook_stderr(nb) == []
+    notes = [t for t in notebook_outputs(nb, "stderr") if "invalid polygons" in t]
+    assert len(notes) == 1 and notes[0].startswith("glacierkit: warning: ")
     assert (tmp_path / "table4.csv").is_file()
     assert (tmp_path / "figures" / "05_error_maps.png").is_file()
     assert (tmp_path / "predictions" / "alps-s2_merdeglace" / "mask.tif").is_file()

@@ -9,7 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import holoviews_outputs, run_notebook
+from conftest import (
+    assert_views_can_render,
+    holoviews_outputs,
+    notebook_outputs,
+    path_reprs,
+    run_notebook,
+)
 from glacierkit import indices
 from glacierkit.ndsi import threshold
 from glacierkit.prep import load_prepared
@@ -31,6 +37,11 @@ def test_notebook_03_learns_on_train_and_writes_its_tables(run_dir):
     nb = run_notebook("03_ndsi_threshold", run_dir, train_scenes=TRAIN, test_scenes=TEST,
                       grid_step=0.05, slider_scene="alps-s2/morteratsch", max_pixels=5000)
     assert len(holoviews_outputs(nb)) >= 2  # histograms and sweep curves (and the slider map)
+    assert_views_can_render(nb)
+    # the matplotlib figures are shown too (HoloViews' PNG rendering used to switch pyplot's
+    # interactive mode off): the error maps and the slider's static figure
+    assert len(notebook_outputs(nb, "image/png")) >= 2
+    assert path_reprs(nb) == []  # no cell shows the path of the file it saved
     out = run_dir / "ndsi"
     for name in ("table4_train", "table4_test", "sweep_fine_train", "sweep_fine_test", "otsu",
                  "learned_vs_oracle", "water_called_glacier"):

@@ -279,6 +279,12 @@ def test_notebook_04_runs_headless_with_tiny_parameters(prepared_alps, tmp_path)
     from conftest import holoviews_outputs
 
     assert len(holoviews_outputs(out)) == 1  # the learning curves (history_view)
+    from conftest import foreign_stderr_lines, notebook_stderr, path_reprs
+
+    assert notebook_stderr(out) == []  # training printed no TensorFlow lines in the cells
+    assert path_reprs(out) == []
+    log = out.with_name("04_unet_training.kernel.log")  # nor in the kernel's own log
+    assert log.is_file() and foreign_stderr_lines(log.read_text()) == []
     model, side = load_model(tmp_path / "model" / "unet.keras")
     assert side["inputs"].channels == ("swir1", "nir", "blue", "ndsi", "ndwi")  # the defaults
     assert side["config"]["prior"] == "ndsi" and side["config"]["shadows"] == 0.0
