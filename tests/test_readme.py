@@ -46,6 +46,21 @@ NOT_RUN = {
     '.venv/bin/pytest -m "not browser"   # skip the JupyterLab/Chromium test locally':
         "the test suite itself",
     "make lint                      # ruff": "a linter, not a sample-data command",
+    # "Find and map a glacier": a STAC API, which these machines cannot reach; the same
+    # commands run as written against a real one on 127.0.0.1 in
+    # tests/pipeline/test_readme_stac.py
+    "glacierkit search --glaciers athabasca --dates 2020-08-01/2020-09-30 --json "
+    "runs/athabasca-stac/items.json": "STAC (tests/pipeline/test_readme_stac.py)",
+    "glacierkit predict models/unet_alps_s2.keras runs/athabasca-item --stac "
+    "S2A_11UMT_20200911_0_L2A --glaciers athabasca --outlines":
+        "STAC (tests/pipeline/test_readme_stac.py)",
+    "glacierkit search --glaciers athabasca --dates 2020-08-01/2020-09-30 --predict "
+    "models/unet_alps_s2.keras runs/athabasca-stac --top 1": "STAC (tests/pipeline/test_readme_stac.py)",
+    '.venv/bin/python tests/stac_local.py        # prints "STAC API: http://127.0.0.1:PORT ..."; '
+    "Ctrl-C stops it": "serves until stopped (tests/pipeline/test_readme_stac.py runs it)",
+    ".venv/bin/glacierkit search --api http://127.0.0.1:PORT --glaciers athabasca --predict "
+    "models/unet_alps_s2.keras runs/local-stac": "PORT is what the server printed "
+                                                 "(tests/pipeline/test_readme_stac.py)",
 }
 
 

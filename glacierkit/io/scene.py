@@ -262,18 +262,19 @@ def _check_range(da: xr.DataArray, source) -> None:
            "scale= and offset= (reflectance = DN * scale + offset; e.g. scale=0.0001 for "
            "Sentinel-2 DNs, scale=2.75e-05 and offset=-0.2 for Landsat Collection 2 L2; "
            "on the command line --sensor, --scale, --offset).")
-    if above > OUT_OF_RANGE_FRACTION:
+    if above + below <= OUT_OF_RANGE_FRACTION:  # the two together: values, not reflectance
+        return
+    if above >= below:
         raise ReflectanceRangeError(
             f"{above:.0%} of the pixels of {source} are above {hi} (largest "
             f"{float(valid.max()):.6g}), but reflectance lies between 0 and about 1.5: these "
             f"look like unscaled digital numbers. {how}"
         )
-    if below > OUT_OF_RANGE_FRACTION:
-        raise ReflectanceRangeError(
-            f"{below:.0%} of the pixels of {source} are below {lo} (smallest "
-            f"{float(valid.min()):.6g}); reflectance is not negative beyond rounding. The "
-            f"scaling or the nodata value is wrong. {how}"
-        )
+    raise ReflectanceRangeError(
+        f"{below:.0%} of the pixels of {source} are below {lo} (smallest "
+        f"{float(valid.min()):.6g}); reflectance is not negative beyond rounding. The "
+        f"scaling or the nodata value is wrong. {how}"
+    )
 
 
 def _open_sample(name: str, sensor_id, chunks, product) -> xr.DataArray:

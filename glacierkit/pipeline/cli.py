@@ -194,12 +194,14 @@ def _predict(args) -> int:
     check_target(args.outdir, args.prefix, overwrite=args.force, cli=True)
     if args.scene:
         check_not_the_scene(args.scene, Path(args.outdir), args.prefix)
-    # The scene (opened lazily) and the model's file and sidecar before TensorFlow loads:
+    # The model's file and sidecar and the scene (opened lazily) before TensorFlow loads:
     # their errors come at once, not after seconds of start-up.
+    read_sidecar(args.model)
+    from ..io import raster  # noqa: F401  (its warning filters outlive the block below)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ObscuredWarning)  # printed below, once
         scene = _open_for_predict(args)
-    read_sidecar(args.model)
     pred = resolve_model(args.model, args.precision)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainShiftWarning)  # printed below, once

@@ -226,7 +226,8 @@ def test_command_line_help_is_plain_and_complete():
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     described = {choice.dest: choice.help for choice in sub._choices_actions}
-    assert set(described) == set(sub.choices) == {"run", "fetch-data", "params", "predict"}
+    assert set(described) == set(sub.choices) == {"run", "fetch-data", "params", "predict",
+                                                   "search"}
     assert all(described.values()), described
     for name, command in [("glacierkit", parser), *sub.choices.items()]:
         text = command.format_help()
