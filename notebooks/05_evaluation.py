@@ -242,8 +242,7 @@ if other:
 bench = None
 if conditions:
     bench = gk.evaluate.benchmark(model_path, ndsi_threshold=result.thresholds["ndsi_learned"],
-                                  conditions=conditions, output_dir=output_dir / "conditions",
-                                  overlap=overlap)
+                                  conditions=conditions, output_dir=output_dir / "conditions")
 bench.summary.round(3) if bench else "no conditions (conditions is empty)"
 
 # %% [markdown]
