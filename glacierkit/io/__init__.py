@@ -51,6 +51,7 @@ _EXPORTS = {
     "level": ".level",
     "LEVELS": ".level",
     "PRODUCT_LEVELS": ".level",
+    "LEVEL_ATTRS": ".level",
     "ATMOSPHERE": ".level",
     "DARK_SURFACE": ".level",
     "TOA_BLUE_MIN": ".level",

@@ -36,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from ..exceptions import DataNotFoundError, ObscuredWarning, ParameterError
+from .level import LEVEL_ATTRS
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,9 @@ OBSCURED_LIMIT = 0.2
 #: Scene attributes that describe the cloud mask (they go into the prediction's tags).
 CLOUD_ATTRS = ("cloud_mask", "cloud_layer", "obscured_fraction", "obscured_glacier_fraction")
 #: Scene attributes a prediction carries into its attrs and GeoTIFF tags besides sensor,
-#: date and scene id: the processing level (:mod:`glacierkit.io.level`: what it is, how it
-#: was found, the correction before the model), where a STAC scene came from, and the clouds.
-CARRIED_ATTRS = ("level", "level_from", "level_correction", "path_reflectance",
-                 "stac_collection", "source", *CLOUD_ATTRS)
+#: date and scene id: the processing level (:data:`glacierkit.io.level.LEVEL_ATTRS`), where
+#: a STAC scene came from, and the clouds.
+CARRIED_ATTRS = (*LEVEL_ATTRS, "stac_collection", "source", *CLOUD_ATTRS)
 
 
 def cloud_kind(layer, kind: str | None = None) -> str:

@@ -41,9 +41,14 @@ from ..exceptions import ParameterError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LEVELS", "PRODUCT_LEVELS", "ATMOSPHERE", "DARK_SURFACE", "TOA_BLUE_MIN",
-           "OFFSET_MIN", "OFFSET_PERCENTILE", "OFFSET_MIN_PIXELS", "check_level", "product_level", "guess_product", "dark_pixels",
-           "detect_level", "detect_offset", "path_reflectance", "to_surface"]
+__all__ = ["LEVELS", "PRODUCT_LEVELS", "LEVEL_ATTRS", "ATMOSPHERE", "DARK_SURFACE",
+           "TOA_BLUE_MIN", "OFFSET_MIN", "OFFSET_PERCENTILE", "OFFSET_MIN_PIXELS",
+           "check_level", "product_level", "guess_product", "dark_pixels", "detect_level",
+           "detect_offset", "path_reflectance", "to_surface"]
+
+#: Scene attributes that say the processing level: what it is, how it was found, the
+#: dark-object estimate and the correction made before the model (carried into outputs).
+LEVEL_ATTRS = ("level", "level_from", "level_correction", "path_reflectance")
 
 #: The processing levels glacierkit knows.
 LEVELS = ("surface", "toa")
