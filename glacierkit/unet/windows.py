@@ -1,14 +1,21 @@
 """Where the prediction windows go, and how their outputs are blended.
 
 A U-Net's output near a window edge depends on the zero padding there, so every window
-gives zero weight to ``context`` pixels at its edges and neighbours meet in a short
+gives (almost) no weight to ``context`` pixels at its edges and neighbours meet in a short
 sine-squared ramp whose weights add up to one (:func:`blend_weights`). :func:`plan_windows`
 sizes the windows for a scene and a model: multiples of the pooling factor, each within the
 activation memory of the largest default window, and chosen among all window counts per
-axis for the least total pixel work (so a 2048-px scene gets two windows along an axis
-where they fit, and a window may be a rectangle as wide as the scene); an :class:`Axis`
-holds the window positions along one axis, and :func:`reflect_index` maps positions beyond
-the scene's edges back into it (reflection).
+axis for the least total pixel work (so a 2048-px scene gets two windows of 1120 px along
+an axis, and a window may be a rectangle as wide as the scene). The scene's own edges are
+not padded for that choice: a window sees them as a single window sees a scene (the
+network's zero padding), and they are reflected only by the pixels that the windows'
+rounding leaves free. Measured on 8 crops of the Aletsch and Fiescher scenes against the
+same pixels predicted with their real surroundings: in the outermost 16 px the mean
+absolute probability error is 0.0165 with zero padding and 0.0142 with 80 px of
+reflection (the masks agree on 98.63% and 98.69% of the pixels); 16-48 px inside, 0.0061
+and 0.0065; from 48 px on they are equal. An :class:`Axis` holds the window positions along
+one axis, and :func:`reflect_index` maps positions beyond the scene's edges back into it
+(reflection).
 """
 
 from __future__ import annotations
@@ -53,6 +60,11 @@ CONTEXT_FRACTION = 0.7
 #: Width (pixels) of the sine-squared ramp between neighbouring windows when ``overlap`` is
 #: not given, beyond the context (rounded up to the pooling factor; 0: a hard crop).
 BLEND_RAMP = 16
+#: The weight of a window's context pixels: not zero, so that a scene pixel that only the
+#: context of one window covers (at the scene's edges, where the default plan reflects
+#: less than the context) takes that window's prediction; next to a window that covers a
+#: pixel with full weight it changes nothing (at most 1e-6 of the difference).
+CONTEXT_WEIGHT = 1e-6
 
 
 # --------------------------------------------------------------------------- geometry
@@ -69,8 +81,8 @@ def window_weights(window: int) -> np.ndarray:
 def blend_weights(window: int, step: int, context: int = 0) -> np.ndarray:
     """The 1-D weight of a window's pixels when windows ``step`` apart are blended.
 
-    Zero on the ``context`` pixels at each edge (predicted only to give the others
-    context), then a sine-squared ramp ``sin^2(pi (t + 0.5) / (2 ramp))`` over the
+    :data:`CONTEXT_WEIGHT` (1e-6) on the ``context`` pixels at each edge (predicted only
+    to give the others context), then a sine-squared ramp ``sin^2(pi (t + 0.5) / (2 ramp))`` over the
     ``ramp = window - step - 2 context`` pixels shared with the neighbour, then 1. The
     ramps of neighbours sum to exactly 1. With ``context=0`` and ``step = window / 2`` it is
     :func:`window_weights`; with ``ramp = 0`` it is a plain crop (each pixel comes from the
@@ -83,7 +95,7 @@ def blend_weights(window: int, step: int, context: int = 0) -> np.ndarray:
             f"context={context} must be at most half the overlap of the windows "
             f"(window {window} - step {step} = {window - step}) / 2."
         )
-    w = np.zeros(window, dtype="float64")
+    w = np.full(window, CONTEXT_WEIGHT if context else 0.0, dtype="float64")
     inner = window - 2 * context
     ramp = window - step - 2 * context
     if ramp == 0:
@@ -113,7 +125,8 @@ def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
 class Axis:
     """Window positions along one axis: window ``j`` covers ``[start + j*step, ... + window)``.
 
-    ``context`` pixels at each end of a window get zero weight. The scene is reflected by
+    ``context`` pixels at each end of a window get a weight of :data:`CONTEXT_WEIGHT`
+    (almost none). The scene is reflected by
     ``margin`` pixels before the first window (``edge``, by default ``window - step -
     context``), so the first scene pixel has at least ``context`` pixels of (reflected)
     context and a positive weight; the last window reaches at least as far beyond the
@@ -218,6 +231,18 @@ def _least_work(height: int, width: int, overlap: int, context: int, multiple: i
     return best[1], best[2]
 
 
+def _reflect_slack(axis: Axis, multiple: int) -> Axis:
+    """``axis`` (planned without reflection) with the scene's edges reflected by half of the
+    pixels its windows reach beyond the scene, up to the context: as many as come free.
+    A multiple of ``multiple`` (the pooling factor), so that the windows' pooling grid
+    stays where it was (a U-Net is not invariant to shifts by other amounts)."""
+    edge = min(axis.context, (axis.padded - axis.size) // 2) // multiple * multiple
+    moved = Axis(axis.size, axis.window, axis.step, axis.context, edge)
+    if moved.count != axis.count:  # pragma: no cover - by construction
+        raise GlacierKitError(f"Internal error: reflecting {axis} changed its windows.")
+    return moved
+
+
 @dataclass(frozen=True)
 class Plan:
     """Where the windows go: the nominal window, step, context and overlap, and the fitted
@@ -283,11 +308,13 @@ def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None
     """Window size, step and context for a scene (see :func:`predict_scene`).
 
     With the default blend (``overlap=None``) the windows overlap by twice the context plus
-    the ramp, the scene is reflected by the context beyond its edges, and the windows (one
-    size per axis, multiples of the pooling factor) are chosen among all counts per axis
-    for the least total pixel work, each at most ``window`` pixels high and ``window**2``
-    pixels in area (the activation memory of one default window; with ``window`` given,
-    also at most ``window`` wide). With ``overlap`` given (or a fixed-size model): the
+    the ramp, and the windows (one size per axis, multiples of the pooling factor) are
+    chosen among all counts per axis for the least total pixel work that covers the scene,
+    each at most ``window`` pixels high and ``window**2`` pixels in area (the activation
+    memory of one default window; with ``window`` given, also at most ``window`` wide).
+    The scene is then reflected beyond its edges by half of what the windows reach past
+    it, up to the context, in whole pooling steps (the first windows start at the first
+    pixel otherwise). With ``overlap`` given (or a fixed-size model): the
     fewest square windows of at most ``window`` pixels, reflected by ``window - step -
     context`` pixels, as in earlier versions.
 
@@ -332,9 +359,12 @@ def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None
         ctx = min(ctx, (win - step) // 2)
     fixed = pred.fixed is not None
     if overlap is None and not fixed:
-        # The least pixel work within the memory of one window of win x win pixels.
-        ay, ax = _least_work(height, width, win - step, ctx, m, ctx, win, win * win,
+        # The least pixel work within the memory of one window of win x win pixels, chosen
+        # without reflection; the scene's edges are then reflected by what the windows'
+        # rounding leaves beyond the scene, up to the context.
+        ay, ax = _least_work(height, width, win - step, ctx, m, 0, win, win * win,
                              None if window is None else win)
+        ay, ax = _reflect_slack(ay, m), _reflect_slack(ax, m)
     else:
         ay = _fit_axis(height, win, step, ctx, m, fixed)
         ax = _fit_axis(width, win, step, ctx, m, fixed)
