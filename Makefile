@@ -1,7 +1,8 @@
 # glacierkit: three commands.
 #   make run    set up .venv, register the kernel, run the notebook pipeline on the sample data;
 #               ends with the path of the run's index.html (HTML reports of every notebook)
-#   make test   set up .venv (if needed) and run the test suite (what CI runs)
+#   make test   set up .venv (if needed) and run the test suite (what CI runs; two
+#               processes, then the browser test alone)
 #   make lab    set up .venv (if needed) and open JupyterLab on notebooks/ with the kernel
 #               "Python (glacierkit)"
 # All use the local mirror of the sample data when it exists (../shared/data), else the
@@ -35,8 +36,13 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	@$(BIN)/glacierkit run $(PIPELINE) --name $(NAME)
 
+# The suite in TEST_WORKERS processes (pytest-xdist; a test module stays in one process, so
+# its fixtures are built once), then the browser test alone: JupyterLab and Chromium get
+# the machine to themselves, as a person's browser would.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not browser"
+	$(BIN)/python -m pytest -m browser
 
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
