@@ -14,19 +14,23 @@ probability on the scene's exact grid. How it works:
   ``cpu`` preset), and neighbouring windows overlap by twice the context plus a 16-px
   sine-squared ramp whose weights add up to exactly one (:func:`blend_weights`). Every
   pixel then comes from windows that see it with at least ``context`` pixels around it:
-  no seams, and the result does not depend on where the window edges fall (tested by
-  cropping the scene). Each window fits in the activation memory of one square window of
+  no seams, and beyond the context of the scene's own edges the result does not depend on
+  where the window edges fall (tested by cropping the scene). Each window fits in the activation memory of one square window of
   640 MB in float32, 800 MB in bfloat16 (for the ``cpu`` preset 1168 px and 1792 px
   square; a window may be a rectangle of the same area, as wide as the scene), and the
   window counts are those with the least pixel work
-  (:func:`glacierkit.unet.windows.plan_windows`): a full Landsat scene costs 1.25 (bfloat16)
-  to 1.41 (float32) window pixels per scene pixel, a 2048-px scene 1.26 to 1.48 (the former
-  50% overlap of 256-px windows: 4.2). ``overlap=0.5, context=0`` is that former Hann blend.
+  (:func:`glacierkit.unet.windows.plan_windows`): a full Landsat scene costs 1.21 (bfloat16)
+  to 1.36 (float32) window pixels per scene pixel, a 2048-px scene 1.09 to 1.20, a scene
+  of up to 1024 px one window of its own size (the former 50% overlap of 256-px windows:
+  4.2). ``overlap=0.5, context=0`` is that former Hann blend.
   Window sizes and steps are multiples of the model's pooling factor, so every window sees
   the scene with the same pooling phase.
-* **Any size.** The scene is reflect-padded at every edge by the context (and up to a
-  whole number of windows), so edge pixels get as much context as every other pixel;
-  scenes smaller than a window get one window just large enough.
+* **Any size.** The windows start at the scene's first pixel and reach just past its
+  last; what lies beyond the scene is its reflection. The scene's own edges are seen
+  through the network's zero padding, as a single window sees a scene, plus whatever
+  reflection the windows' rounding leaves free (up to the context, in whole pooling steps:
+  :mod:`glacierkit.unet.windows` has the measurement). Scenes smaller than a window get
+  one window just large enough.
 * **One compiled forward pass.** The network (for an ensemble, each member in turn) runs
   through one graph traced once for any window shape
   (:class:`glacierkit.unet.forward.CompiledForward`), not once per shape and member.

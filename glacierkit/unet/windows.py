@@ -52,7 +52,7 @@ WINDOW_MEMORY = {"float32": 640 * 2**20, "bfloat16": 800 * 2**20}
 ACTIVATION_BYTES_PER_FILTER = {"float32": 30, "bfloat16": 15}
 #: Pixels per forward pass when ``batch_size`` is not given.
 BATCH_PIXELS = 2**20
-#: Default context (pixels at each window edge given zero weight) as a fraction of the
+#: Default context (pixels at each window edge given almost no weight) as a fraction of the
 #: model's receptive-field radius. For the committed U-Net (radius about 107 px) the window
 #: edge changed the output by more than 0.01 up to 72 px inside the window and by less than
 #: 0.007 from 76 px on (the three Alps training/unlabelled scenes, every 16-px offset).
