@@ -160,9 +160,11 @@ def _starts(sizes: tuple[int, ...]) -> np.ndarray:
 
 def _window_range(ax: Axis, c0: int, c1: int) -> tuple[int, int]:
     """The first and last window whose weighted part (beyond its context) meets
-    ``[c0, c1)``."""
-    j0 = max(0, (c0 - ax.start - ax.window + ax.context) // ax.step + 1)
-    j1 = min(ax.count - 1, (c1 - ax.start - ax.context - 1) // ax.step)
+    ``[c0, c1)``. The first window's part reaches back to the scene's first pixel and the
+    last window's on to its last: where the scene's edges are reflected by less than the
+    context, the pixels next to them come from those windows' context alone."""
+    j0 = min(ax.count - 1, max(0, (c0 - ax.start - ax.window + ax.context) // ax.step + 1))
+    j1 = max(0, min(ax.count - 1, (c1 - ax.start - ax.context - 1) // ax.step))
     return j0, j1
 
 

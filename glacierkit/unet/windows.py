@@ -62,9 +62,10 @@ CONTEXT_FRACTION = 0.7
 BLEND_RAMP = 16
 #: The weight of a window's context pixels: not zero, so that a scene pixel that only the
 #: context of one window covers (at the scene's edges, where the default plan reflects
-#: less than the context) takes that window's prediction; next to a window that covers a
-#: pixel with full weight it changes nothing (at most 1e-6 of the difference).
-CONTEXT_WEIGHT = 1e-6
+#: less than the context) takes that window's prediction; where another window covers a
+#: pixel with weight (a ramp's smallest is 2e-3) it is below float32's rounding and
+#: changes nothing, so chunked prediction can leave such windows out and get the same bits.
+CONTEXT_WEIGHT = 1e-12
 
 
 # --------------------------------------------------------------------------- geometry
@@ -81,7 +82,7 @@ def window_weights(window: int) -> np.ndarray:
 def blend_weights(window: int, step: int, context: int = 0) -> np.ndarray:
     """The 1-D weight of a window's pixels when windows ``step`` apart are blended.
 
-    :data:`CONTEXT_WEIGHT` (1e-6) on the ``context`` pixels at each edge (predicted only
+    :data:`CONTEXT_WEIGHT` (1e-12) on the ``context`` pixels at each edge (predicted only
     to give the others context), then a sine-squared ramp ``sin^2(pi (t + 0.5) / (2 ramp))`` over the
     ``ramp = window - step - 2 context`` pixels shared with the neighbour, then 1. The
     ramps of neighbours sum to exactly 1. With ``context=0`` and ``step = window / 2`` it is

@@ -128,6 +128,27 @@ def test_chunked_prediction_equals_in_memory(untrained, overlap, chunk, tta):
                                    atol=1e-6, rtol=0)
 
 
+def test_chunked_default_plan_equals_in_memory_at_the_scene_edges(untrained):
+    """The default plan does not reflect the scene's edges by the full context, so the
+    pixels next to them come from the context of the first and last windows alone (a tiny
+    weight); chunked, they and every other pixel are the in-memory result."""
+    from glacierkit.unet.artifact import resolve_model
+    from glacierkit.unet.windows import plan_windows
+
+    net, spec = untrained
+    scene, _ = make_scene(200, 170, seed=5)
+    pred = resolve_model((net, spec))
+    plan = plan_windows(pred, 200, 170, window=2 * WINDOW, overlap=None, context=None,
+                        batch_size=None)
+    assert plan.context >= 8 and plan.ay.margin < plan.context  # edge pixels: context only
+    ref = predict_scene(pred, scene, window=2 * WINDOW, progress=False)
+    lazy = predict_scene_dask(pred, scene.chunk({"y": 48, "x": 48}), window=2 * WINDOW)
+    assert len(lazy.chunks[0]) >= 2
+    got = lazy.values
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, ref.values, atol=1e-6, rtol=0)
+
+
 def test_chunked_prediction_without_the_global_grid_would_differ(untrained):
     """The equality is not automatic: predicting every chunk on its own (plain map_blocks,
     no overlap) gives visible seams, so the test above can fail."""

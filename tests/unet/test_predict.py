@@ -58,7 +58,7 @@ def test_weights_blend_to_one_and_fold_reflects():
                                                    (1280, 1104, 80), (96, 24, 8)])
 def test_blend_weights_sum_to_one_and_skip_the_context(window, step, context):
     w = blend_weights(window, step, context)
-    # the context: a weight of 1e-6, which only counts where no window covers a pixel better
+    # the context: a weight of 1e-12, which only counts where no window covers a pixel better
     assert (w[:context] == CONTEXT_WEIGHT).all() and (w[window - context:] == CONTEXT_WEIGHT).all()
     assert (w[context: window - context] > 0).all()
     ax = Axis(700, window, step, context)
