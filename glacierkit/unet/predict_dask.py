@@ -53,7 +53,7 @@ import xarray as xr
 from ..exceptions import GlacierKitError, ParameterError
 from .artifact import Predictor, resolve_model
 from .features import normalize
-from .predict import forward, probability_array, split_batches
+from .predict import forward, probability_array, split_batches, to_model_level
 from .rows import check_roles
 from .windows import Axis, plan_windows, reflect_index
 
@@ -262,6 +262,7 @@ def predict_scene_dask(
     tta: bool = False,
     context: int | None = None,
     precision: str | None = None,
+    level_correction: bool = True,
 ) -> xr.DataArray:
     """Glacier probability as a lazy (dask) DataArray, computed chunk by chunk.
 
@@ -279,9 +280,10 @@ def predict_scene_dask(
         Chunk side in pixels: an int, ``(rows, cols)`` or ``{"y": rows, "x": cols}``.
         Default: the scene's own dask chunks, else 1024. Rounded to multiples of the
         window step and to at least one window plus one step (see :func:`aligned_chunks`).
-    window, overlap, batch_size, tta, context, precision
+    window, overlap, batch_size, tta, context, precision, level_correction
         As in :func:`glacierkit.unet.predict_scene` (the precision is decided once, here,
-        and used by every worker).
+        and used by every worker; a top-of-atmosphere scene is brought to the model's level
+        lazily, with the path reflectance of the whole scene).
 
     Returns
     -------
@@ -303,7 +305,7 @@ def predict_scene_dask(
     ref = _ModelRef(model, precision)
     pred = ref.get()
     request = _chunk_request(chunks, scene if isinstance(scene, xr.DataArray) else None)
-    da = _open_lazy(scene, request)
+    da = to_model_level(_open_lazy(scene, request), pred.sidecar, level_correction)
     check_roles(da, pred)
     height, width = da.sizes["y"], da.sizes["x"]
     plan = plan_windows(pred, height, width, window=window, overlap=overlap, context=context,
