@@ -83,8 +83,9 @@ def blend_weights(window: int, step: int, context: int = 0) -> np.ndarray:
     """The 1-D weight of a window's pixels when windows ``step`` apart are blended.
 
     :data:`CONTEXT_WEIGHT` (1e-12) on the ``context`` pixels at each edge (predicted only
-    to give the others context), then a sine-squared ramp ``sin^2(pi (t + 0.5) / (2 ramp))`` over the
-    ``ramp = window - step - 2 context`` pixels shared with the neighbour, then 1. The
+    to give the others context), then a sine-squared ramp ``sin^2(pi (t + 0.5) / (2
+    ramp))`` over the ``ramp = window - step - 2 context`` pixels shared with the
+    neighbour, then 1. The
     ramps of neighbours sum to exactly 1. With ``context=0`` and ``step = window / 2`` it is
     :func:`window_weights`; with ``ramp = 0`` it is a plain crop (each pixel comes from the
     one window that sees it with at least ``context`` pixels of context). If the ramps
@@ -127,11 +128,11 @@ class Axis:
     """Window positions along one axis: window ``j`` covers ``[start + j*step, ... + window)``.
 
     ``context`` pixels at each end of a window get a weight of :data:`CONTEXT_WEIGHT`
-    (almost none). The scene is reflected by
-    ``margin`` pixels before the first window (``edge``, by default ``window - step -
-    context``), so the first scene pixel has at least ``context`` pixels of (reflected)
-    context and a positive weight; the last window reaches at least as far beyond the
-    scene.
+    (almost none). The scene is reflected by ``margin`` pixels before the first window
+    (``edge``, by default ``window - step - context``); the last window reaches at least as
+    far beyond the scene. With a margin below the context, the first scene pixels have a
+    weight only from the first window's context (and the last ones from the last
+    window's).
     """
 
     size: int
@@ -139,10 +140,9 @@ class Axis:
     step: int
     context: int = 0
     #: Reflected pixels before the first window's first pixel; None: ``window - step -
-    #: context`` (the first scene pixel has the full weight of one window). The default
-    #: plan uses ``context``: the first scene pixel then has ``context`` pixels of
-    #: (reflected) context, as every other pixel has at least, and the blending ramp of
-    #: the first window lies on the scene instead of on reflected pixels.
+    #: context`` (the first scene pixel has the full weight of one window, as with a
+    #: given ``overlap``). The default plan uses what its windows' rounding leaves free, up
+    #: to the context, in whole pooling steps (:func:`_reflect_slack`).
     edge: int | None = None
 
     @property
