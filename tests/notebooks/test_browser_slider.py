@@ -175,7 +175,9 @@ def test_slider_updates_metrics_and_map(jupyterlab):
 
 def _accept_dialogs(page) -> None:
     """Accept JupyterLab dialogs, such as "Select Kernel" when the notebook opened before the
-    kernel specs had loaded (its default choice is the notebook's glacierkit kernel)."""
+    kernel specs had loaded; there the notebook's own running kernel is chosen, where the
+    dialog offers it (seen repeating a dozen times on one page load, in 2 of 6 runs: with
+    the default choice each acceptance restarted the kernel and lost the queued cells)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     dialogs = page.locator(".jp-Dialog")
@@ -184,6 +186,15 @@ def _accept_dialogs(page) -> None:
             return
         print("accepting dialog:", dialogs.first.inner_text().replace("\n", " ")[:200])
         try:
+            # A kernel selector offers the notebook's running kernel ("<notebook> (id)"):
+            # connect to it. Accepting the default would start a new kernel and shut down
+            # the running one, with the cells queued on it.
+            select = dialogs.first.locator("select")
+            if select.count():
+                running = [t.strip() for t in select.first.locator("option").all_inner_texts()
+                           if t.strip().startswith(f"{NOTEBOOK} (")]
+                if running:
+                    select.first.select_option(label=running[0], timeout=5_000)
             dialogs.first.locator(".jp-Dialog-button.jp-mod-accept").click(timeout=5_000)
             dialogs.first.wait_for(state="detached", timeout=5_000)
         except PlaywrightTimeout:
