@@ -98,7 +98,7 @@ def cross_region(
     clear_below: float = 0.2,
     grid=None,
     tta: bool = False,
-    overlap: float = 0.5,
+    overlap: float | None = None,
     output_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> CrossRegion:
@@ -120,7 +120,8 @@ def cross_region(
     grid
         Thresholds for the per-date NDSI oracle (default 0 to 0.7 by 0.01).
     tta, overlap
-        Passed to :func:`glacierkit.unet.predict_scene`.
+        Passed to :func:`glacierkit.unet.predict_scene` (``overlap=None``: its default
+        window plan).
     output_dir
         When given, each date's prediction is written there (``<scene>/probability.tif``,
         ``mask.tif``) with the guard's report in the tags, and the tables as

@@ -350,6 +350,11 @@ def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None
                         "differ. Use a larger window.", win, pred.radius, ctx)
         ovl = (win - step) / win
     else:
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.number)):
+            raise ParameterError(
+                f"overlap={overlap!r} must be a number in [0, 1) (0.5 is the former blend), or "
+                "None for the default plan (twice the context plus a 16-px ramp)."
+            )
         step = _step_size(win, float(overlap), m)
         ovl = float(overlap)
         if context is not None and 2 * ctx > win - step:

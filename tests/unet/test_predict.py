@@ -349,6 +349,9 @@ def test_missing_sidecar_and_bad_parameters(trained, tmp_path):
         _predict(trained, scene, window=30)
     with pytest.raises(ParameterError, match="overlap"):
         _predict(trained, scene, overlap=1.0)
+    # a mistyped notebook parameter (text) names the value and the choices
+    with pytest.raises(ParameterError, match=r"overlap='half'.*None for the default plan"):
+        _predict(trained, scene, overlap="half")
     model, spec = trained[1], trained[2]
     with pytest.raises(GlacierKitError, match="bare Keras model"):
         predict_scene(model, scene)
