@@ -15,9 +15,14 @@ sidecar). In one process:
 4. unless ``--no-compare``: ``predict_scene`` again in the other precision (float32 if the
    first run used bfloat16, and the other way round), for the speed ratio and the largest
    probability difference.
+5. unless ``--no-memory-run``: ``predict_scene`` alone in a fresh process (no probes, only
+   the model loaded before it), for ``memory_beyond_model_gb``: its peak RSS above the
+   loaded model (issue 19's bound: 2 GB on the full scene).
 
 Reported: times, megapixels/s, peak RSS (sampled every 20 ms) above the RSS once the model
-was loaded (so the activations of the windows count), the achieved FLOP/s of the forward
+was loaded (so the activations of the windows count) and above the RSS just before
+``predict_scene`` (after glibc's ``malloc_trim`` returned what the earlier steps freed:
+the prediction's own memory, with the probe batches that run between its own), the achieved FLOP/s of the forward
 passes as a fraction of the same run's ``tf.matmul`` peak in the same precision
 (``bench/_roofline.py``), and:
 
@@ -79,6 +84,18 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def release_free_memory() -> None:
+    """Return the heap's free pages to the system (glibc's ``malloc_trim``; nothing elsewhere),
+    so that the RSS that follows counts what the next step allocates, not what earlier steps
+    (the matmul peak, the raw forward passes) freed but the allocator kept."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class PeakRSS:
@@ -248,7 +265,39 @@ def cli_timing(model: str, tmp: Path, runs: int, precision: str) -> tuple[list, 
     return cli, tf_import
 
 
+def memory_child(scene: str, model: str, precision: str, kwargs: dict) -> None:
+    """In a fresh process: ``predict_scene`` alone (no probes, nothing run before it but
+    loading the model and one 64 x 64 pass), and its peak RSS above the loaded model."""
+    from glacierkit.unet import predict_scene
+    from glacierkit.unet.artifact import resolve_model
+
+    pred = resolve_model(model, precision)
+    pred.model.predict_on_batch(np.zeros((1, 64, 64, pred.spec.n_channels), "float32"))
+    base = rss_mb()
+    with PeakRSS() as peak:
+        t = time.perf_counter()
+        predict_scene(pred, scene, **kwargs)
+    print(f"MEMORY {peak.peak - base:.1f} {time.perf_counter() - t:.2f} {base:.1f}")
+
+
+def memory_run(scene: Path, model: str, precision: str, kwargs: dict) -> tuple[float, float,
+                                                                              float]:
+    """``(MB beyond the model, seconds, MB of the loaded model)`` of :func:`memory_child`."""
+    import json
+
+    proc = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps(
+        [str(scene), model, precision, kwargs])], check=True, capture_output=True, text=True)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY ")][-1]
+    mb, seconds, base = (float(v) for v in line.split()[1:])
+    return mb, seconds, base
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory-child":
+        import json
+
+        memory_child(*json.loads(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=2, default=(7700, 7800),
                         metavar=("HEIGHT", "WIDTH"))
@@ -269,6 +318,8 @@ def main() -> None:
                         help="CLI runs on a 256 x 256 scene (and bare TensorFlow imports)")
     parser.add_argument("--peak-size", type=int, default=4096,
                         help="matrix size of the tf.matmul peak (smaller: a quick check)")
+    parser.add_argument("--no-memory-run", action="store_true",
+                        help="skip predict_scene alone in a fresh process (its peak memory)")
     parser.add_argument("--cli-only", action="store_true",
                         help="only time the CLI on the small scene against the import")
     args = parser.parse_args()
@@ -350,6 +401,8 @@ def main() -> None:
     timed_pred = dataclasses.replace(pred, model=timed)
     kwargs = {"window": args.window, "overlap": args.overlap, "context": args.context,
               "batch_size": args.batch_size, "progress": False}
+    release_free_memory()
+    before_pred = rss_mb()
     with PeakRSS() as peak:
         t = time.perf_counter()
         prob = predict_scene(timed_pred, scene_path, **kwargs)
@@ -379,7 +432,9 @@ def main() -> None:
     achieved = fwd_rate * 1e6 * flops["plan"]
     print(f"predict_scene: {t_pred:.1f} s (without the {t_probes:.1f} s of probes), "
           f"{scene_rate:.2f} Mpx/s of scene; peak RSS {peak.peak:.0f} MB = model + "
-          f"{peak.peak - base_rss:.0f} MB")
+          f"{peak.peak - base_rss:.0f} MB, {peak.peak - before_pred:.0f} MB above the "
+          f"{before_pred:.0f} MB just before it (the prediction's own, its probe batches "
+          "included; the earlier steps' freed memory was returned to the system first)")
     print(f"forward passes inside predict_scene: {timed.seconds:.1f} s in {timed.calls} "
           f"batches ({fwd_rate:.2f} Mpx/s of windows, {achieved / 1e9:.0f} GFLOP/s); "
           f"everything else {t_pred - timed.seconds:.1f} s")
@@ -428,6 +483,11 @@ def main() -> None:
               f"pixels flipped {flips:.1e}")
         del prob2
 
+    memory = None
+    if not args.no_memory_run:
+        memory = memory_run(scene_path, args.model, pred.precision, kwargs)
+        print(f"predict_scene alone (a fresh process, no probes): peak RSS model + "
+              f"{memory[0]:.0f} MB (model loaded: {memory[2]:.0f} MB), {memory[1]:.1f} s")
     _cleanup(tmp)
     print(f"traces: {getattr(pred.model, 'traces', 'n/a')} (graphs traced in this process)")
     print(f"machine at the end: {machine()}")
@@ -435,6 +495,8 @@ def main() -> None:
     print(f"forward_vs_matmul_peak: {achieved / peaks[pred.precision]:.3f} ({pred.precision}, "
           f"peak {peaks[pred.precision] / 1e9:.0f} GFLOP/s)")
     print(f"overhead_vs_raw_forward: {t_pred / timed.seconds:.3f}")
+    if memory:
+        print(f"memory_beyond_model_gb: {memory[0] / 1024:.3f} (predict_scene alone)")
     _print_cli(cli, tf_import)
     print(f"scene_vs_raw_forward_throughput: {scene_rate / raw_rate[best]:.3f} "
           f"({pred.precision})")

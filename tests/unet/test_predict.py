@@ -441,7 +441,10 @@ def test_bench_predict_still_runs(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith("plan: ") for line in lines)
-    names = [line.split(":")[0] for line in lines[-4:]]
+    names = [line.split(":")[0] for line in lines[-5:]]
     assert names == ["pixel_factor", "forward_vs_matmul_peak", "overhead_vs_raw_forward",
-                     "scene_vs_raw_forward_throughput"]
+                     "memory_beyond_model_gb", "scene_vs_raw_forward_throughput"]
     assert float(lines[-1].split()[1]) > 0
+    # the prediction alone, in its own process, and its memory beyond the model
+    assert any(line.startswith("predict_scene alone (a fresh process") for line in lines)
+    assert 0 <= float(lines[-2].split()[1]) < 2
