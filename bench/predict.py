@@ -20,11 +20,9 @@ sidecar). In one process:
    loaded model (issue 19's bound: 2 GB on the full scene).
 
 Reported: times, megapixels/s, peak RSS (sampled every 20 ms) above the RSS once the model
-was loaded (so the activations of the windows count) and above the RSS just before
-``predict_scene`` (after glibc's ``malloc_trim`` returned what the earlier steps freed:
-the prediction's own memory, with the probe batches that run between its own), the achieved FLOP/s of the forward
-passes as a fraction of the same run's ``tf.matmul`` peak in the same precision
-(``bench/_roofline.py``), and:
+was loaded (so the activations of the windows count; step 5 measures the prediction's own),
+the achieved FLOP/s of the forward passes as a fraction of the same run's ``tf.matmul``
+peak in the same precision (``bench/_roofline.py``), and:
 
 * ``scene_vs_raw_forward_throughput`` (the last line) = megapixels of scene per second of
   ``predict_scene`` / megapixels per second of the raw forward pass, the faster of the two
@@ -84,18 +82,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def release_free_memory() -> None:
-    """Return the heap's free pages to the system (glibc's ``malloc_trim``; nothing elsewhere),
-    so that the RSS that follows counts what the next step allocates, not what earlier steps
-    (the matmul peak, the raw forward passes) freed but the allocator kept."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class PeakRSS:
@@ -401,8 +387,6 @@ def main() -> None:
     timed_pred = dataclasses.replace(pred, model=timed)
     kwargs = {"window": args.window, "overlap": args.overlap, "context": args.context,
               "batch_size": args.batch_size, "progress": False}
-    release_free_memory()
-    before_pred = rss_mb()
     with PeakRSS() as peak:
         t = time.perf_counter()
         prob = predict_scene(timed_pred, scene_path, **kwargs)
@@ -432,9 +416,8 @@ def main() -> None:
     achieved = fwd_rate * 1e6 * flops["plan"]
     print(f"predict_scene: {t_pred:.1f} s (without the {t_probes:.1f} s of probes), "
           f"{scene_rate:.2f} Mpx/s of scene; peak RSS {peak.peak:.0f} MB = model + "
-          f"{peak.peak - base_rss:.0f} MB, {peak.peak - before_pred:.0f} MB above the "
-          f"{before_pred:.0f} MB just before it (the prediction's own, its probe batches "
-          "included; the earlier steps' freed memory was returned to the system first)")
+          f"{peak.peak - base_rss:.0f} MB (with the probe batches, and what the steps "
+          "before it freed but the allocator kept)")
     print(f"forward passes inside predict_scene: {timed.seconds:.1f} s in {timed.calls} "
           f"batches ({fwd_rate:.2f} Mpx/s of windows, {achieved / 1e9:.0f} GFLOP/s); "
           f"everything else {t_pred - timed.seconds:.1f} s")

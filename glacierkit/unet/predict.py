@@ -8,17 +8,19 @@ probability on the scene's exact grid. How it works:
   runs on Landsat 8/9 or 7 as long as the scene has those roles.
 * **Large windows, cropped context, a short blend.** A U-Net's output near a window edge
   depends on the zero padding there: for the committed model it moves by up to 0.96 at
-  the edge and by less than 0.01 only from about 76 px inside. So every window gives zero
-  weight to ``context`` pixels at each edge (by default 0.7 of the model's receptive-field
-  radius, computed from its layers, rounded up to the pooling factor: 80 px for the
-  ``cpu`` preset), and neighbouring windows overlap by twice the context plus a 16-px
-  sine-squared ramp whose weights add up to exactly one (:func:`blend_weights`). Every
+  the edge and by less than 0.01 only from about 76 px inside. So every window gives almost
+  no weight (:data:`~glacierkit.unet.windows.CONTEXT_WEIGHT`) to ``context`` pixels at
+  each edge (by default 0.7 of the model's receptive-field radius, computed from its
+  layers, rounded up to the pooling factor: 80 px for the ``cpu`` preset), and
+  neighbouring windows overlap by twice the context plus a 16-px sine-squared ramp whose
+  weights add up to exactly one (:func:`blend_weights`). Every
   pixel away from the scene's own edges then comes from windows that see it with at least
-  ``context`` pixels around it: no seams, and beyond the context of the scene's own edges the result does not depend on
-  where the window edges fall (tested by cropping the scene). Each window fits in the
-  activation memory of one square window of 640 MB in float32, 800 MB in bfloat16 (for the
-  ``cpu`` preset 1168 px and 1792 px square; a window may be a rectangle of the same area,
-  as wide as the scene), and the window counts are those with the least pixel work
+  ``context`` pixels around it: no seams, and beyond the context of the scene's own edges
+  the result does not depend on where the window edges fall (tested by cropping the
+  scene). Each window fits in the activation memory of one square window of 640 MB in
+  float32, 800 MB in bfloat16 (for the ``cpu`` preset 1168 px and 1792 px square; a window
+  may be a rectangle of the same area, as wide as the scene), and the window counts are
+  those with the least pixel work
   (:func:`glacierkit.unet.windows.plan_windows`): a full Landsat scene costs 1.21 (bfloat16)
   to 1.36 (float32) window pixels per scene pixel, a 2048-px scene 1.09 to 1.20, a scene
   of up to 1024 px one window of its own size (the former 50% overlap of 256-px windows:

@@ -298,8 +298,12 @@ def _window_size(window: int | None, pred: Predictor) -> int:
 
 
 def _step_size(window: int, overlap: float, multiple: int) -> int:
-    if not 0 <= overlap < 1:
-        raise ParameterError(f"overlap={overlap} must be in [0, 1); 0.5 is the usual choice.")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.number)) or \
+            not 0 <= overlap < 1:
+        raise ParameterError(
+            f"overlap={overlap!r} must be a number in [0, 1) (0.5: half-overlapping windows), "
+            "or None for the default plan (twice the context plus a 16-px ramp)."
+        )
     step = int(round(window * (1 - overlap) / multiple)) * multiple
     return min(window, max(multiple, step))
 
@@ -350,12 +354,7 @@ def plan_windows(pred: Predictor, height: int, width: int, *, window: int | None
                         "differ. Use a larger window.", win, pred.radius, ctx)
         ovl = (win - step) / win
     else:
-        if isinstance(overlap, bool) or not isinstance(overlap, (int, float, np.number)):
-            raise ParameterError(
-                f"overlap={overlap!r} must be a number in [0, 1) (0.5 is the former blend), or "
-                "None for the default plan (twice the context plus a 16-px ramp)."
-            )
-        step = _step_size(win, float(overlap), m)
+        step = _step_size(win, overlap, m)
         ovl = float(overlap)
         if context is not None and 2 * ctx > win - step:
             raise ParameterError(

@@ -184,6 +184,18 @@ def test_landsat_folder_without_its_mtl(tmp_path, capsys, model):
     assert open_scene(geo).attrs["sensor"] == "landsat8"  # georeferenced: default scaling
 
 
+@pytest.mark.parametrize("overlap", ["0.5", "half", True])
+def test_overlap_as_text_or_flag_names_the_value_and_the_choices(model, tmp_path, overlap):
+    """A notebook 05 or pipeline parameter given as text (a quoted YAML number, a word) or a
+    flag: a ParameterError that names the value and what to give instead, before any window
+    is predicted."""
+    from glacierkit.unet import predict_scene
+
+    scene = write_scene(tmp_path / "scene.tif")
+    with pytest.raises(ParameterError, match=rf"overlap={overlap!r}.*None for the default plan"):
+        predict_scene(model, scene, overlap=overlap, progress=False)
+
+
 def test_predict_cli_offers_what_its_errors_suggest():
     from glacierkit.pipeline.cli import build_parser
 
