@@ -72,3 +72,21 @@ def test_a_wheel_from_a_fresh_checkout_holds_every_subpackage(tmp_path):
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "glacierkit = glacierkit.pipeline.cli:main" in text
+
+
+def test_setup_on_a_full_disk_stops_first_with_one_clear_line(tmp_path):
+    """CI once failed in pip with 'No space left on device', after a half-made .venv. The
+    set-up checks the free space first: one line naming the folder, what it has, and the
+    fix, and nothing created."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "not" / "yet" / "venv"
+    proc = subprocess.run(["make", "-s", "setup", f"VENV={venv}", "MIN_FREE_GB=1e9",
+                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert f"setting up {venv} needs about 1e+09 GB free" in err
+    assert f"but {tmp_path} has" in err and "VENV=/path/with/space" in err
+    assert "Traceback" not in err and "Setting up" not in proc.stdout
+    assert not (tmp_path / "not").exists()
