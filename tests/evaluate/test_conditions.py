@@ -55,7 +55,7 @@ def test_conditions_go_through_the_loader(tmp_path):
     assert condition_scene(landsat, labels, by_name["offset"], tmp_path) is None
 
 
-def test_benchmark_tables_and_worst_condition(tmp_path):
+def test_benchmark_tables_and_worst_condition(tmp_path, sample_data):
     model = save_untrained_model(tmp_path, window=32)
     chosen = [c for c in CONDITIONS if c.name in ("surface reflectance", "toa hazy")]
     bench = benchmark(model, ndsi_threshold=0.39, conditions=chosen,
@@ -76,7 +76,7 @@ def test_benchmark_tables_and_worst_condition(tmp_path):
 
 
 @pytest.mark.slow
-def test_committed_model_holds_on_a_hazy_top_of_atmosphere_scene():
+def test_committed_model_holds_on_a_hazy_top_of_atmosphere_scene(sample_data):
     """Issue 17's bar on one condition: a top-of-atmosphere Athabasca (which the model
     never saw) mapped at least as well as NDSI at the learned threshold minus 0.02."""
     chosen = [c for c in CONDITIONS if c.name == "toa hazy"]
