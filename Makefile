@@ -26,12 +26,12 @@ endif
 setup: $(VENV)/.installed
 
 # The set-up needs about 4 GB in $(VENV) (TensorFlow alone 1.9 GB) and about 1 GB more
-# while pip unpacks; check first, so that a full disk gives one clear line and no half-made
-# environment. MIN_FREE_GB=0 skips the check.
+# while pip unpacks; tools/free_space.py checks first, so that a full disk gives one clear
+# line and no half-made environment. MIN_FREE_GB=0 skips the check.
 MIN_FREE_GB ?= 5
 
 $(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import os, shutil, sys; d = os.path.abspath("$(VENV)"); exec("while not os.path.isdir(d): d = os.path.dirname(d)"); need = float("$(MIN_FREE_GB)"); free = shutil.disk_usage(d).free / 1e9; sys.exit(0 if free >= need else f"error: setting up $(VENV) needs about {need:g} GB free (the environment takes about 4 GB), but {d} has {free:.1f} GB free. Free some space there, or put the environment elsewhere with VENV=/path/with/space (MIN_FREE_GB=0 skips this check).")'
+	@$(PYTHON) tools/free_space.py "$(VENV)" "$(MIN_FREE_GB)"
 	@echo "Setting up $(VENV) (pip; a few minutes the first time) ..."
 	@$(PYTHON) -m venv $(VENV)
 	@$(PIP) install --upgrade pip

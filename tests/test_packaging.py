@@ -90,3 +90,8 @@ def test_setup_on_a_full_disk_stops_first_with_one_clear_line(tmp_path):
     assert f"but {tmp_path} has" in err and "VENV=/path/with/space" in err
     assert "Traceback" not in err and "Setting up" not in proc.stdout
     assert not (tmp_path / "not").exists()
+    # a mistyped limit is named, not a traceback
+    proc = subprocess.run(["make", "-s", "setup", f"VENV={venv}", "MIN_FREE_GB=5GB",
+                           f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "MIN_FREE_GB='5GB' is not a number" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "not").exists()
